@@ -1,0 +1,329 @@
+//! In-memory adapters: a [`MemoryStore`], a [`MemoryQueue`], a [`RecordingPush`], a
+//! [`ManualClock`] and a [`ScriptedAgent`].
+//!
+//! They exist for unit tests of the core and as the reference the real stores are checked
+//! against; they keep everything in a mutex and lose it on exit.
+
+use crate::model::{
+    Connection, DispatchJob, Message, MessageId, MessageStatus, Millis, NewMessage, Page,
+    PageQuery, Session, SessionId,
+};
+use crate::ports::{
+    Agent, AgentError, Appended, Clock, Push, PushError, Queue, QueueError, SignedRequest, Store,
+    StoreError,
+};
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<SessionId, Session>,
+    messages: HashMap<SessionId, BTreeMap<u64, Message>>,
+    idempotency: HashMap<(SessionId, String), u64>,
+    connections: HashMap<String, Connection>,
+    counters: HashMap<String, (u64, Millis)>,
+}
+
+/// A [`Store`] in a mutex.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Applies a page query to messages in ascending `seq`; shared by the in-memory and the
+/// reference implementations so all stores page identically.
+pub fn page_of<'a>(all: impl DoubleEndedIterator<Item = &'a Message>, q: PageQuery) -> Page {
+    let limit = q.limit as usize;
+    let in_range =
+        |m: &&Message| q.after.is_none_or(|a| m.seq > a) && q.before.is_none_or(|b| m.seq < b);
+    let mut messages: Vec<Message>;
+    let has_more;
+    if q.after.is_some() {
+        let mut it = all.filter(in_range);
+        messages = it.by_ref().take(limit).cloned().collect();
+        has_more = it.next().is_some();
+    } else {
+        let mut it = all.rev().filter(in_range);
+        messages = it.by_ref().take(limit).cloned().collect();
+        has_more = it.next().is_some();
+        messages.reverse();
+    }
+    Page { messages, has_more }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+        self.lock().sessions.insert(session.id, session.clone());
+        Ok(())
+    }
+
+    async fn get_session(
+        &self,
+        id: &SessionId,
+        now: Millis,
+    ) -> Result<Option<Session>, StoreError> {
+        Ok(self
+            .lock()
+            .sessions
+            .get(id)
+            .filter(|s| s.expires_at > now)
+            .cloned())
+    }
+
+    async fn append_message(&self, m: NewMessage) -> Result<Option<Appended>, StoreError> {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let Some(session) = inner
+            .sessions
+            .get_mut(&m.session_id)
+            .filter(|s| s.expires_at > m.created_at)
+        else {
+            return Ok(None);
+        };
+        if let Some(key) = &m.idempotency_key {
+            if let Some(seq) = inner.idempotency.get(&(m.session_id, key.clone())) {
+                let message = inner.messages[&m.session_id][seq].clone();
+                return Ok(Some(Appended {
+                    message,
+                    created: false,
+                }));
+            }
+        }
+        session.last_seq += 1;
+        let seq = session.last_seq;
+        if let Some(key) = &m.idempotency_key {
+            inner.idempotency.insert((m.session_id, key.clone()), seq);
+        }
+        let message = m.with_seq(seq);
+        inner
+            .messages
+            .entry(message.session_id)
+            .or_default()
+            .insert(seq, message.clone());
+        Ok(Some(Appended {
+            message,
+            created: true,
+        }))
+    }
+
+    async fn get_message(
+        &self,
+        session: &SessionId,
+        id: &MessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        Ok(self
+            .lock()
+            .messages
+            .get(session)
+            .and_then(|ms| ms.values().find(|m| m.id == *id).cloned()))
+    }
+
+    async fn list_messages(&self, session: &SessionId, q: PageQuery) -> Result<Page, StoreError> {
+        let g = self.lock();
+        Ok(match g.messages.get(session) {
+            Some(ms) => page_of(ms.values(), q),
+            None => Page::default(),
+        })
+    }
+
+    async fn advance_status(
+        &self,
+        session: &SessionId,
+        id: &MessageId,
+        status: MessageStatus,
+    ) -> Result<Option<Message>, StoreError> {
+        let mut g = self.lock();
+        let Some(m) = g
+            .messages
+            .get_mut(session)
+            .and_then(|ms| ms.values_mut().find(|m| m.id == *id))
+        else {
+            return Ok(None);
+        };
+        if m.status.rank() >= status.rank() {
+            return Ok(None);
+        }
+        m.status = status;
+        Ok(Some(m.clone()))
+    }
+
+    async fn mark_read(
+        &self,
+        session: &SessionId,
+        up_to: u64,
+    ) -> Result<Option<Session>, StoreError> {
+        let mut g = self.lock();
+        Ok(g.sessions.get_mut(session).map(|s| {
+            s.read_up_to = s.read_up_to.max(up_to.min(s.last_seq));
+            s.clone()
+        }))
+    }
+
+    async fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        self.lock().connections.insert(c.id.clone(), c.clone());
+        Ok(())
+    }
+
+    async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        Ok(self.lock().connections.get(id).cloned())
+    }
+
+    async fn delete_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        self.lock().connections.remove(&c.id);
+        Ok(())
+    }
+
+    async fn list_connections(&self, session: &SessionId) -> Result<Vec<Connection>, StoreError> {
+        let g = self.lock();
+        let mut v: Vec<_> = g
+            .connections
+            .values()
+            .filter(|c| c.session_id == *session)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(v)
+    }
+
+    async fn increment_counter(&self, key: &str, expires_at: Millis) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let e = g.counters.entry(key.to_string()).or_insert((0, expires_at));
+        e.0 += 1;
+        Ok(e.0)
+    }
+}
+
+/// A [`Queue`] that collects jobs for the test to run.
+#[derive(Default)]
+pub struct MemoryQueue {
+    jobs: Mutex<Vec<DispatchJob>>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryQueue {
+    /// Takes every job enqueued so far.
+    pub fn drain(&self) -> Vec<DispatchJob> {
+        std::mem::take(&mut *self.jobs.lock().unwrap())
+    }
+
+    /// Makes the next enqueues fail (or succeed again).
+    pub fn set_failing(&self, fail: bool) {
+        self.fail.store(fail, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Queue for MemoryQueue {
+    async fn enqueue(&self, job: DispatchJob) -> Result<(), QueueError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(QueueError("queue is down".into()));
+        }
+        self.jobs.lock().unwrap().push(job);
+        Ok(())
+    }
+}
+
+/// A [`Push`] that records every frame, and answers `Gone` for connections marked gone.
+#[derive(Default)]
+pub struct RecordingPush {
+    frames: Mutex<Vec<(String, String)>>,
+    gone: Mutex<HashSet<String>>,
+}
+
+impl RecordingPush {
+    /// Takes the `(connection id, frame)` pairs pushed so far.
+    pub fn take(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.frames.lock().unwrap())
+    }
+
+    /// The parsed frames pushed to one connection so far (keeps them recorded).
+    pub fn frames_for(&self, connection: &str) -> Vec<serde_json::Value> {
+        self.frames
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(c, _)| c == connection)
+            .map(|(_, f)| serde_json::from_str(f).expect("frames are JSON"))
+            .collect()
+    }
+
+    pub fn mark_gone(&self, connection: &str) {
+        self.gone.lock().unwrap().insert(connection.to_string());
+    }
+}
+
+#[async_trait]
+impl Push for RecordingPush {
+    async fn push(&self, connection_id: &str, frame: &str) -> Result<(), PushError> {
+        if self.gone.lock().unwrap().contains(connection_id) {
+            return Err(PushError::Gone);
+        }
+        self.frames
+            .lock()
+            .unwrap()
+            .push((connection_id.to_string(), frame.to_string()));
+        Ok(())
+    }
+}
+
+/// A [`Clock`] the test moves by hand.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(now: Millis) -> Self {
+        Self(AtomicI64::new(now))
+    }
+    pub fn advance(&self, ms: Millis) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+    pub fn set(&self, now: Millis) {
+        self.0.store(now, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// An [`Agent`] that records requests and fails while told to.
+#[derive(Default)]
+pub struct ScriptedAgent {
+    requests: Mutex<Vec<SignedRequest>>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl ScriptedAgent {
+    pub fn set_failing(&self, fail: bool) {
+        self.fail.store(fail, Ordering::SeqCst);
+    }
+    pub fn requests(&self) -> Vec<SignedRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Agent for ScriptedAgent {
+    async fn deliver(&self, request: SignedRequest) -> Result<(), AgentError> {
+        self.requests.lock().unwrap().push(request);
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(AgentError("n8n answered 502".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,151 @@
+//! The ports: the only ways the core reaches the outside world.
+//!
+//! Each deployment plugs in its own adapters: DynamoDB, SQS and API Gateway on AWS; SQLite, an
+//! in-process queue and local WebSockets in `chat-local`; in-memory fakes in unit tests.
+//! Every adapter must honour the same semantics, spelled out on each method, and the store
+//! conformance suite checks them.
+
+use crate::model::{
+    Connection, DispatchJob, Message, MessageId, MessageStatus, Millis, NewMessage, Page,
+    PageQuery, Session, SessionId,
+};
+use async_trait::async_trait;
+
+/// A failure of the store. Its text goes to logs only, never to callers.
+#[derive(Debug, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(pub String);
+
+/// A failure to enqueue a job.
+#[derive(Debug, thiserror::Error)]
+#[error("queue: {0}")]
+pub struct QueueError(pub String);
+
+/// Why a push to one connection did not arrive.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The connection no longer exists; the service forgets it.
+    #[error("connection is gone")]
+    Gone,
+    #[error("push failed: {0}")]
+    Failed(String),
+}
+
+/// Why a delivery to n8n failed; it is retried.
+#[derive(Debug, thiserror::Error)]
+#[error("agent: {0}")]
+pub struct AgentError(pub String);
+
+/// The result of [`Store::append_message`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    pub message: Message,
+    /// `false` when the idempotency key already existed and `message` is the earlier one.
+    pub created: bool,
+}
+
+/// Durable state: sessions, their numbered messages, live connections and counters.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Stores a new session (its `last_seq` and `read_up_to` are 0).
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError>;
+
+    /// The session, or `None` when it does not exist or has expired at `now`.
+    async fn get_session(&self, id: &SessionId, now: Millis)
+    -> Result<Option<Session>, StoreError>;
+
+    /// Appends a message to an existing session, atomically giving it `seq = last_seq + 1`.
+    ///
+    /// When `idempotency_key` is set and already used in this session, nothing is written and
+    /// the message stored under that key is returned with `created: false`. `None` when the
+    /// session does not exist or has expired at the message's `created_at`.
+    async fn append_message(&self, message: NewMessage) -> Result<Option<Appended>, StoreError>;
+
+    async fn get_message(
+        &self,
+        session: &SessionId,
+        id: &MessageId,
+    ) -> Result<Option<Message>, StoreError>;
+
+    /// A page of history in ascending `seq`.
+    ///
+    /// With `after`: the first `limit` messages with `seq > after` (and `< before` if given),
+    /// `has_more` when more follow. Without `after`: the last `limit` messages with
+    /// `seq < before` (or the newest), `has_more` when older ones exist.
+    async fn list_messages(&self, session: &SessionId, page: PageQuery)
+    -> Result<Page, StoreError>;
+
+    /// Moves a message's status forward (by [`MessageStatus::rank`]). Returns the updated
+    /// message, or `None` when the message is missing or already at or past `status`.
+    async fn advance_status(
+        &self,
+        session: &SessionId,
+        id: &MessageId,
+        status: MessageStatus,
+    ) -> Result<Option<Message>, StoreError>;
+
+    /// Raises the session's `read_up_to` to `up_to` (never lowers it); returns the session.
+    async fn mark_read(
+        &self,
+        session: &SessionId,
+        up_to: u64,
+    ) -> Result<Option<Session>, StoreError>;
+
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+
+    async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError>;
+
+    /// Forgets a connection; forgetting an unknown one is not an error.
+    async fn delete_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+
+    /// The live connections of a session (a query on the session, never a scan).
+    async fn list_connections(&self, session: &SessionId) -> Result<Vec<Connection>, StoreError>;
+
+    /// Atomically adds one to the counter `key` and returns its new value. The counter is
+    /// created at 1 and disappears after `expires_at`.
+    async fn increment_counter(&self, key: &str, expires_at: Millis) -> Result<u64, StoreError>;
+}
+
+/// Hands user messages to the dispatcher, at least once.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    async fn enqueue(&self, job: DispatchJob) -> Result<(), QueueError>;
+}
+
+/// Sends one text frame to one WebSocket connection.
+#[async_trait]
+pub trait Push: Send + Sync {
+    async fn push(&self, connection_id: &str, frame: &str) -> Result<(), PushError>;
+}
+
+/// The current time.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> Millis;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> Millis {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as Millis)
+            .unwrap_or(0)
+    }
+}
+
+/// A signed request for n8n: the exact body bytes and the two signature headers.
+#[derive(Debug, Clone)]
+pub struct SignedRequest {
+    pub body: Vec<u8>,
+    pub timestamp: String,
+    pub signature: String,
+}
+
+/// Delivers a user message to the agent (n8n); any non-2xx, error or timeout is a failure.
+#[async_trait]
+pub trait Agent: Send + Sync {
+    async fn deliver(&self, request: SignedRequest) -> Result<(), AgentError>;
+}
