@@ -1,0 +1,207 @@
+//! Wiring: configuration from the environment, the adapters, the server and its shutdown.
+
+use crate::db::Db;
+use crate::devbot::DevBot;
+use crate::hub::Hub;
+use crate::queue::{self, JobQueue};
+use crate::store::SqliteStore;
+use chat_core::config::{ConfigError, Secret};
+use chat_core::ports::{Clock, SystemClock};
+use chat_core::service::Ports;
+use chat_core::{ChatService, Config, Dispatcher};
+use chat_n8n::N8nClient;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: ChatService,
+    pub hub: Arc<Hub>,
+    pub dev_bot: Option<DevBot>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// `chat-local`'s own settings, on top of the core's.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub public_url: Option<String>,
+    pub webhook_secret: Secret,
+    pub session_secret: Secret,
+    pub n8n_url: Option<String>,
+}
+
+/// Failures that stop `chat-local` from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the data folder: {0}")]
+    Db(#[from] crate::db::DbError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{0}")]
+    Queue(#[from] chat_core::ports::QueueError),
+    #[error("{0}")]
+    Store(#[from] chat_core::ports::StoreError),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+const DEV_WEBHOOK_SECRET: &str = "chat-local-dev-webhook-secret";
+const DEV_SESSION_SECRET: &str = "chat-local-dev-session-secret";
+
+impl LocalConfig {
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        let addr = match set("CHAT_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+            Some(a) => a.trim().parse().map_err(|_| ConfigError::Invalid {
+                name: "CHAT_ADDR",
+                expected: "an address like 127.0.0.1:3000",
+            })?,
+        };
+        let secret = |name: &'static str, dev: &str| match set(name) {
+            Some(s) => Secret::new(s),
+            None => {
+                tracing::warn!(
+                    "{name} is not set: using a development secret; set it before exposing this server"
+                );
+                Secret::new(dev)
+            }
+        };
+        let public_url = set("CHAT_PUBLIC_URL").map(|u| u.trim().trim_end_matches('/').to_string());
+        if let Some(u) = &public_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    name: "CHAT_PUBLIC_URL",
+                    expected: "an http:// or https:// URL",
+                });
+            }
+        }
+        let n8n_url = set("CHAT_N8N_WEBHOOK_URL").map(|u| u.trim().to_string());
+        if let Some(u) = &n8n_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    name: "CHAT_N8N_WEBHOOK_URL",
+                    expected: "an http:// or https:// URL",
+                });
+            }
+        }
+        Ok(Self {
+            addr,
+            data_dir: set("CHAT_DATA_DIR")
+                .map_or_else(|| PathBuf::from("./.chat-local"), PathBuf::from),
+            public_url,
+            webhook_secret: secret("CHAT_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
+            session_secret: secret("CHAT_SESSION_SECRET", DEV_SESSION_SECRET),
+            n8n_url,
+        })
+    }
+}
+
+/// Runs the server until `stop` resolves (or SIGINT/SIGTERM from `main`), then shuts down
+/// gracefully: stop accepting, finish requests under way, close sockets, let dispatches
+/// record their outcome. `ready` receives the bound address once the server listens.
+pub async fn run(
+    local: LocalConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), StartError> {
+    let listener = TcpListener::bind(local.addr)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: local.addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: local.addr,
+        source,
+    })?;
+    let public_url = local
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let websocket_url = match public_url.strip_prefix("https://") {
+        Some(rest) => format!("wss://{rest}/ws"),
+        None => format!("ws://{}/ws", public_url.trim_start_matches("http://")),
+    };
+    let config = Config::from_env(
+        env,
+        local.webhook_secret.clone(),
+        local.session_secret.clone(),
+        public_url.clone(),
+        websocket_url,
+    )?;
+
+    let db = Db::open(&local.data_dir)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = Arc::new(SqliteStore::new(db.clone()));
+    store.clear_connections().await?;
+    let purged = store.purge_expired(clock.now_ms()).await?;
+    let jobs = JobQueue::new(db.clone(), clock.clone());
+    let pending = jobs.recover().await?;
+    let hub = Arc::new(Hub::default());
+    let ports = Ports {
+        store: store.clone(),
+        queue: Arc::new(jobs.clone()),
+        push: hub.clone(),
+        clock: clock.clone(),
+    };
+    let service = ChatService::new(ports, config.clone());
+
+    let (agent_url, dev_bot) = match &local.n8n_url {
+        Some(u) => (u.clone(), None),
+        None => (format!("{public_url}/dev/n8n"), Some(())),
+    };
+    let agent = N8nClient::new(agent_url.clone(), config.dispatch.timeout)?;
+    let dev_bot = dev_bot.map(|()| DevBot::new(local.webhook_secret.clone(), agent.http().clone()));
+    let dispatcher = Dispatcher::new(service.clone(), Arc::new(agent));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = AppState {
+        service,
+        hub: hub.clone(),
+        dev_bot,
+        shutdown: stop_rx.clone(),
+    };
+    let worker = tokio::spawn(queue::run_worker(jobs, dispatcher, stop_rx.clone()));
+
+    let app = crate::routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    tracing::info!(
+        %addr,
+        data_dir = %local.data_dir.display(),
+        n8n = if local.n8n_url.is_some() { "external" } else { "built-in dev bot" },
+        pending_dispatches = pending,
+        purged_expired = purged,
+        "chat-local ready"
+    );
+    ready(addr);
+
+    let mut shutdown_rx = stop_rx.clone();
+    tokio::spawn(async move {
+        stop.await;
+        tracing::info!("shutting down: no new connections; finishing work under way");
+        let _ = stop_tx.send(true);
+    });
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown_rx.wait_for(|s| *s).await;
+        })
+        .await;
+    hub.close_all();
+    let _ = worker.await;
+    tracing::info!("stopped");
+    result.map_err(StartError::Serve)
+}

@@ -1,0 +1,95 @@
+//! The built-in dev bot: a stand-in for n8n when `CHAT_N8N_WEBHOOK_URL` is unset.
+//!
+//! It is reached exactly as n8n would be: `dispatch` POSTs the signed payload to
+//! `/dev/n8n` on this same server over HTTP; the bot verifies the signature, answers 200, then
+//! POSTs a signed reply to the payload's `callbackUrl` (our `/webhook`) with `replyTo` and an
+//! `eventId`. So the whole production path runs locally, both signatures included.
+//!
+//! The reply contains the user's text verbatim. A message starting with `/<type>` (for
+//! example `/confirmation Book it?`) gets a reply of that type, to try the widget's rendering.
+
+use chat_core::config::Secret;
+use chat_core::model::MessageType;
+use chat_core::signature;
+use serde::Deserialize;
+use serde_json::json;
+use std::time::Duration;
+
+/// The dev bot's HTTP side.
+#[derive(Clone)]
+pub struct DevBot {
+    secret: Secret,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Dispatch {
+    session_id: String,
+    message_id: String,
+    content: String,
+    callback_url: String,
+}
+
+impl DevBot {
+    pub fn new(secret: Secret, http: reqwest::Client) -> Self {
+        Self { secret, http }
+    }
+
+    /// Handles one signed dispatch; returns the HTTP status to answer.
+    pub fn receive(&self, timestamp: Option<&str>, sig: Option<&str>, body: &[u8]) -> u16 {
+        let now = chat_core::ports::Clock::now_ms(&chat_core::ports::SystemClock) / 1000;
+        if signature::verify(self.secret.expose().as_bytes(), timestamp, sig, body, now).is_err() {
+            tracing::warn!("dev bot: rejected a request with a bad signature");
+            return 401;
+        }
+        let Ok(d) = serde_json::from_slice::<Dispatch>(body) else {
+            return 400;
+        };
+        let bot = self.clone();
+        tokio::spawn(async move { bot.reply(d).await });
+        200
+    }
+
+    async fn reply(&self, d: Dispatch) {
+        let (kind, text) = match d.content.strip_prefix('/').and_then(|r| r.split_once(' ')) {
+            Some((t, rest)) if MessageType::parse(t).is_some() => (t.to_string(), rest.to_string()),
+            _ => ("text".to_string(), d.content.clone()),
+        };
+        let body = json!({
+            "sessionId": d.session_id,
+            "replyTo": d.message_id,
+            "eventId": format!("devbot-{}", d.message_id),
+            "type": kind,
+            "content": format!("You said: {text}"),
+            "data": { "bot": "chat-local dev bot" },
+        })
+        .to_string();
+        for attempt in 1..=3u32 {
+            let ts = (chat_core::ports::Clock::now_ms(&chat_core::ports::SystemClock) / 1000)
+                .to_string();
+            let sig = signature::sign(self.secret.expose().as_bytes(), &ts, body.as_bytes());
+            let sent = self
+                .http
+                .post(&d.callback_url)
+                .header("content-type", "application/json")
+                .header(signature::TIMESTAMP_HEADER, &ts)
+                .header(signature::SIGNATURE_HEADER, sig)
+                .body(body.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => tracing::warn!(
+                    status = r.status().as_u16(),
+                    attempt,
+                    "dev bot: callback refused"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e.without_url(), attempt, "dev bot: callback failed")
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+        }
+    }
+}

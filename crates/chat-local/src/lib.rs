@@ -1,0 +1,17 @@
+//! `chat-local`: the whole chat product in one process, for development and small installs.
+//!
+//! The same core as on AWS, with local adapters: SQLite for the [`Store`](store::SqliteStore)
+//! and the durable [`queue`], a [`hub`] of WebSockets for `Push`, and a [`devbot`] that
+//! stands in for n8n over the real signed HTTP path. [`routes`] and [`ws`] are thin axum
+//! handlers over `chat_core::api`.
+
+pub mod app;
+pub mod db;
+pub mod devbot;
+pub mod hub;
+pub mod queue;
+pub mod routes;
+pub mod store;
+pub mod ws;
+
+pub use app::{LocalConfig, run};

@@ -1,0 +1,50 @@
+//! `chat-local`: start the chat server on this machine. Configuration is read from `CHAT_*`
+//! environment variables (see the README); logs go to stderr, and one line on stdout says
+//! where the server listens, for scripts and tests.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn,hyper=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let env = |k: &str| std::env::var(k).ok();
+    let local = match chat_local::LocalConfig::from_env(&env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chat-local: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let ready = |addr| {
+        println!("chat-local listening on http://{addr}");
+    };
+    match chat_local::run(local, &env, shutdown_signal(), ready).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat-local: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

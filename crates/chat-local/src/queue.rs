@@ -1,0 +1,230 @@
+//! The in-process dispatch queue, persisted in the `jobs` table.
+//!
+//! It gives `chat-local` the same semantics SQS gives the Lambdas: a job is written (durably)
+//! before the user's send is acknowledged, delivered at least once, retried with the
+//! dispatcher's backoff, and dropped after success or dead-letter. Which jobs are being worked
+//! on is known only in memory, so after a crash or `kill -9` every remaining job runs again.
+
+use crate::db::Db;
+use async_trait::async_trait;
+use chat_core::Dispatcher;
+use chat_core::model::{DispatchJob, MessageId, Millis, SessionId};
+use chat_core::ports::{Clock, Queue, QueueError};
+use chat_core::service::DispatchOutcome;
+use rusqlite::params;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, watch};
+
+/// How many jobs are delivered at once.
+const CONCURRENCY: usize = 64;
+
+/// The durable queue; cheap to clone.
+#[derive(Clone)]
+pub struct JobQueue {
+    db: Db,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+}
+
+impl JobQueue {
+    pub fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            db,
+            clock,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Prepares the queue after a start: queues any user message still `received` without a
+    /// job (one cut off between store and queue by a crash). Returns the jobs waiting.
+    pub async fn recover(&self) -> Result<usize, QueueError> {
+        let now = self.clock.now_ms();
+        self.db
+            .call(move |c| {
+                let tx = c.transaction()?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO jobs (message_id, session_id, attempts, due_at)
+                     SELECT id, session_id, 0, ?1 FROM messages WHERE role = 'user' AND status = 'received'",
+                    [now],
+                )?;
+                let n: usize = tx.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0))?;
+                tx.commit()?;
+                Ok(n)
+            })
+            .await
+            .map_err(|e| QueueError(e.to_string()))
+    }
+
+    /// Jobs waiting (for tests and logs).
+    pub async fn len(&self) -> Result<usize, QueueError> {
+        self.db
+            .call(|c| c.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0)))
+            .await
+            .map_err(|e| QueueError(e.to_string()))
+    }
+
+    async fn due(
+        &self,
+        now: Millis,
+        skip: Vec<String>,
+    ) -> Result<(Vec<(DispatchJob, u32)>, Option<Millis>), QueueError> {
+        self.db
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT message_id, session_id, attempts, due_at FROM jobs ORDER BY due_at LIMIT ?1",
+                )?;
+                let rows = stmt.query_map([(CONCURRENCY * 2) as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?, r.get::<_, Millis>(3)?))
+                })?;
+                let mut due = Vec::new();
+                let mut next = None;
+                for row in rows {
+                    let (mid, sid, attempts, due_at) = row?;
+                    if skip.contains(&mid) {
+                        continue;
+                    }
+                    if due_at > now {
+                        next = Some(due_at);
+                        break;
+                    }
+                    let (Ok(m), Ok(s)) = (ulid::Ulid::from_string(&mid), ulid::Ulid::from_string(&sid)) else {
+                        c.execute("DELETE FROM jobs WHERE message_id = ?1", [&mid])?;
+                        continue;
+                    };
+                    due.push((DispatchJob { session_id: SessionId(s), message_id: MessageId(m) }, attempts + 1));
+                }
+                Ok((due, next))
+            })
+            .await
+            .map_err(|e| QueueError(e.to_string()))
+    }
+
+    async fn finish(&self, job: DispatchJob) -> Result<(), QueueError> {
+        let id = job.message_id.to_string();
+        self.db
+            .call(move |c| {
+                c.execute("DELETE FROM jobs WHERE message_id = ?1", [id])
+                    .map(|_| ())
+            })
+            .await
+            .map_err(|e| QueueError(e.to_string()))
+    }
+
+    async fn reschedule(
+        &self,
+        job: DispatchJob,
+        attempts: u32,
+        due_at: Millis,
+    ) -> Result<(), QueueError> {
+        let id = job.message_id.to_string();
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "UPDATE jobs SET attempts = ?2, due_at = ?3 WHERE message_id = ?1",
+                    params![id, attempts, due_at],
+                )
+                .map(|_| ())
+            })
+            .await
+            .map_err(|e| QueueError(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl Queue for JobQueue {
+    async fn enqueue(&self, job: DispatchJob) -> Result<(), QueueError> {
+        let now = self.clock.now_ms();
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "INSERT OR IGNORE INTO jobs (message_id, session_id, attempts, due_at) VALUES (?1, ?2, 0, ?3)",
+                    params![job.message_id.to_string(), job.session_id.to_string(), now],
+                )
+                .map(|_| ())
+            })
+            .await
+            .map_err(|e| QueueError(e.to_string()))?;
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// Delivers due jobs until `shutdown` turns true, then waits for deliveries under way.
+pub async fn run_worker(
+    queue: JobQueue,
+    dispatcher: Dispatcher,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let now = queue.clock.now_ms();
+        let skip: Vec<String> = in_flight.lock().unwrap().iter().cloned().collect();
+        let (due, next) = match queue.due(now, skip).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, "queue read failed; retrying in 1 s");
+                (Vec::new(), Some(now + 1000))
+            }
+        };
+        for (job, attempt) in due {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            in_flight.lock().unwrap().insert(job.message_id.to_string());
+            let (queue, dispatcher, in_flight) =
+                (queue.clone(), dispatcher.clone(), in_flight.clone());
+            tokio::spawn(async move {
+                run_job(&queue, &dispatcher, job, attempt).await;
+                in_flight
+                    .lock()
+                    .unwrap()
+                    .remove(&job.message_id.to_string());
+                drop(permit);
+                queue.wake.notify_one();
+            });
+        }
+        let sleep = next.map_or(Duration::from_secs(60), |t| {
+            Duration::from_millis((t - now).clamp(1, 60_000) as u64)
+        });
+        tokio::select! {
+            _ = queue.wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    // Let deliveries under way record their outcome; what is cut off runs again next start.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(15),
+        permits.acquire_many(CONCURRENCY as u32),
+    )
+    .await;
+}
+
+async fn run_job(queue: &JobQueue, dispatcher: &Dispatcher, job: DispatchJob, attempt: u32) {
+    let outcome = dispatcher.dispatch(job, attempt).await;
+    let now = queue.clock.now_ms();
+    let written = match outcome {
+        Ok(
+            DispatchOutcome::Delivered | DispatchOutcome::Skipped | DispatchOutcome::DeadLettered,
+        ) => queue.finish(job).await,
+        Ok(DispatchOutcome::Retry(delay)) => {
+            queue
+                .reschedule(job, attempt, now + delay.as_millis() as Millis)
+                .await
+        }
+        Err(e) => {
+            // Our own store failed: try again soon without spending one of n8n's attempts.
+            tracing::error!(error = %e, message_id = %job.message_id, "dispatch could not run; retrying");
+            queue.reschedule(job, attempt - 1, now + 1000).await
+        }
+    };
+    if let Err(e) = written {
+        tracing::error!(error = %e, message_id = %job.message_id, "could not record the dispatch outcome");
+    }
+}
