@@ -1,0 +1,427 @@
+//! Test harness: runs the real `chat-local` binary on an ephemeral 127.0.0.1 port with a
+//! temporary data folder, and drives it only from outside, over HTTP and WebSocket.
+//! Every wait is bounded; servers are killed when their handle drops.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
+
+pub const WEBHOOK_SECRET: &str = "integration-webhook-secret";
+pub const SESSION_SECRET: &str = "integration-session-secret";
+/// The longest any single wait in these tests may take.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A running `chat-local`.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub ws_url: String,
+    pub data_dir: PathBuf,
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    /// Starts a server on a fresh data folder (kept alive by the returned `TempDir`).
+    pub async fn start(env: &[(&str, &str)]) -> (Server, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = Server::start_in(dir.path(), env).await;
+        (server, dir)
+    }
+
+    /// Starts a server on `data_dir`.
+    pub async fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("server.log"))
+            .expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat-local"));
+        cmd.env_clear()
+            .env("CHAT_ADDR", "127.0.0.1:0")
+            .env("CHAT_DATA_DIR", data_dir)
+            .env("CHAT_WEBHOOK_SECRET", WEBHOOK_SECRET)
+            .env("CHAT_SESSION_SECRET", SESSION_SECRET)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("chat-local starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("chat-local announced its address in time")
+            .expect("stdout readable")
+            .unwrap_or_else(|| panic!("chat-local exited: {}", log_of(data_dir)));
+        let url = line.rsplit(' ').next().unwrap().to_string();
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "unexpected first line {line:?}"
+        );
+        // Keep draining stdout so the child never blocks on it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let ws_url = format!("{}/ws", url.replace("http://", "ws://"));
+        let http = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+        Server {
+            child,
+            url,
+            ws_url,
+            data_dir: data_dir.to_path_buf(),
+            http,
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub async fn kill9(mut self) {
+        self.child.kill().await.expect("kill -9");
+    }
+
+    /// SIGTERM, then waits (bounded) for a clean exit; returns the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running") as i32;
+        // SAFETY-free: the `kill` command sends the signal.
+        std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        log_of(&self.data_dir)
+    }
+
+    pub async fn create_session(&self) -> Session {
+        let (status, body, _) = self
+            .request("POST", "/sessions", None, Some(b"".to_vec()), &[])
+            .await;
+        assert_eq!(status, 201, "{body}");
+        Session {
+            id: body["sessionId"].as_str().unwrap().to_string(),
+            token: body["token"].as_str().unwrap().to_string(),
+            body,
+        }
+    }
+
+    /// One HTTP request; returns status, JSON body (Null if not JSON) and headers.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut rb = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.url));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        if let Some(b) = body {
+            rb = rb.header("content-type", "application/json").body(b);
+        }
+        let res = rb.send().await.expect("request reaches the server");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            headers,
+        )
+    }
+
+    /// `POST /sessions/{id}/messages`.
+    pub async fn send(&self, s: &Session, content: &str, client_id: Option<&str>) -> (u16, Value) {
+        let mut body = json!({ "content": content });
+        if let Some(c) = client_id {
+            body["clientMessageId"] = json!(c);
+        }
+        let (status, v, _) = self
+            .request(
+                "POST",
+                &format!("/sessions/{}/messages", s.id),
+                Some(&s.token),
+                Some(body.to_string().into_bytes()),
+                &[],
+            )
+            .await;
+        (status, v)
+    }
+
+    /// `GET /sessions/{id}/messages?<query>`: the messages array.
+    pub async fn history(&self, s: &Session, query: &str) -> Vec<Value> {
+        let (status, v, _) = self
+            .request(
+                "GET",
+                &format!("/sessions/{}/messages?{query}", s.id),
+                Some(&s.token),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v["messages"].as_array().unwrap().clone()
+    }
+
+    /// Waits until the history satisfies `pred`, polling over HTTP.
+    pub async fn wait_history(
+        &self,
+        s: &Session,
+        what: &str,
+        pred: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let h = self.history(s, "after=0&limit=100").await;
+            if pred(&h) {
+                return h;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; history: {h:#?}\nserver log:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn connect(&self, s: &Session) -> Ws {
+        Ws::connect(&format!(
+            "{}?sessionId={}&token={}",
+            self.ws_url, s.id, s.token
+        ))
+        .await
+    }
+}
+
+pub fn log_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+}
+
+/// A session as the tests hold it.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub id: String,
+    pub token: String,
+    pub body: Value,
+}
+
+/// A WebSocket client that collects JSON frames.
+pub struct Ws {
+    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub seen: Vec<Value>,
+}
+
+impl Ws {
+    pub async fn connect(url: &str) -> Ws {
+        let (stream, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("WebSocket connects in time")
+            .expect("WebSocket connects");
+        Ws {
+            stream,
+            seen: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.send_text(&frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream
+            .send(tungstenite::Message::Text(text.into()))
+            .await
+            .expect("frame sent");
+    }
+
+    /// The next JSON frame, or `None` once the socket is closed.
+    pub async fn next(&mut self) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("a frame arrives in time");
+            match msg {
+                Some(Ok(tungstenite::Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).expect("frames are JSON");
+                    self.seen.push(v.clone());
+                    return Some(v);
+                }
+                Some(Ok(tungstenite::Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Reads frames until one satisfies `pred`; panics with the frames seen otherwise.
+    pub async fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            match self.next().await {
+                Some(v) if pred(&v) => return v,
+                Some(_) => {}
+                None => panic!(
+                    "socket closed while waiting for {what}; saw {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+    }
+}
+
+pub fn is_event(v: &Value, event: &str) -> bool {
+    v["event"] == event
+}
+
+/// A fake n8n on 127.0.0.1: checks our signature on every dispatch, records it, answers
+/// with `status`, and (when `reply` is on) calls back the webhook signed, like the workflow.
+#[derive(Clone)]
+pub struct FakeN8n {
+    pub received: Arc<Mutex<Vec<Value>>>,
+    pub status: Arc<Mutex<u16>>,
+    pub reply: Arc<Mutex<bool>>,
+    pub bad_signatures: Arc<Mutex<u32>>,
+}
+
+impl FakeN8n {
+    /// Serves on `port` (0: any) and returns the fake and its URL.
+    pub async fn start_on(port: u16) -> (FakeN8n, String) {
+        use axum::routing::post;
+        let fake = FakeN8n {
+            received: Arc::default(),
+            status: Arc::new(Mutex::new(200)),
+            reply: Arc::new(Mutex::new(true)),
+            bad_signatures: Arc::default(),
+        };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("fake n8n binds");
+        let url = format!("http://{}/webhook/chat", listener.local_addr().unwrap());
+        let f = fake.clone();
+        let app = axum::Router::new().route(
+            "/webhook/chat",
+            post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let f = f.clone();
+                    async move { f.handle(headers, body).await }
+                },
+            ),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (fake, url)
+    }
+
+    async fn handle(
+        &self,
+        headers: axum::http::HeaderMap,
+        body: axum::body::Bytes,
+    ) -> axum::http::StatusCode {
+        let h = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let now = unix_now();
+        if chat_core::signature::verify(
+            WEBHOOK_SECRET.as_bytes(),
+            h("x-chat-timestamp").as_deref(),
+            h("x-chat-signature").as_deref(),
+            &body,
+            now,
+        )
+        .is_err()
+        {
+            *self.bad_signatures.lock().unwrap() += 1;
+            return axum::http::StatusCode::UNAUTHORIZED;
+        }
+        let v: Value = serde_json::from_slice(&body).expect("dispatch body is JSON");
+        self.received.lock().unwrap().push(v.clone());
+        let status = *self.status.lock().unwrap();
+        if status == 200 && *self.reply.lock().unwrap() {
+            tokio::spawn(async move {
+                let reply = json!({
+                    "sessionId": v["sessionId"],
+                    "replyTo": v["messageId"],
+                    "eventId": format!("evt-{}", v["messageId"].as_str().unwrap()),
+                    "content": format!("fake n8n got: {}", v["content"].as_str().unwrap()),
+                });
+                post_signed(
+                    &reqwest::Client::new(),
+                    v["callbackUrl"].as_str().unwrap(),
+                    &reply.to_string(),
+                    now,
+                )
+                .await;
+            });
+        }
+        axum::http::StatusCode::from_u16(status).unwrap()
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// POSTs `body` signed with the test webhook secret at `timestamp`; returns status and JSON.
+pub async fn post_signed(
+    http: &reqwest::Client,
+    url: &str,
+    body: &str,
+    timestamp: i64,
+) -> (u16, Value) {
+    let ts = timestamp.to_string();
+    let sig = chat_core::signature::sign(WEBHOOK_SECRET.as_bytes(), &ts, body.as_bytes());
+    let res = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-chat-timestamp", ts)
+        .header("x-chat-signature", sig)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("webhook reachable");
+    let status = res.status().as_u16();
+    let bytes = res.bytes().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// A port on 127.0.0.1 that nothing listens on (until someone binds it).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
