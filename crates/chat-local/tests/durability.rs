@@ -1,0 +1,94 @@
+//! Nothing acknowledged is lost: `kill -9` right after a burst of acknowledged sends, then a
+//! restart on the same data folder, finds every message and completes every pending
+//! dispatch. A SIGTERM shuts down cleanly and closes sockets.
+
+mod common;
+
+use common::{Server, closed_port, is_event};
+use serde_json::json;
+use std::collections::HashSet;
+
+#[tokio::test]
+async fn kill_9_after_acknowledged_sends_loses_nothing_and_pending_dispatches_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    // First life: n8n is unreachable, so every dispatch is still pending when we kill.
+    let down = format!("http://127.0.0.1:{}/webhook/chat", closed_port());
+    let env = [
+        ("CHAT_RATE_MESSAGES_PER_MINUTE", "1000"),
+        ("CHAT_DISPATCH_MAX_ATTEMPTS", "50"),
+        ("CHAT_DISPATCH_BACKOFF_MS", "100"),
+        ("CHAT_DISPATCH_TIMEOUT_MS", "1000"),
+    ];
+    let mut first_env = env.to_vec();
+    first_env.push(("CHAT_N8N_WEBHOOK_URL", &down));
+    let server = Server::start_in(dir.path(), &first_env).await;
+    let s = server.create_session().await;
+
+    let sends = (0..40).map(|i| {
+        let (server, s) = (&server, &s);
+        async move {
+            server
+                .send(s, &format!("burst {i}"), Some(&format!("burst-{i}")))
+                .await
+        }
+    });
+    let results = futures_util::future::join_all(sends).await;
+    let mut acked = HashSet::new();
+    for (status, v) in results {
+        assert_eq!(status, 202, "{v}");
+        acked.insert(v["message"]["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(acked.len(), 40);
+    server.kill9().await;
+
+    // Second life on the same folder, with the dev bot answering.
+    let server = Server::start_in(dir.path(), &env).await;
+    let h = server
+        .wait_history(&s, "every message answered", |h| {
+            h.iter()
+                .filter(|m| m["role"] == "user")
+                .all(|m| m["status"] == "answered")
+                && h.iter().filter(|m| m["role"] == "assistant").count() == 40
+        })
+        .await;
+    let users: HashSet<String> = h
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(users, acked, "every acknowledged message survived");
+    let seqs: Vec<u64> = h.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=80).collect::<Vec<_>>(), "seq has no gaps");
+    // One reply per message, each to a distinct user message.
+    let replied: HashSet<&str> = h
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .map(|m| m["replyTo"].as_str().unwrap())
+        .collect();
+    assert_eq!(replied.len(), 40);
+}
+
+#[tokio::test]
+async fn sigterm_closes_sockets_exits_cleanly_and_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]).await;
+    let s = server.create_session().await;
+    let mut ws = server.connect(&s).await;
+    ws.send(json!({"action":"sendMessage","content":"before shutdown","clientMessageId":"t1"}))
+        .await;
+    ws.until("reply", |v| {
+        is_event(v, "message") && v["message"]["role"] == "assistant"
+    })
+    .await;
+
+    let status = server.terminate().await;
+    assert!(status.success(), "exit status {status:?}");
+    // The socket was closed by the server.
+    while let Some(_frame) = ws.next().await {}
+
+    let server = Server::start_in(dir.path(), &[]).await;
+    let h = server.history(&s, "after=0").await;
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0]["content"], "before shutdown");
+    assert!(server.log().contains("stopped"));
+}

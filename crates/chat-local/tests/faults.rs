@@ -1,0 +1,144 @@
+//! n8n down, slow or coming back: attempts with backoff, dead-lettering with a `system`
+//! error message the user sees, and recovery when n8n returns before the last attempt.
+
+mod common;
+
+use common::{FakeN8n, Server, closed_port, is_event};
+use serde_json::json;
+
+#[tokio::test]
+async fn n8n_at_a_closed_port_ends_failed_with_a_system_error_message() {
+    let url = format!("http://127.0.0.1:{}/webhook/chat", closed_port());
+    let (server, _dir) = Server::start(&[
+        ("CHAT_N8N_WEBHOOK_URL", &url),
+        ("CHAT_DISPATCH_MAX_ATTEMPTS", "3"),
+        ("CHAT_DISPATCH_BACKOFF_MS", "100"),
+        ("CHAT_DISPATCH_TIMEOUT_MS", "1000"),
+    ])
+    .await;
+    let s = server.create_session().await;
+    let mut ws = server.connect(&s).await;
+    ws.send(json!({"action":"sendMessage","content":"anyone there?","clientMessageId":"x1"}))
+        .await;
+    let id = ws.until("ack", |v| is_event(v, "ack")).await["messageId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    ws.until("failed", |v| {
+        is_event(v, "status") && v["status"] == "failed" && v["messageId"] == id.as_str()
+    })
+    .await;
+    let sys = ws
+        .until("system message", |v| {
+            is_event(v, "message") && v["message"]["role"] == "system"
+        })
+        .await;
+    assert_eq!(sys["message"]["type"], "error");
+    assert_eq!(sys["message"]["replyTo"], id.as_str());
+    assert!(!sys["message"]["content"].as_str().unwrap().is_empty());
+
+    let h = server.history(&s, "after=0").await;
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0]["status"], "failed");
+    assert_eq!(h[1]["role"], "system");
+    // Three attempts were made: two retried, the last dead-lettered.
+    let log = server.log();
+    assert_eq!(log.matches("n8n failed; will retry").count(), 2, "{log}");
+    assert_eq!(
+        log.matches("n8n failed on the last attempt").count(),
+        1,
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn failing_n8n_gets_exactly_max_attempts_then_nothing_more() {
+    let (n8n, url) = FakeN8n::start_on(0).await;
+    *n8n.status.lock().unwrap() = 503;
+    let (server, _dir) = Server::start(&[
+        ("CHAT_N8N_WEBHOOK_URL", &url),
+        ("CHAT_DISPATCH_MAX_ATTEMPTS", "4"),
+        ("CHAT_DISPATCH_BACKOFF_MS", "50"),
+    ])
+    .await;
+    let s = server.create_session().await;
+    let (status, _) = server.send(&s, "hello?", Some("h1")).await;
+    assert_eq!(status, 202);
+    server
+        .wait_history(&s, "failed", |h| h.len() == 2 && h[0]["status"] == "failed")
+        .await;
+    assert_eq!(n8n.count(), 4);
+    // Every attempt carried the same message, correctly signed.
+    let received = n8n.received.lock().unwrap().clone();
+    assert!(
+        received
+            .iter()
+            .all(|p| p["messageId"] == received[0]["messageId"])
+    );
+    assert_eq!(*n8n.bad_signatures.lock().unwrap(), 0);
+    // A repeated send of the same clientMessageId does not re-dispatch a failed message.
+    let (status, v) = server.send(&s, "hello?", Some("h1")).await;
+    assert_eq!(status, 202, "{v}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(n8n.count(), 4);
+}
+
+#[tokio::test]
+async fn n8n_coming_back_before_the_last_attempt_gets_the_message_answered() {
+    let port = closed_port();
+    let url = format!("http://127.0.0.1:{port}/webhook/chat");
+    let (server, _dir) = Server::start(&[
+        ("CHAT_N8N_WEBHOOK_URL", &url),
+        ("CHAT_DISPATCH_MAX_ATTEMPTS", "5"),
+        ("CHAT_DISPATCH_BACKOFF_MS", "400"),
+        ("CHAT_DISPATCH_TIMEOUT_MS", "1000"),
+    ])
+    .await;
+    let s = server.create_session().await;
+    let mut ws = server.connect(&s).await;
+    ws.send(json!({"action":"sendMessage","content":"are you back?","clientMessageId":"b1"}))
+        .await;
+    let id = ws.until("ack", |v| is_event(v, "ack")).await["messageId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Wait for the first failure, then bring n8n up on that port.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while !server.log().contains("n8n failed; will retry") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no failed attempt seen:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (n8n, _) = FakeN8n::start_on(port).await;
+
+    let reply = ws
+        .until("reply", |v| {
+            is_event(v, "message") && v["message"]["role"] == "assistant"
+        })
+        .await;
+    assert_eq!(reply["message"]["replyTo"], id.as_str());
+    assert!(
+        reply["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("are you back?")
+    );
+    ws.until("answered", |v| {
+        is_event(v, "status") && v["status"] == "answered"
+    })
+    .await;
+    assert!(
+        !ws.seen.iter().any(|v| v["status"] == "failed"),
+        "{:#?}",
+        ws.seen
+    );
+    assert_eq!(n8n.count(), 1);
+    let h = server.history(&s, "after=0").await;
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0]["status"], "answered");
+}
