@@ -12,6 +12,8 @@
 
 pub mod api;
 pub mod config;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod error;
 pub mod events;
 pub mod memory;

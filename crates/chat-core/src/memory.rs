@@ -93,14 +93,14 @@ impl Store for MemoryStore {
         else {
             return Ok(None);
         };
-        if let Some(key) = &m.idempotency_key {
-            if let Some(seq) = inner.idempotency.get(&(m.session_id, key.clone())) {
-                let message = inner.messages[&m.session_id][seq].clone();
-                return Ok(Some(Appended {
-                    message,
-                    created: false,
-                }));
-            }
+        if let Some(key) = &m.idempotency_key
+            && let Some(seq) = inner.idempotency.get(&(m.session_id, key.clone()))
+        {
+            let message = inner.messages[&m.session_id][seq].clone();
+            return Ok(Some(Appended {
+                message,
+                created: false,
+            }));
         }
         session.last_seq += 1;
         let seq = session.last_seq;

@@ -61,6 +61,8 @@ pub trait Store: Send + Sync {
     /// session does not exist or has expired at the message's `created_at`.
     async fn append_message(&self, message: NewMessage) -> Result<Option<Appended>, StoreError>;
 
+    /// The message `id` of `session`; `None` when it does not exist *in that session* (the
+    /// webhook relies on this to reject a `replyTo` of another session).
     async fn get_message(
         &self,
         session: &SessionId,
@@ -84,7 +86,8 @@ pub trait Store: Send + Sync {
         status: MessageStatus,
     ) -> Result<Option<Message>, StoreError>;
 
-    /// Raises the session's `read_up_to` to `up_to` (never lowers it); returns the session.
+    /// Raises the session's `read_up_to` to `up_to` (never lowers it, and clamps it to
+    /// `last_seq`); returns the session, or `None` when it does not exist.
     async fn mark_read(
         &self,
         session: &SessionId,

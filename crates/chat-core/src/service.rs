@@ -570,17 +570,16 @@ impl ChatService {
             validate::key("eventId", e)?;
         }
         let session = self.load_session(&reply.session_id).await?;
-        if let Some(reply_to) = &reply.reply_to {
-            if self
+        if let Some(reply_to) = &reply.reply_to
+            && self
                 .store()
                 .get_message(&session.id, reply_to)
                 .await?
                 .is_none()
-            {
-                return Err(ChatError::NotFound(
-                    "replyTo names no message of this session".into(),
-                ));
-            }
+        {
+            return Err(ChatError::NotFound(
+                "replyTo names no message of this session".into(),
+            ));
         }
         let idempotency_key = match (&reply.event_id, &reply.reply_to) {
             (Some(e), _) => Some(format!("event#{e}")),

@@ -1,0 +1,256 @@
+//! The store conformance suite on the in-memory reference store.
+//!
+//! Also checks the suite itself: stores that each break one documented semantic must make it
+//! fail, naming the broken check.
+
+use async_trait::async_trait;
+use chat_core::conformance::run_all;
+use chat_core::memory::MemoryStore;
+use chat_core::model::{
+    Connection, Message, MessageId, MessageStatus, Millis, NewMessage, Page, PageQuery, Session,
+    SessionId,
+};
+use chat_core::ports::{Appended, Store, StoreError};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    run_all(|| async { MemoryStore::new() }).await;
+}
+
+/// One way of getting a store wrong.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Ignores idempotency keys.
+    NoIdempotency,
+    /// `mark_read` takes any value, even lower or past `last_seq`.
+    ReadMarkUnchecked,
+    /// `has_more` is always false.
+    NeverHasMore,
+    /// Seqs come from a global counter instead of the session's.
+    GlobalSeq,
+    /// `advance_status` allows any change.
+    StatusAnyDirection,
+    /// Lists every connection, not only the session's.
+    ListsAllConnections,
+    /// Counters are shared by all keys.
+    OneCounter,
+    /// Sessions never expire.
+    NoExpiry,
+    /// Deleting an unknown connection fails.
+    DeleteUnknownFails,
+    /// Two concurrent appends can read the same `last_seq` (read, yield, write).
+    RacyAppend,
+}
+
+/// A [`MemoryStore`] with one fault.
+struct Faulty {
+    inner: MemoryStore,
+    fault: Fault,
+    global_seq: AtomicU64,
+    counter: AtomicU64,
+    racy: Mutex<std::collections::HashMap<SessionId, u64>>,
+}
+
+impl Faulty {
+    fn new(fault: Fault) -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            fault,
+            global_seq: AtomicU64::new(0),
+            counter: AtomicU64::new(0),
+            racy: Mutex::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for Faulty {
+    async fn create_session(&self, s: &Session) -> Result<(), StoreError> {
+        self.inner.create_session(s).await
+    }
+
+    async fn get_session(
+        &self,
+        id: &SessionId,
+        now: Millis,
+    ) -> Result<Option<Session>, StoreError> {
+        match self.fault {
+            Fault::NoExpiry => self.inner.get_session(id, i64::MIN).await,
+            _ => self.inner.get_session(id, now).await,
+        }
+    }
+
+    async fn append_message(&self, mut m: NewMessage) -> Result<Option<Appended>, StoreError> {
+        match self.fault {
+            Fault::NoIdempotency => m.idempotency_key = None,
+            Fault::NoExpiry => m.created_at = i64::MIN,
+            Fault::GlobalSeq => {
+                let a = self.inner.append_message(m).await?;
+                return Ok(a.map(|mut a| {
+                    a.message.seq = self.global_seq.fetch_add(1, Ordering::SeqCst) + 1;
+                    a
+                }));
+            }
+            Fault::RacyAppend => {
+                let Some(s) = self.inner.get_session(&m.session_id, m.created_at).await? else {
+                    return Ok(None);
+                };
+                let seen = *self.racy.lock().unwrap().entry(s.id).or_insert(0);
+                tokio::task::yield_now().await;
+                let seq = seen + 1;
+                self.racy.lock().unwrap().insert(s.id, seq);
+                return Ok(Some(Appended {
+                    message: m.with_seq(seq),
+                    created: true,
+                }));
+            }
+            _ => {}
+        }
+        self.inner.append_message(m).await
+    }
+
+    async fn get_message(
+        &self,
+        s: &SessionId,
+        id: &MessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        self.inner.get_message(s, id).await
+    }
+
+    async fn list_messages(&self, s: &SessionId, q: PageQuery) -> Result<Page, StoreError> {
+        let mut p = self.inner.list_messages(s, q).await?;
+        if let Fault::NeverHasMore = self.fault {
+            p.has_more = false;
+        }
+        Ok(p)
+    }
+
+    async fn advance_status(
+        &self,
+        s: &SessionId,
+        id: &MessageId,
+        status: MessageStatus,
+    ) -> Result<Option<Message>, StoreError> {
+        if let Fault::StatusAnyDirection = self.fault {
+            let Some(m) = self.inner.get_message(s, id).await? else {
+                return Ok(None);
+            };
+            return Ok(Some(Message { status, ..m }));
+        }
+        self.inner.advance_status(s, id, status).await
+    }
+
+    async fn mark_read(&self, s: &SessionId, up_to: u64) -> Result<Option<Session>, StoreError> {
+        let r = self.inner.mark_read(s, up_to).await?;
+        if let Fault::ReadMarkUnchecked = self.fault {
+            return Ok(r.map(|s| Session {
+                read_up_to: up_to,
+                ..s
+            }));
+        }
+        Ok(r)
+    }
+
+    async fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        self.inner.put_connection(c).await
+    }
+
+    async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        self.inner.get_connection(id).await
+    }
+
+    async fn delete_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        if let Fault::DeleteUnknownFails = self.fault
+            && self.inner.get_connection(&c.id).await?.is_none()
+        {
+            return Err(StoreError("no such connection".into()));
+        }
+        self.inner.delete_connection(c).await
+    }
+
+    async fn list_connections(&self, s: &SessionId) -> Result<Vec<Connection>, StoreError> {
+        let mut v = self.inner.list_connections(s).await?;
+        if let Fault::ListsAllConnections = self.fault {
+            v.push(Connection {
+                id: "someone-else".into(),
+                session_id: SessionId::new(),
+                connected_at: 0,
+                expires_at: 0,
+            });
+        }
+        Ok(v)
+    }
+
+    async fn increment_counter(&self, key: &str, expires_at: Millis) -> Result<u64, StoreError> {
+        if let Fault::OneCounter = self.fault {
+            return Ok(self.counter.fetch_add(1, Ordering::SeqCst) + 1);
+        }
+        self.inner.increment_counter(key, expires_at).await
+    }
+}
+
+/// Runs the suite on a faulty store and returns its panic message.
+async fn failure_of(fault: Fault) -> String {
+    let joined = tokio::spawn(run_all(move || async move { Faulty::new(fault) })).await;
+    let payload = match joined {
+        Ok(()) => panic!("the conformance suite passed a store with fault {fault:?}"),
+        Err(e) => e.into_panic(),
+    };
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .expect("a text panic")
+}
+
+#[tokio::test]
+async fn the_suite_catches_broken_stores_and_names_the_check() {
+    let cases = [
+        (
+            Fault::NoIdempotency,
+            "idempotency_key_returns_earlier_message",
+        ),
+        (Fault::NoIdempotency, "idempotency_keys_are_per_session"),
+        (
+            Fault::NoIdempotency,
+            "concurrent_idempotent_appends_write_once",
+        ),
+        (
+            Fault::ReadMarkUnchecked,
+            "mark_read_never_lowers_and_clamps",
+        ),
+        (Fault::NeverHasMore, "list_without_cursor_is_newest_page"),
+        (Fault::NeverHasMore, "list_before_pages_backwards"),
+        (Fault::NeverHasMore, "list_after_pages_forwards"),
+        (Fault::NeverHasMore, "list_after_and_before"),
+        (Fault::GlobalSeq, "append_assigns_gapless_seqs"),
+        (Fault::StatusAnyDirection, "advance_status_only_forward"),
+        (
+            Fault::ListsAllConnections,
+            "connections_put_get_list_delete",
+        ),
+        (Fault::OneCounter, "increment_counter_counts_per_key"),
+        (Fault::NoExpiry, "session_expires_at_its_expiry"),
+        (Fault::NoExpiry, "append_to_expired_session_writes_nothing"),
+        (Fault::DeleteUnknownFails, "delete_unknown_connection_is_ok"),
+        (
+            Fault::RacyAppend,
+            "concurrent_appends_get_gapless_distinct_seqs",
+        ),
+    ];
+    for (fault, check) in cases {
+        let text = failure_of(fault).await;
+        assert!(
+            text.contains(&format!("store conformance check `{check}` failed")),
+            "fault {fault:?} should fail check {check}; the suite said:\n{text}"
+        );
+    }
+    // A healthy store is not reported: the names only appear for failing checks.
+    let text = failure_of(Fault::OneCounter).await;
+    assert!(
+        !text.contains("`append_assigns_gapless_seqs`"),
+        "a check unrelated to the fault was reported:\n{text}"
+    );
+}
