@@ -26,6 +26,7 @@ fn main() {
 async fn run(turns: usize) {
     let (server, _dir) = Server::start(&[
         ("CHAT_RATE_MESSAGES_PER_MINUTE", "1000000"),
+        ("CHAT_RATE_WEBHOOKS_PER_MINUTE", "1000000"),
         ("RUST_LOG", "warn"),
     ])
     .await;

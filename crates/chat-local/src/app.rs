@@ -81,19 +81,17 @@ impl LocalConfig {
             }
         };
         let public_url = set("CHAT_PUBLIC_URL").map(|u| u.trim().trim_end_matches('/').to_string());
-        if let Some(u) = &public_url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return Err(ConfigError::Invalid {
-                    name: "CHAT_PUBLIC_URL",
-                    expected: "an http:// or https:// URL",
-                });
-            }
-        }
         let n8n_url = set("CHAT_N8N_WEBHOOK_URL").map(|u| u.trim().to_string());
-        if let Some(u) = &n8n_url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
+        for (name, url) in [
+            ("CHAT_PUBLIC_URL", &public_url),
+            ("CHAT_N8N_WEBHOOK_URL", &n8n_url),
+        ] {
+            if url
+                .as_ref()
+                .is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+            {
                 return Err(ConfigError::Invalid {
-                    name: "CHAT_N8N_WEBHOOK_URL",
+                    name,
                     expected: "an http:// or https:// URL",
                 });
             }
@@ -194,6 +192,12 @@ pub async fn run(
         stop.await;
         tracing::info!("shutting down: no new connections; finishing work under way");
         let _ = stop_tx.send(true);
+    });
+    // Small frames must leave at once: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
     });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {

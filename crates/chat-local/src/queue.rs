@@ -57,14 +57,6 @@ impl JobQueue {
             .map_err(|e| QueueError(e.to_string()))
     }
 
-    /// Jobs waiting (for tests and logs).
-    pub async fn len(&self) -> Result<usize, QueueError> {
-        self.db
-            .call(|c| c.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0)))
-            .await
-            .map_err(|e| QueueError(e.to_string()))
-    }
-
     async fn due(
         &self,
         now: Millis,

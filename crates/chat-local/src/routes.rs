@@ -5,6 +5,7 @@
 
 use crate::app::AppState;
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, FromRequest, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -67,6 +68,13 @@ impl FromRequest<AppState> for Body {
     }
 }
 
+/// The `{id}` of a session path. One axum cannot read (not UTF-8) names no session: it goes
+/// on as an empty id, answered like any malformed id (401 without a valid token, else 404)
+/// in the contract's shape, not as axum's plain-text 400.
+fn session_id(id: Result<Path<String>, PathRejection>) -> String {
+    id.map(|Path(id)| id).unwrap_or_default()
+}
+
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
@@ -105,22 +113,29 @@ async fn create_session(
 
 async fn get_session(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    reply(api::get_session(&s.service, &id, header(&headers, "authorization")).await)
+    reply(
+        api::get_session(
+            &s.service,
+            &session_id(id),
+            header(&headers, "authorization"),
+        )
+        .await,
+    )
 }
 
 async fn list_messages(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     reply(
         api::list_messages(
             &s.service,
-            &id,
+            &session_id(id),
             header(&headers, "authorization"),
             query.as_deref(),
         )
@@ -130,20 +145,36 @@ async fn list_messages(
 
 async fn post_message(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Response {
-    reply(api::post_message(&s.service, &id, header(&headers, "authorization"), &body).await)
+    reply(
+        api::post_message(
+            &s.service,
+            &session_id(id),
+            header(&headers, "authorization"),
+            &body,
+        )
+        .await,
+    )
 }
 
 async fn mark_read(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Response {
-    reply(api::mark_read(&s.service, &id, header(&headers, "authorization"), &body).await)
+    reply(
+        api::mark_read(
+            &s.service,
+            &session_id(id),
+            header(&headers, "authorization"),
+            &body,
+        )
+        .await,
+    )
 }
 
 async fn webhook(State(s): State<AppState>, headers: HeaderMap, Body(body): Body) -> Response {

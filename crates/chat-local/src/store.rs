@@ -14,6 +14,12 @@ use chat_core::ports::{Appended, Store, StoreError};
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
+/// A seq from outside as SQLite's integer. Past `i64::MAX` it saturates instead of wrapping
+/// negative, so `after`, `before` and `upTo` keep their meaning for any `u64`.
+fn seq(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// SQLite-backed store.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -260,8 +266,8 @@ impl Store for SqliteStore {
         let sid = session.to_string();
         self.db
             .call(move |c| {
-                let after = q.after.map_or(-1, |a| a as i64);
-                let before = q.before.map_or(i64::MAX, |b| b as i64);
+                let after = q.after.map_or(-1, seq);
+                let before = q.before.map_or(i64::MAX, seq);
                 let order = if q.after.is_some() { "ASC" } else { "DESC" };
                 let mut stmt = c.prepare_cached(&format!(
                     "SELECT {MESSAGE_COLUMNS} FROM messages
@@ -330,7 +336,7 @@ impl Store for SqliteStore {
                 c.query_row(
                     "UPDATE sessions SET read_up_to = MAX(read_up_to, MIN(?2, last_seq)) WHERE id = ?1
                      RETURNING id, user_id, created_at, expires_at, last_seq, read_up_to",
-                    params![sid, up_to as i64],
+                    params![sid, seq(up_to)],
                     session_row,
                 )
                 .optional()

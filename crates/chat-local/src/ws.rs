@@ -7,6 +7,7 @@
 
 use crate::app::AppState;
 use crate::routes::reply;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
@@ -18,8 +19,22 @@ use tokio::sync::mpsc;
 pub async fn upgrade(
     State(s): State<AppState>,
     RawQuery(query): RawQuery,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // Not a WebSocket handshake (e.g. a plain GET): axum's status, the contract's body.
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(r) => {
+            let body = serde_json::json!({
+                "error": {"code": "upgrade_required", "message": r.body_text()}
+            });
+            return reply(api::Response {
+                status: r.status().as_u16(),
+                body: body.to_string(),
+                retry_after: None,
+            });
+        }
+    };
     let mut session = None;
     let mut token = None;
     for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {

@@ -235,10 +235,13 @@ pub struct Ws {
 
 impl Ws {
     pub async fn connect(url: &str) -> Ws {
-        let (stream, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("WebSocket connects in time")
-            .expect("WebSocket connects");
+        let (stream, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::connect_async_with_config(url, None, true),
+        )
+        .await
+        .expect("WebSocket connects in time")
+        .expect("WebSocket connects");
         Ws {
             stream,
             seen: Vec::new(),
