@@ -473,6 +473,28 @@ impl ChatService {
         Ok(c.filter(|c| c.expires_at > self.now()))
     }
 
+    /// A WebSocket message known only by its connection id (as API Gateway delivers it): finds
+    /// the connection's session, then handles the frame. An unknown or expired connection is
+    /// told to reconnect.
+    pub async fn handle_message(&self, connection_id: &str, frame: &[u8]) {
+        let error = match self.connection(connection_id).await {
+            Ok(Some(c)) => return self.handle_frame(&c, frame).await,
+            Ok(None) => ChatError::unauthorized(
+                "unknown_connection",
+                "this connection is not open (its session may have expired); reconnect",
+            ),
+            Err(e) => e,
+        };
+        if let Err(e) = self
+            .ports
+            .push
+            .push(connection_id, &ServerEvent::error(&error).to_frame())
+            .await
+        {
+            tracing::info!(error = %e, connection_id, "could not tell an unknown connection to reconnect");
+        }
+    }
+
     /// Handles one frame from a connection. Answers (`ack`, `pong`, `error`) go back to it.
     pub async fn handle_frame(&self, connection: &Connection, frame: &[u8]) {
         if let Err((e, client_message_id)) = self.try_frame(connection, frame).await {

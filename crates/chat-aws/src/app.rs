@@ -1,0 +1,145 @@
+//! Everything a Lambda needs, built once per cold start from the environment.
+//!
+//! One `SdkConfig` is loaded (credentials, region, and `AWS_ENDPOINT_URL` for an emulator) and
+//! every client is built from it, so they share one HTTP client and TLS setup. The management
+//! API client gets its endpoint from `WEBSOCKET_ENDPOINT`, which the template builds from the
+//! API id, region and stage. Missing or malformed variables stop the cold start with a message
+//! naming the variable, never its value.
+
+use crate::dynamo::DynamoStore;
+use crate::push::ApiGatewayPush;
+use crate::sqs::SqsQueue;
+use chat_core::config::{ConfigError, Secret};
+use chat_core::ports::{Agent, Clock, Push, SystemClock};
+use chat_core::service::Ports;
+use chat_core::{ChatService, Config, Dispatcher};
+use chat_n8n::N8nClient;
+use std::sync::Arc;
+
+/// The service, its adapters, and (for the dispatch function) the dispatcher.
+#[derive(Clone)]
+pub struct App {
+    pub service: ChatService,
+    pub queue: Arc<SqsQueue>,
+    /// Present when `CHAT_N8N_WEBHOOK_URL` is set (the dispatch function requires it).
+    pub dispatcher: Option<Dispatcher>,
+}
+
+/// The environment a Lambda reads.
+#[derive(Debug, Clone)]
+pub struct LambdaEnv {
+    pub table: String,
+    pub queue_url: String,
+    pub websocket_endpoint: String,
+    pub n8n_url: Option<String>,
+    pub config: Config,
+}
+
+impl LambdaEnv {
+    pub fn from_lookup(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let set = |k: &str| {
+            env(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let need = |k: &'static str| set(k).ok_or(ConfigError::Missing(k));
+        let url = |k: &'static str, v: String| {
+            if v.starts_with("https://") || v.starts_with("http://") {
+                Ok(v.trim_end_matches('/').to_string())
+            } else {
+                Err(ConfigError::Invalid {
+                    name: k,
+                    expected: "an http:// or https:// URL",
+                })
+            }
+        };
+        let websocket_endpoint = url("WEBSOCKET_ENDPOINT", need("WEBSOCKET_ENDPOINT")?)?;
+        let public_url = url("CHAT_PUBLIC_URL", need("CHAT_PUBLIC_URL")?)?;
+        let websocket_url = match set("CHAT_WEBSOCKET_URL") {
+            Some(u) => u,
+            None => websocket_endpoint
+                .replacen("https://", "wss://", 1)
+                .replacen("http://", "ws://", 1),
+        };
+        let n8n_url = set("CHAT_N8N_WEBHOOK_URL")
+            .map(|u| url("CHAT_N8N_WEBHOOK_URL", u))
+            .transpose()?;
+        let config = Config::from_env(
+            env,
+            Secret::new(need("CHAT_WEBHOOK_SECRET")?),
+            Secret::new(need("CHAT_SESSION_SECRET")?),
+            public_url,
+            websocket_url,
+        )?;
+        Ok(Self {
+            table: need("TABLE_NAME")?,
+            queue_url: need("QUEUE_URL")?,
+            websocket_endpoint,
+            n8n_url,
+            config,
+        })
+    }
+}
+
+impl App {
+    /// Reads the process environment and builds the AWS clients.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let env = LambdaEnv::from_lookup(&|k| std::env::var(k).ok())?;
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::with_sdk(env, &sdk, None)
+    }
+
+    /// Builds the app on a loaded SDK configuration. `push` replaces the API Gateway push
+    /// (tests record pushes with it).
+    pub fn with_sdk(
+        env: LambdaEnv,
+        sdk: &aws_config::SdkConfig,
+        push: Option<Arc<dyn Push>>,
+    ) -> Result<Self, ConfigError> {
+        let store = Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            env.table.clone(),
+        ));
+        let queue = Arc::new(SqsQueue::new(
+            aws_sdk_sqs::Client::new(sdk),
+            env.queue_url.clone(),
+        ));
+        let push = push.unwrap_or_else(|| {
+            let conf = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
+                .endpoint_url(&env.websocket_endpoint)
+                .build();
+            Arc::new(ApiGatewayPush::new(
+                aws_sdk_apigatewaymanagement::Client::from_conf(conf),
+            ))
+        });
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let ports = Ports {
+            store,
+            queue: queue.clone(),
+            push,
+            clock,
+        };
+        let service = ChatService::new(ports, env.config.clone());
+        let dispatcher = match &env.n8n_url {
+            Some(u) => {
+                let client =
+                    N8nClient::new(u.clone(), env.config.dispatch.timeout).map_err(|_| {
+                        ConfigError::Invalid {
+                            name: "CHAT_N8N_WEBHOOK_URL",
+                            expected: "a URL the HTTP client accepts",
+                        }
+                    })?;
+                Some(Dispatcher::new(
+                    service.clone(),
+                    Arc::new(client) as Arc<dyn Agent>,
+                ))
+            }
+            None => None,
+        };
+        Ok(Self {
+            service,
+            queue,
+            dispatcher,
+        })
+    }
+}

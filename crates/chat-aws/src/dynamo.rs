@@ -1,0 +1,612 @@
+//! The [`Store`] on one DynamoDB table (layout in `infra/TABLE.md`).
+//!
+//! Everything of a session lives in its partition `SESSION#<id>`: the session item, messages
+//! under `MSG#<seq>` (zero-padded, so the sort key orders them), idempotency keys and the
+//! session's connections. Appends are one `TransactWriteItems` (counter update, message put,
+//! idempotency key put, all conditional), so `seq` has no gaps and follows commit order.
+//! Reads are `GetItem` or `Query`; nothing here ever scans. DynamoDB's TTL deletes lazily, so
+//! expired items are treated as absent when read.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update,
+};
+use chat_core::model::{
+    Connection, Message, MessageId, MessageStatus, MessageType, Millis, NewMessage, Page,
+    PageQuery, Role, Session, SessionId,
+};
+use chat_core::ports::{Appended, Store, StoreError};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The DynamoDB store; cheap to clone (the SDK client is shared).
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+/// Appends retried this many times when another writer took the same `seq` first.
+const APPEND_TRIES: usize = 25;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn session_pk(id: &SessionId) -> String {
+    format!("SESSION#{id}")
+}
+
+fn msg_sk(seq: u64) -> String {
+    format!("MSG#{seq:020}")
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+fn sdk_err<E: std::error::Error + 'static>(e: E) -> StoreError {
+    StoreError(crate::error_chain(&e))
+}
+
+fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
+    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn get_n<T: std::str::FromStr>(item: &Item, k: &str) -> Option<T> {
+    item.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn req_s<'a>(item: &'a Item, k: &str) -> Result<&'a str, StoreError> {
+    get_s(item, k).ok_or_else(|| StoreError(format!("item lacks {k}")))
+}
+
+fn req_n<T: std::str::FromStr>(item: &Item, k: &str) -> Result<T, StoreError> {
+    get_n(item, k).ok_or_else(|| StoreError(format!("item lacks number {k}")))
+}
+
+fn json_attr(item: &Item, k: &str) -> Result<Option<Map<String, Value>>, StoreError> {
+    get_s(item, k)
+        .map(|t| serde_json::from_str(t).map_err(err))
+        .transpose()
+}
+
+fn ulid(s: &str) -> Result<ulid::Ulid, StoreError> {
+    ulid::Ulid::from_string(s).map_err(err)
+}
+
+fn now_secs() -> i64 {
+    chat_core::ports::Clock::now_ms(&chat_core::ports::SystemClock) / 1000
+}
+
+fn session_of(item: &Item) -> Result<Session, StoreError> {
+    let id = req_s(item, "pk")?.trim_start_matches("SESSION#");
+    Ok(Session {
+        id: SessionId(ulid(id)?),
+        user_id: get_s(item, "userId").map(str::to_string),
+        created_at: req_n(item, "createdAt")?,
+        expires_at: req_n(item, "expiresAtMs")?,
+        last_seq: req_n(item, "lastSeq")?,
+        read_up_to: req_n(item, "readUpTo")?,
+    })
+}
+
+fn message_of(item: &Item) -> Result<Message, StoreError> {
+    let id = req_s(item, "pk")?.trim_start_matches("SESSION#");
+    Ok(Message {
+        id: MessageId(ulid(req_s(item, "msgId")?)?),
+        seq: req_n(item, "seq")?,
+        session_id: SessionId(ulid(id)?),
+        role: Role::parse(req_s(item, "role")?).ok_or_else(|| err("bad role"))?,
+        kind: MessageType::parse(req_s(item, "type")?).ok_or_else(|| err("bad type"))?,
+        content: req_s(item, "content")?.to_string(),
+        data: json_attr(item, "data")?,
+        metadata: json_attr(item, "metadata")?,
+        status: MessageStatus::parse(req_s(item, "status")?).ok_or_else(|| err("bad status"))?,
+        created_at: req_n(item, "createdAt")?,
+        reply_to: get_s(item, "replyTo").map(ulid).transpose()?.map(MessageId),
+        client_message_id: get_s(item, "clientMessageId").map(str::to_string),
+    })
+}
+
+fn connection_of(item: &Item, session: SessionId, id: &str) -> Result<Connection, StoreError> {
+    Ok(Connection {
+        id: id.to_string(),
+        session_id: session,
+        connected_at: req_n(item, "connectedAt")?,
+        expires_at: req_n(item, "expiresAtMs")?,
+    })
+}
+
+fn message_item(m: &NewMessage, seq: u64) -> Item {
+    let mut item = HashMap::from([
+        ("pk".to_string(), s(session_pk(&m.session_id))),
+        ("sk".to_string(), s(msg_sk(seq))),
+        ("msgId".to_string(), s(m.id.to_string())),
+        ("seq".to_string(), n(seq)),
+        ("role".to_string(), s(m.role.as_str())),
+        ("type".to_string(), s(m.kind.as_str())),
+        ("content".to_string(), s(m.content.clone())),
+        ("status".to_string(), s(m.status.as_str())),
+        ("createdAt".to_string(), n(m.created_at)),
+        ("ttl".to_string(), n(m.expires_at / 1000)),
+    ]);
+    if let Some(d) = &m.data {
+        item.insert("data".into(), s(Value::Object(d.clone()).to_string()));
+    }
+    if let Some(d) = &m.metadata {
+        item.insert("metadata".into(), s(Value::Object(d.clone()).to_string()));
+    }
+    if let Some(r) = &m.reply_to {
+        item.insert("replyTo".into(), s(r.to_string()));
+    }
+    if let Some(c) = &m.client_message_id {
+        item.insert("clientMessageId".into(), s(c.clone()));
+    }
+    item
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn key(pk: String, sk: &str) -> Item {
+        HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+    }
+
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(out.item)
+    }
+
+    async fn message_item_by_id(
+        &self,
+        session: &SessionId,
+        id: &MessageId,
+    ) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("byMessageId")
+            .key_condition_expression("pk = :pk AND msgId = :id")
+            .expression_attribute_values(":pk", s(session_pk(session)))
+            .expression_attribute_values(":id", s(id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(out.items.and_then(|mut v| v.pop()))
+    }
+
+    /// The message an idempotency key points to.
+    async fn by_idempotency_key(
+        &self,
+        session: &SessionId,
+        key: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        let Some(idem) = self
+            .get(session_pk(session), &format!("IDEM#{key}"))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let seq: u64 = req_n(&idem, "seq")?;
+        match self.get(session_pk(session), &msg_sk(seq)).await? {
+            Some(item) => Ok(Some(message_of(&item)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn create_session(&self, x: &Session) -> Result<(), StoreError> {
+        let mut item = HashMap::from([
+            ("pk".to_string(), s(session_pk(&x.id))),
+            ("sk".to_string(), s("SESSION")),
+            ("createdAt".to_string(), n(x.created_at)),
+            ("expiresAtMs".to_string(), n(x.expires_at)),
+            ("lastSeq".to_string(), n(x.last_seq)),
+            ("readUpTo".to_string(), n(x.read_up_to)),
+            ("ttl".to_string(), n(x.expires_at / 1000)),
+        ]);
+        if let Some(u) = &x.user_id {
+            item.insert("userId".into(), s(u.clone()));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn get_session(
+        &self,
+        id: &SessionId,
+        now: Millis,
+    ) -> Result<Option<Session>, StoreError> {
+        match self.get(session_pk(id), "SESSION").await? {
+            Some(item) => Ok(Some(session_of(&item)?).filter(|s| s.expires_at > now)),
+            None => Ok(None),
+        }
+    }
+
+    async fn append_message(&self, m: NewMessage) -> Result<Option<Appended>, StoreError> {
+        let pk = session_pk(&m.session_id);
+        for _ in 0..APPEND_TRIES {
+            let Some(session) = self.get_session(&m.session_id, m.created_at).await? else {
+                return Ok(None);
+            };
+            let last = session.last_seq;
+            let next = last + 1;
+            let bump = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(pk.clone(), "SESSION")))
+                .update_expression("SET lastSeq = :next")
+                .condition_expression("lastSeq = :last AND expiresAtMs > :now")
+                .expression_attribute_values(":next", n(next))
+                .expression_attribute_values(":last", n(last))
+                .expression_attribute_values(":now", n(m.created_at))
+                .build()
+                .map_err(err)?;
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(message_item(&m, next)))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(err)?;
+            let mut items = vec![
+                TransactWriteItem::builder().update(bump).build(),
+                TransactWriteItem::builder().put(put).build(),
+            ];
+            if let Some(key) = &m.idempotency_key {
+                let idem = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(HashMap::from([
+                        ("pk".to_string(), s(pk.clone())),
+                        ("sk".to_string(), s(format!("IDEM#{key}"))),
+                        ("seq".to_string(), n(next)),
+                        ("ttl".to_string(), n(m.expires_at / 1000)),
+                    ])))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .map_err(err)?;
+                items.push(TransactWriteItem::builder().put(idem).build());
+            }
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await;
+            match result {
+                Ok(_) => {
+                    return Ok(Some(Appended {
+                        message: m.with_seq(next),
+                        created: true,
+                    }));
+                }
+                Err(e) => {
+                    let service = e.into_service_error();
+                    let reasons: Vec<String> = match &service {
+                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => c
+                            .cancellation_reasons()
+                            .iter()
+                            .map(|r| r.code().unwrap_or("None").to_string())
+                            .collect(),
+                        _ => return Err(sdk_err(service)),
+                    };
+                    if reasons
+                        .get(2)
+                        .is_some_and(|r| r == "ConditionalCheckFailed")
+                    {
+                        let key = m.idempotency_key.as_deref().unwrap_or_default();
+                        if let Some(message) = self.by_idempotency_key(&m.session_id, key).await? {
+                            return Ok(Some(Appended {
+                                message,
+                                created: false,
+                            }));
+                        }
+                    }
+                    // Another writer took this seq (or a transaction conflicted): read again.
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        Err(StoreError(
+            "append kept conflicting with concurrent writers".into(),
+        ))
+    }
+
+    async fn get_message(
+        &self,
+        session: &SessionId,
+        id: &MessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        self.message_item_by_id(session, id)
+            .await?
+            .map(|i| message_of(&i))
+            .transpose()
+    }
+
+    async fn list_messages(&self, session: &SessionId, q: PageQuery) -> Result<Page, StoreError> {
+        let lo = q.after.map_or(Some(1), |a| a.checked_add(1));
+        let hi = q.before.map_or(Some(u64::MAX), |b| b.checked_sub(1));
+        let (Some(lo), Some(hi)) = (lo, hi) else {
+            return Ok(Page::default());
+        };
+        if lo > hi || q.limit == 0 {
+            return Ok(Page::default());
+        }
+        let forward = q.after.is_some();
+        let want = q.limit as usize + 1;
+        let mut items: Vec<Item> = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", s(session_pk(session)))
+                .expression_attribute_values(":lo", s(msg_sk(lo)))
+                .expression_attribute_values(":hi", s(msg_sk(hi)))
+                .scan_index_forward(forward)
+                .limit((want - items.len()) as i32)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if items.len() >= want || start.is_none() {
+                break;
+            }
+        }
+        let has_more = items.len() > q.limit as usize;
+        items.truncate(q.limit as usize);
+        let mut messages = items
+            .iter()
+            .map(message_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        if !forward {
+            messages.reverse();
+        }
+        Ok(Page { messages, has_more })
+    }
+
+    async fn advance_status(
+        &self,
+        session: &SessionId,
+        id: &MessageId,
+        status: MessageStatus,
+    ) -> Result<Option<Message>, StoreError> {
+        let Some(item) = self.message_item_by_id(session, id).await? else {
+            return Ok(None);
+        };
+        let lower: Vec<MessageStatus> = [
+            MessageStatus::Received,
+            MessageStatus::Dispatched,
+            MessageStatus::Failed,
+            MessageStatus::Answered,
+            MessageStatus::Delivered,
+        ]
+        .into_iter()
+        .filter(|s| s.rank() < status.rank())
+        .collect();
+        if lower.is_empty() {
+            return Ok(None);
+        }
+        let names: Vec<String> = (0..lower.len()).map(|i| format!(":l{i}")).collect();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(session_pk(session)))
+            .key("sk", item["sk"].clone())
+            .update_expression("SET #st = :new")
+            .condition_expression(format!("#st IN ({})", names.join(", ")))
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":new", s(status.as_str()))
+            .return_values(ReturnValue::AllNew);
+        for (name, st) in names.iter().zip(&lower) {
+            req = req.expression_attribute_values(name, s(st.as_str()));
+        }
+        match req.send().await {
+            Ok(out) => out.attributes.map(|a| message_of(&a)).transpose(),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn mark_read(
+        &self,
+        session: &SessionId,
+        up_to: u64,
+    ) -> Result<Option<Session>, StoreError> {
+        let Some(item) = self.get(session_pk(session), "SESSION").await? else {
+            return Ok(None);
+        };
+        let mut current = session_of(&item)?;
+        let target = current.read_up_to.max(up_to.min(current.last_seq));
+        if target == current.read_up_to {
+            return Ok(Some(current));
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(session_pk(session), "SESSION")))
+            .update_expression("SET readUpTo = :t")
+            .condition_expression("readUpTo < :t")
+            .expression_attribute_values(":t", n(target))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out.attributes.map(|a| session_of(&a)).transpose(),
+            // Someone marked further meanwhile: read the winner.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                if let Some(item) = self.get(session_pk(session), "SESSION").await? {
+                    current = session_of(&item)?;
+                }
+                Ok(Some(current))
+            }
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        let common = |pk: String, sk: String| {
+            HashMap::from([
+                ("pk".to_string(), s(pk)),
+                ("sk".to_string(), s(sk)),
+                ("connectedAt".to_string(), n(c.connected_at)),
+                ("expiresAtMs".to_string(), n(c.expires_at)),
+                ("ttl".to_string(), n(c.expires_at / 1000)),
+            ])
+        };
+        let fan_out = common(session_pk(&c.session_id), format!("CONN#{}", c.id));
+        let mut lookup = common(format!("CONN#{}", c.id), "CONN".into());
+        lookup.insert("sessionId".into(), s(c.session_id.to_string()));
+        let puts = [fan_out, lookup]
+            .into_iter()
+            .map(|item| {
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .build()
+                    .map(|p| TransactWriteItem::builder().put(p).build())
+                    .map_err(err)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(puts))
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        let Some(item) = self.get(format!("CONN#{id}"), "CONN").await? else {
+            return Ok(None);
+        };
+        let session = SessionId(ulid(req_s(&item, "sessionId")?)?);
+        Ok(Some(connection_of(&item, session, id)?))
+    }
+
+    async fn delete_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        let deletes = [
+            (session_pk(&c.session_id), format!("CONN#{}", c.id)),
+            (format!("CONN#{}", c.id), "CONN".into()),
+        ]
+        .into_iter()
+        .map(|(pk, sk)| {
+            Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(pk, &sk)))
+                .build()
+                .map(|d| TransactWriteItem::builder().delete(d).build())
+                .map_err(err)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(deletes))
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn list_connections(&self, session: &SessionId) -> Result<Vec<Connection>, StoreError> {
+        let now = now_secs();
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :conn)")
+                .expression_attribute_values(":pk", s(session_pk(session)))
+                .expression_attribute_values(":conn", s("CONN#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            for item in page.items.unwrap_or_default() {
+                // Expired but not yet deleted by TTL: absent.
+                if get_n::<i64>(&item, "ttl").is_some_and(|t| t <= now) {
+                    continue;
+                }
+                let id = req_s(&item, "sk")?.trim_start_matches("CONN#").to_string();
+                out.push(connection_of(&item, *session, &id)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn increment_counter(&self, key: &str, expires_at: Millis) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(format!("COUNTER#{key}"), "COUNTER")))
+            .update_expression("ADD #c :one SET #ttl = if_not_exists(#ttl, :ttl)")
+            .expression_attribute_names("#c", "count")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":ttl", n(expires_at / 1000))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        out.attributes
+            .as_ref()
+            .and_then(|a| get_n(a, "count"))
+            .ok_or_else(|| err("counter update returned no count"))
+    }
+}

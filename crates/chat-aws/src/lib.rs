@@ -1,0 +1,44 @@
+//! AWS adapters for the chat core, and the glue from Lambda events to core calls.
+//!
+//! - [`dynamo::DynamoStore`]: the `Store` on one DynamoDB table (layout in `infra/TABLE.md`).
+//! - [`sqs::SqsQueue`]: the `Queue` on SQS, with visibility-timeout backoff.
+//! - [`push::ApiGatewayPush`]: the `Push` on the API Gateway Management API.
+//! - [`app::App`]: configuration from the environment and the clients, built once per cold
+//!   start and shared by every invocation.
+//! - [`handlers`]: one plain async function per Lambda, from its event to its response; the
+//!   binaries under `functions/` only wire one of them to `lambda_runtime`.
+
+pub mod app;
+pub mod dynamo;
+pub mod handlers;
+pub mod push;
+pub mod sqs;
+
+pub use app::App;
+
+/// An error with its whole cause chain (the SDK's `Display` alone says only "service error").
+/// The SDK's errors carry no credentials or secrets.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// JSON logs on stdout, one object per line, as CloudWatch Logs expects; `RUST_LOG` filters.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .with_current_span(false)
+        .flatten_event(true)
+        .without_time()
+        .init();
+}

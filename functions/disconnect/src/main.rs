@@ -1,0 +1,17 @@
+//! `disconnect` Lambda: WebSocket `$disconnect` (best effort; connections also expire by TTL).
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    chat_aws::init_tracing();
+    let app = chat_aws::App::from_env().await?;
+    let app = &app;
+    lambda_runtime::run(service_fn(
+        move |e: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+            Ok::<_, Error>(chat_aws::handlers::disconnect(app, e.payload).await)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,16 @@
+//! `send` Lambda: `POST /sessions/{id}/messages` (HTTP API) and the WebSocket routes
+//! `sendMessage`, `typing`, `read`, `ping` and `$default`.
+
+use chat_aws::handlers::SendEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    chat_aws::init_tracing();
+    let app = chat_aws::App::from_env().await?;
+    let app = &app;
+    lambda_runtime::run(service_fn(move |e: LambdaEvent<SendEvent>| async move {
+        Ok::<_, Error>(chat_aws::handlers::send(app, e.payload).await)
+    }))
+    .await
+}
