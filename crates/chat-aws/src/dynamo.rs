@@ -29,8 +29,22 @@ pub struct DynamoStore {
     table: String,
 }
 
-/// Appends retried this many times when another writer took the same `seq` first.
-const APPEND_TRIES: usize = 25;
+/// Appends retried this many times when another writer took the same `seq` first, with a
+/// jittered backoff of up to [`APPEND_BACKOFF_MAX_MS`] between tries.
+const APPEND_TRIES: u32 = 100;
+const APPEND_BACKOFF_MAX_MS: u64 = 50;
+
+/// A short random-ish pause before retrying a lost race (jitter keeps racers apart).
+async fn backoff(try_no: u32) {
+    let cap = (1u64 << try_no.min(6)).min(APPEND_BACKOFF_MAX_MS);
+    let jitter = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos(),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(jitter % (cap + 1))).await;
+}
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -82,10 +96,6 @@ fn json_attr(item: &Item, k: &str) -> Result<Option<Map<String, Value>>, StoreEr
 
 fn ulid(s: &str) -> Result<ulid::Ulid, StoreError> {
     ulid::Ulid::from_string(s).map_err(err)
-}
-
-fn now_secs() -> i64 {
-    chat_core::ports::Clock::now_ms(&chat_core::ports::SystemClock) / 1000
 }
 
 fn session_of(item: &Item) -> Result<Session, StoreError> {
@@ -259,7 +269,7 @@ impl Store for DynamoStore {
 
     async fn append_message(&self, m: NewMessage) -> Result<Option<Appended>, StoreError> {
         let pk = session_pk(&m.session_id);
-        for _ in 0..APPEND_TRIES {
+        for try_no in 0..APPEND_TRIES {
             let Some(session) = self.get_session(&m.session_id, m.created_at).await? else {
                 return Ok(None);
             };
@@ -335,7 +345,7 @@ impl Store for DynamoStore {
                         }
                     }
                     // Another writer took this seq (or a transaction conflicted): read again.
-                    tokio::task::yield_now().await;
+                    backoff(try_no).await;
                 }
             }
         }
@@ -557,7 +567,6 @@ impl Store for DynamoStore {
     }
 
     async fn list_connections(&self, session: &SessionId) -> Result<Vec<Connection>, StoreError> {
-        let now = now_secs();
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -574,10 +583,6 @@ impl Store for DynamoStore {
                 .await
                 .map_err(sdk_err)?;
             for item in page.items.unwrap_or_default() {
-                // Expired but not yet deleted by TTL: absent.
-                if get_n::<i64>(&item, "ttl").is_some_and(|t| t <= now) {
-                    continue;
-                }
                 let id = req_s(&item, "sk")?.trim_start_matches("CONN#").to_string();
                 out.push(connection_of(&item, *session, &id)?);
             }

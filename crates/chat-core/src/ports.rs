@@ -101,7 +101,8 @@ pub trait Store: Send + Sync {
     /// Forgets a connection; forgetting an unknown one is not an error.
     async fn delete_connection(&self, connection: &Connection) -> Result<(), StoreError>;
 
-    /// The live connections of a session (a query on the session, never a scan).
+    /// The connections of a session (a query on the session, never a scan). It may include
+    /// expired ones not yet deleted (DynamoDB TTL is lazy); the service skips those.
     async fn list_connections(&self, session: &SessionId) -> Result<Vec<Connection>, StoreError>;
 
     /// Atomically adds one to the counter `key` and returns its new value. The counter is

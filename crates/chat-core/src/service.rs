@@ -678,9 +678,12 @@ impl ChatService {
             }
         };
         let frame = event.to_frame();
+        // A store may still hold connections past their expiry (DynamoDB's TTL deletes
+        // lazily): they are absent.
+        let now = self.now();
         let pushes = connections
             .iter()
-            .filter(|c| Some(c.id.as_str()) != except)
+            .filter(|c| c.expires_at > now && Some(c.id.as_str()) != except)
             .map(|c| self.push_one(c, &frame));
         futures_util::future::join_all(pushes).await;
     }

@@ -1687,6 +1687,27 @@ async fn a_gone_connection_is_forgotten_by_the_next_broadcast() {
     );
 }
 
+#[tokio::test]
+async fn a_stored_but_expired_connection_is_not_pushed_to() {
+    let h = H::new();
+    let s = h.session().await;
+    h.connect(&s, "live").await;
+    // A store may hold a connection past its expiry (DynamoDB's TTL deletes lazily).
+    let stale = chat_core::model::Connection {
+        id: "stale".into(),
+        session_id: s.id,
+        connected_at: h.now() - 2 * HOUR,
+        expires_at: h.now() - 1,
+    };
+    h.store.put_connection(&stale).await.unwrap();
+    h.send(&s, "hi", None, None).await.unwrap();
+    assert_eq!(h.frames("live").len(), 1);
+    assert!(
+        h.frames("stale").is_empty(),
+        "nothing is pushed to an expired connection"
+    );
+}
+
 // ----- history -------------------------------------------------------------------------------
 
 #[tokio::test]
