@@ -1,0 +1,330 @@
+//! The world the handler tests run in: a fresh table and queues on the emulator, the
+//! Lambda `App` built on them as a cold start would build it, a fake n8n, and helpers that
+//! drive the handlers with the sample events of `events/`.
+#![allow(dead_code)]
+
+use crate::common;
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::sqs::SqsEvent;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chat_aws::App;
+use chat_aws::app::LambdaEnv;
+use chat_aws::handlers;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub const WEBHOOK_SECRET: &str = "handler-tests-webhook-secret";
+
+/// A local fake n8n: checks the signature, records payloads, answers `status`.
+#[derive(Clone, Default)]
+pub struct FakeN8n {
+    pub received: Arc<Mutex<Vec<Value>>>,
+    pub status: Arc<Mutex<u16>>,
+}
+
+impl FakeN8n {
+    pub async fn start() -> (FakeN8n, String) {
+        let fake = FakeN8n {
+            received: Arc::default(),
+            status: Arc::new(Mutex::new(200)),
+        };
+        let f = fake.clone();
+        let app = axum::Router::new().route(
+            "/n8n",
+            axum::routing::post(move |h: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let f = f.clone();
+                async move {
+                    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+                    let now =
+                        chat_core::ports::Clock::now_ms(&chat_core::ports::SystemClock) / 1000;
+                    if chat_core::signature::verify(
+                        WEBHOOK_SECRET.as_bytes(),
+                        get("x-chat-timestamp"),
+                        get("x-chat-signature"),
+                        &body,
+                        now,
+                    )
+                    .is_err()
+                    {
+                        return axum::http::StatusCode::UNAUTHORIZED;
+                    }
+                    f.received
+                        .lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap());
+                    axum::http::StatusCode::from_u16(*f.status.lock().unwrap()).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/n8n", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (fake, url)
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
+pub struct World {
+    pub f: common::Fresh,
+    pub app: App,
+    pub n8n: FakeN8n,
+}
+
+pub async fn world_with(ws_endpoint: Option<String>, extra: &[(&str, &str)]) -> World {
+    let f = common::fresh().await;
+    let (n8n, n8n_url) = FakeN8n::start().await;
+    let mut vars: HashMap<String, String> = [
+        ("TABLE_NAME", f.table.as_str()),
+        ("QUEUE_URL", f.queue_url.as_str()),
+        (
+            "WEBSOCKET_ENDPOINT",
+            ws_endpoint.as_deref().unwrap_or(&common::emulator().url),
+        ),
+        ("CHAT_PUBLIC_URL", "https://api.example.com"),
+        ("CHAT_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("CHAT_SESSION_SECRET", "handler-tests-session-secret"),
+        ("CHAT_N8N_WEBHOOK_URL", n8n_url.as_str()),
+        ("CHAT_DISPATCH_BACKOFF_MS", "1000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let env = LambdaEnv::from_lookup(&|k| vars.get(k).cloned()).expect("valid environment");
+    let app = App::with_sdk(env, &f.sdk, None).expect("app builds");
+    World { f, app, n8n }
+}
+
+pub async fn world() -> World {
+    world_with(None, &[]).await
+}
+
+pub fn event(name: &str) -> Value {
+    let path = common::repo().join("events").join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+pub fn body_of(b: &Option<Body>) -> Value {
+    match b {
+        Some(Body::Text(t)) => serde_json::from_str(t).unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
+}
+
+/// A unique, URL-safe connection id (real ones look like `Lx8nCeK2oAMCJvA=`).
+pub fn conn_id() -> String {
+    format!("c{}", ulid::Ulid::new())
+}
+
+impl World {
+    pub async fn http(&self, e: Value) -> (i64, Value) {
+        let req: ApiGatewayV2httpRequest = serde_json::from_value(e).unwrap();
+        let r = handlers::http(&self.app, req).await;
+        (r.status_code, body_of(&r.body))
+    }
+
+    pub async fn ws(&self, e: Value) -> (i64, Value) {
+        let req: ApiGatewayWebsocketProxyRequest = serde_json::from_value(e).unwrap();
+        let r = match e_route(&req).as_str() {
+            "$connect" => handlers::connect(&self.app, req).await,
+            "$disconnect" => handlers::disconnect(&self.app, req).await,
+            _ => match handlers::send(&self.app, handlers::SendEvent::WebSocket(Box::new(req)))
+                .await
+            {
+                handlers::SendResponse::WebSocket(r) => r,
+                handlers::SendResponse::Http(_) => unreachable!("a WebSocket event answers as one"),
+            },
+        };
+        (r.status_code, body_of(&r.body))
+    }
+
+    /// A guest session through the `session` handler: (id, token).
+    pub async fn session(&self) -> (String, String) {
+        let mut e = event("session-create");
+        // A distinct client IP per session, so the per-IP limit does not interfere.
+        e["requestContext"]["http"]["sourceIp"] = json!(format!("198.51.100.{}", rand_octet()));
+        let (status, body) = self.http(e).await;
+        assert_eq!(status, 201, "{body}");
+        assert!(
+            body["websocketUrl"]
+                .as_str()
+                .unwrap()
+                .starts_with("ws://127.0.0.1:"),
+            "{body}"
+        );
+        (
+            body["sessionId"].as_str().unwrap().into(),
+            body["token"].as_str().unwrap().into(),
+        )
+    }
+
+    pub async fn connect(&self, sid: &str, token: &str) -> String {
+        let id = conn_id();
+        let mut e = event("connect");
+        e["queryStringParameters"] = json!({"sessionId": sid, "token": token});
+        e["multiValueQueryStringParameters"] = json!({"sessionId": [sid], "token": [token]});
+        e["requestContext"]["connectionId"] = json!(id);
+        let (status, body) = self.ws(e).await;
+        assert_eq!(status, 200, "{body}");
+        id
+    }
+
+    pub async fn ws_frame(&self, connection: &str, body: Value) {
+        let mut e = event("send-ws-message");
+        e["requestContext"]["connectionId"] = json!(connection);
+        e["body"] = json!(body.to_string());
+        let (status, _) = self.ws(e).await;
+        assert_eq!(status, 200);
+    }
+
+    pub fn authed(&self, name: &str, sid: &str, token: &str) -> Value {
+        let mut e = event(name);
+        e["headers"]["authorization"] = json!(format!("Bearer {token}"));
+        e["pathParameters"]["id"] = json!(sid);
+        let path = e["rawPath"]
+            .as_str()
+            .unwrap()
+            .replace("01JD9N0V8019F5A42YAM85WN8G", sid);
+        e["rawPath"] = json!(path);
+        e["requestContext"]["http"]["path"] = json!(path);
+        e
+    }
+
+    pub async fn history(&self, sid: &str, token: &str) -> Vec<Value> {
+        let (status, body) = self.http(self.authed("session-history", sid, token)).await;
+        assert_eq!(status, 200, "{body}");
+        body["messages"].as_array().unwrap().clone()
+    }
+
+    /// Receives the queued dispatch jobs as an SQS event the dispatch function would get.
+    pub async fn receive_jobs(&self, expect: usize) -> SqsEvent {
+        let sqs = aws_sdk_sqs::Client::new(&self.f.sdk);
+        let mut records = Vec::new();
+        for _ in 0..20 {
+            let out = sqs
+                .receive_message()
+                .queue_url(&self.f.queue_url)
+                .max_number_of_messages(10)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .send()
+                .await
+                .unwrap();
+            for m in out.messages.unwrap_or_default() {
+                let mut r = event("dispatch-batch")["Records"][0].clone();
+                r["messageId"] = json!(m.message_id.unwrap());
+                r["receiptHandle"] = json!(m.receipt_handle.unwrap());
+                r["body"] = json!(m.body.unwrap());
+                let attrs: HashMap<String, String> = m
+                    .attributes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k.as_str().to_string(), v))
+                    .collect();
+                r["attributes"] = json!(attrs);
+                records.push(r);
+            }
+            if records.len() >= expect {
+                break;
+            }
+        }
+        assert_eq!(records.len(), expect, "queued jobs");
+        serde_json::from_value(json!({ "Records": records })).unwrap()
+    }
+
+    pub fn signed_reply(&self, body: &Value) -> Value {
+        let mut e = event("webhook-reply");
+        let text = body.to_string();
+        let ts =
+            (chat_core::ports::Clock::now_ms(&chat_core::ports::SystemClock) / 1000).to_string();
+        e["headers"]["x-chat-timestamp"] = json!(ts);
+        e["headers"]["x-chat-signature"] = json!(chat_core::signature::sign(
+            WEBHOOK_SECRET.as_bytes(),
+            &ts,
+            text.as_bytes()
+        ));
+        e["body"] = json!(text);
+        e
+    }
+
+    pub async fn item(&self, pk: &str, sk: &str) -> Option<HashMap<String, AttributeValue>> {
+        aws_sdk_dynamodb::Client::new(&self.f.sdk)
+            .get_item()
+            .table_name(&self.f.table)
+            .key("pk", AttributeValue::S(pk.into()))
+            .key("sk", AttributeValue::S(sk.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+    }
+
+    /// How many items the session's partition holds.
+    pub async fn partition_size(&self, sid: &str) -> usize {
+        aws_sdk_dynamodb::Client::new(&self.f.sdk)
+            .query()
+            .table_name(&self.f.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("SESSION#{sid}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .count as usize
+    }
+
+    pub async fn queue_depth(&self, url: &str) -> usize {
+        let out = aws_sdk_sqs::Client::new(&self.f.sdk)
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            )
+            .send()
+            .await
+            .unwrap();
+        out.attributes
+            .unwrap()
+            .values()
+            .map(|v| v.parse::<usize>().unwrap())
+            .sum()
+    }
+}
+
+pub fn e_route(req: &ApiGatewayWebsocketProxyRequest) -> String {
+    req.request_context.route_key.clone().unwrap_or_default()
+}
+
+pub fn rand_octet() -> u32 {
+    ulid::Ulid::new().random() as u32 % 250 + 1
+}
+
+pub fn events_of<'a>(frames: &'a [Value], event: &str) -> Vec<&'a Value> {
+    frames.iter().filter(|f| f["event"] == event).collect()
+}
+
+/// A stub management API that answers every PostToConnection with 410 Gone.
+pub async fn gone_endpoint() -> String {
+    let app = axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::GONE,
+            [
+                ("x-amzn-errortype", "GoneException"),
+                ("content-type", "application/json"),
+            ],
+            r#"{"message":"GoneException"}"#,
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
