@@ -7,18 +7,47 @@ use crate::app::AppState;
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, FromRequest, Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use chat_core::api;
 use chat_core::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use std::net::SocketAddr;
 
-/// The chat page (a plain client for trying the product).
+/// The chat page (the widget, with how to embed it).
 const PAGE: &str = include_str!("../../../web/index.html");
 
+/// The browser client and widget (`web/`), embedded so the binary stays self-contained.
+const ASSETS: [(&str, &str, &str); 4] = [
+    (
+        "/chat-client.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/chat-client.js"),
+    ),
+    (
+        "/chat-client.d.ts",
+        "application/typescript; charset=utf-8",
+        include_str!("../../../web/chat-client.d.ts"),
+    ),
+    (
+        "/chat-widget.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/chat-widget.js"),
+    ),
+    (
+        "/embed.html",
+        "text/html; charset=utf-8",
+        include_str!("../../../web/embed.html"),
+    ),
+];
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    for (path, content_type, body) in ASSETS {
+        router = router.route(path, get(move || asset(content_type, body)));
+    }
+    router
         .route("/", get(page))
         .route("/health", get(health))
         .route("/sessions", post(create_session))
@@ -33,7 +62,58 @@ pub fn router(state: AppState) -> Router {
         .route("/dev/n8n", post(dev_bot))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(cors))
         .with_state(state)
+}
+
+/// CORS, as the HTTP API has on AWS (`template.yaml`): pages on other origins embed the widget,
+/// which calls this server with a bearer token (no cookies), so any origin may.
+async fn cors(req: Request, next: Next) -> Response {
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut res = if preflight {
+        let mut res = StatusCode::NO_CONTENT.into_response();
+        let h = res.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        res
+    } else {
+        next.run(req).await
+    };
+    let h = res.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("retry-after"),
+    );
+    res
+}
+
+/// One embedded file of `web/`; browsers revalidate it, so a new build is picked up at once.
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Turns an API answer into an axum response.

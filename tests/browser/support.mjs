@@ -1,0 +1,127 @@
+// Test support: start/stop a real chat-local, launch Debian's Chromium, read the widget.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const OUTPUT = join(ROOT, 'tests/output');
+const BIN = process.env.CHAT_LOCAL_BIN
+  ?? join(process.env.CARGO_TARGET_DIR ? resolve(ROOT, process.env.CARGO_TARGET_DIR) : join(ROOT, 'target'), 'debug/chat-local');
+
+export function tempDir() {
+  return mkdtempSync(join(tmpdir(), 'chat-browser-'));
+}
+
+/** Polls `fn` until it returns a truthy value; throws after `timeoutMs`. */
+export async function waitFor(fn, { timeoutMs = 15_000, intervalMs = 50, what = 'condition' } = {}) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/**
+ * Starts chat-local on `addr` (default an ephemeral 127.0.0.1 port) with `dataDir`; resolves to
+ * `{ url, port, proc, stop(signal) }` once it prints its address. Rate limits are raised.
+ */
+export async function startServer({ dataDir, addr = '127.0.0.1:0', env = {} } = {}) {
+  const proc = spawn(BIN, [], {
+    env: {
+      ...process.env,
+      CHAT_ADDR: addr,
+      CHAT_DATA_DIR: dataDir,
+      CHAT_RATE_MESSAGES_PER_MINUTE: '10000',
+      CHAT_RATE_SESSIONS_PER_5MIN: '10000',
+      CHAT_RATE_WEBHOOKS_PER_MINUTE: '10000',
+      RUST_LOG: process.env.RUST_LOG ?? 'warn',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  proc.stderr.on('data', (d) => {
+    stderr += d;
+    if (stderr.length > 20_000) stderr = stderr.slice(-10_000);
+  });
+  const exited = new Promise((r) => proc.once('exit', (code, signal) => r({ code, signal })));
+  const url = await new Promise((resolveUrl, reject) => {
+    let out = '';
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`chat-local did not start within 30 s; stderr:\n${stderr}`));
+    }, 30_000);
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolveUrl(m[1]);
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`chat-local exited (${code}) before listening; stderr:\n${stderr}`));
+    });
+  });
+  const port = Number(new URL(url).port);
+  return {
+    url,
+    port,
+    proc,
+    get stderr() {
+      return stderr;
+    },
+    async stop(signal = 'SIGTERM') {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill(signal);
+      const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+export const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+export async function launchBrowser() {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS, timeout: 60_000 });
+}
+
+/** The widget's messages as rendered: [{ role, type, seq, status, text, pending }]. */
+export function readMessages(page) {
+  return page.evaluate(() => {
+    const root = document.querySelector('[data-chat-widget]')?.shadowRoot;
+    if (!root) return [];
+    return [...root.querySelectorAll('li.msg')].map((li) => ({
+      role: li.dataset.role,
+      type: li.dataset.type,
+      seq: li.dataset.seq === '' ? null : Number(li.dataset.seq),
+      id: li.dataset.id,
+      status: li.querySelector('.status')?.dataset.status ?? null,
+      text: [...li.querySelector('.bubble').childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent).join(''),
+    }));
+  });
+}
+
+export function ensureOutput() {
+  mkdirSync(OUTPUT, { recursive: true });
+  return OUTPUT;
+}
+
+export function removeDir(dir) {
+  rmSync(dir, { recursive: true, force: true });
+}

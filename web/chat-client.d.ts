@@ -1,0 +1,212 @@
+// Types of chat-client.js (the browser client of the chat backend; see DESIGN.md).
+
+export type Role = 'user' | 'assistant' | 'system' | 'agent';
+export type MessageType =
+  | 'text'
+  | 'confirmation'
+  | 'clarification'
+  | 'cancellation'
+  | 'error'
+  | 'info'
+  | 'scheduling_update';
+/** Server statuses, plus the client's own `queued` / `sending` / `failed` for unsent messages. */
+export type MessageStatus = 'queued' | 'sending' | 'received' | 'dispatched' | 'answered' | 'failed';
+export type ConnectionState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export interface ChatMessage {
+  /** A ULID once stored; `local:<clientMessageId>` while only optimistic. */
+  id: string;
+  /** The message's number in its session (1, 2, 3, … without gaps); absent while unsent. */
+  seq?: number;
+  sessionId?: string;
+  role: Role;
+  type: MessageType;
+  content: string;
+  data?: Record<string, unknown>;
+  metadata?: Record<string, unknown>;
+  status: MessageStatus;
+  createdAt: string;
+  replyTo?: string;
+  clientMessageId?: string;
+  /** True while the server has not stored it. */
+  pending?: boolean;
+  /** Why the server refused it (status `failed`). */
+  error?: string;
+}
+
+export interface StoredSession {
+  sessionId: string;
+  token: string;
+  expiresAt: string;
+  websocketUrl: string;
+  /** `sub` of the app JWT it was created with; null for guests. */
+  subject?: string | null;
+}
+
+export interface StorageLike {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+}
+
+export interface ChatClientOptions {
+  /** The chat server's HTTP base URL. Default: the page's origin. */
+  baseUrl?: string;
+  /** An app JWT (or a function returning one) for signed-in users; none: a guest session. */
+  authToken?: string | null | (() => string | null | Promise<string | null>);
+  /** Stored with the new session as its metadata, if the server accepts it. */
+  sessionMetadata?: Record<string, unknown>;
+  /** localStorage key of the session. Default: `chat-session:<baseUrl>`. */
+  storageKey?: string;
+  storage?: StorageLike;
+  fetch?: typeof fetch;
+  WebSocket?: typeof WebSocket;
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  /** 0..1: the share of each delay that is random. */
+  backoffJitter?: number;
+  /** Default 5 minutes (API Gateway closes idle sockets after 10). */
+  pingIntervalMs?: number;
+  pongTimeoutMs?: number;
+  /** Reconnect (make before break) after this long. Default 110 minutes (the limit is 2 hours). */
+  maxConnectionAgeMs?: number;
+  /** Resend an unacknowledged message after this long. */
+  ackTimeoutMs?: number;
+  typingRepeatMs?: number;
+  typingIdleMs?: number;
+  sessionRenewMarginMs?: number;
+  pageSize?: number;
+}
+
+export interface ChatClientEvents {
+  /** A message was added or changed (optimistic, acknowledged, stored, status). */
+  message: { message: ChatMessage; isNew: boolean };
+  /** The ordered list changed (after one or more `message` events). */
+  change: { messages: readonly ChatMessage[] };
+  status: { messageId: string; status: MessageStatus };
+  typing: { role: Role; isTyping: boolean };
+  read: { upTo: number; unreadCount: number; local?: boolean };
+  ack: { clientMessageId: string; messageId: string; seq: number };
+  connection: { state: ConnectionState; attempt: number; retryInMs?: number; reason?: string };
+  session: { sessionId: string; isNew: boolean; expiresAt: string };
+  /** A new session replaced the old one: the message list was cleared. */
+  reset: { sessionId: string };
+  /** History is loaded (after the first catch-up of a connect). */
+  ready: { sessionId: string };
+  error: { code?: string; message?: string; clientMessageId?: string };
+}
+
+export class ChatApiError extends Error {
+  readonly status: number;
+  readonly code?: string;
+  readonly retryAfter?: number;
+}
+
+export class ChatClient {
+  constructor(options?: ChatClientOptions);
+  readonly options: Required<Omit<ChatClientOptions, 'authToken' | 'sessionMetadata' | 'storage' | 'fetch' | 'WebSocket' | 'storageKey' | 'baseUrl'>> & ChatClientOptions;
+  readonly baseUrl: string;
+  readonly messages: readonly ChatMessage[];
+  readonly connectionState: ConnectionState;
+  readonly sessionId: string | null;
+  /** Every message up to this seq is known. */
+  readonly cursor: number;
+  readonly readUpTo: number;
+  /** Older history exists than the messages held (the first load brings the latest 50). */
+  readonly hasOlder: boolean;
+  readonly unreadCount: number;
+  on<K extends keyof ChatClientEvents>(type: K, listener: (detail: ChatClientEvents[K]) => void): () => void;
+  off<K extends keyof ChatClientEvents>(type: K, listener: (detail: ChatClientEvents[K]) => void): void;
+  /** Creates or resumes the session, loads history, connects. */
+  start(): Promise<void>;
+  stop(): void;
+  forgetSession(): void;
+  /** Shows the message at once and sends it (now, or after the reconnect). */
+  send(content: string, options?: { metadata?: Record<string, unknown>; clientMessageId?: string }): ChatMessage;
+  retry(clientMessageId: string): void;
+  /** Call on every keystroke (debounced); `false` stops the indicator at once. */
+  sendTyping(isTyping?: boolean): void;
+  markRead(upTo?: number): void;
+  /** Loads older history; resolves to whether there is still more. */
+  loadOlder(limit?: number): Promise<boolean>;
+}
+
+// ----- pure helpers (exported for tests and custom clients) ---------------------------------
+
+export const DEFAULTS: Readonly<Required<Pick<ChatClientOptions,
+  'backoffBaseMs' | 'backoffMaxMs' | 'backoffJitter' | 'pingIntervalMs' | 'pongTimeoutMs' |
+  'maxConnectionAgeMs' | 'ackTimeoutMs' | 'typingRepeatMs' | 'typingIdleMs' |
+  'sessionRenewMarginMs' | 'pageSize'>>>;
+
+/** In [cap * (1 - jitter), cap], cap = min(maxMs, baseMs * 2^attempt). */
+export function backoffDelay(
+  attempt: number,
+  opts?: { baseMs?: number; maxMs?: number; jitter?: number },
+  random?: () => number,
+): number;
+export function furthestStatus(a?: MessageStatus, b?: MessageStatus): MessageStatus | undefined;
+export function compareMessages(a: ChatMessage, b: ChatMessage): number;
+export function mergeMessage(
+  list: readonly ChatMessage[],
+  incoming: Partial<ChatMessage> & { id: string },
+): { list: ChatMessage[]; message: ChatMessage; added: boolean; changed: boolean };
+export function mergeMessages(
+  list: readonly ChatMessage[],
+  incoming: Iterable<Partial<ChatMessage> & { id: string }>,
+): { list: ChatMessage[]; changes: { message: ChatMessage; added: boolean }[] };
+export function advanceCursor(cursor: number, seqs: Iterable<number>): number;
+export function hasGap(cursor: number, seq: number): boolean;
+
+export interface PendingSend {
+  clientMessageId: string;
+  content: string;
+  metadata?: Record<string, unknown>;
+  createdAt: number;
+  attempts: number;
+  sentAt?: number;
+  state: 'queued' | 'sending' | 'failed';
+  error?: string;
+}
+export type PendingSends = ReadonlyMap<string, PendingSend>;
+export function addPending(
+  pending: PendingSends,
+  entry: Pick<PendingSend, 'clientMessageId' | 'content' | 'createdAt'> & Partial<PendingSend>,
+): Map<string, PendingSend>;
+export function markSent(pending: PendingSends, clientMessageId: string, now: number): PendingSends;
+export function settlePending(pending: PendingSends, clientMessageId: string): PendingSends;
+export function settleFromMessages(pending: PendingSends, messages: Iterable<{ clientMessageId?: string }>): PendingSends;
+export function setPendingState(
+  pending: PendingSends,
+  clientMessageId: string,
+  state: PendingSend['state'],
+  extra?: Partial<PendingSend>,
+): PendingSends;
+export function sendsDue(
+  pending: PendingSends,
+  now: number,
+  opts?: { ackTimeoutMs?: number; reconnected?: boolean },
+): PendingSend[];
+
+export interface TypingDebouncer {
+  keystroke(): void;
+  stop(): void;
+  readonly typing: boolean;
+}
+export function createTypingDebouncer(
+  send: (isTyping: boolean) => void,
+  opts?: {
+    repeatMs?: number;
+    idleMs?: number;
+    now?: () => number;
+    setTimeout?: (f: () => void, ms: number) => unknown;
+    clearTimeout?: (t: unknown) => void;
+  },
+): TypingDebouncer;
+export function newClientMessageId(): string;
+export function jwtSubject(jwt: string): string | null;
+export function sessionUsable(
+  stored: StoredSession | null | undefined,
+  now: number,
+  marginMs?: number,
+  subject?: string | null,
+): boolean;

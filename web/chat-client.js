@@ -1,0 +1,945 @@
+// ChatClient: a dependency-free browser client for the chat backend (see DESIGN.md).
+//
+//   import { ChatClient } from 'https://your-chat-host/chat-client.js';
+//   const chat = new ChatClient({ baseUrl: 'https://your-chat-host' });
+//   chat.on('message', ({ message }) => render(message));
+//   await chat.start();
+//   chat.send('Hello');
+//
+// What it does: creates or resumes a session (kept in localStorage; a fresh one when it has
+// expired or the server refuses it), connects the WebSocket, reconnects with exponential
+// backoff and jitter, pings to stay under idle timeouts, reconnects before the connection age
+// limit (make-before-break), catches up with `GET …/messages?after=<seq>` on every (re)connect,
+// dedupes by id, and sends with a `clientMessageId`: shown at once, settled on `ack`, re-sent
+// after a reconnect if never acknowledged (the server is idempotent on it).
+//
+// The pure logic (backoff, merge, cursor, pending sends, typing debounce) is exported as small
+// functions so it can be unit-tested without a browser.
+
+// ----- pure logic ---------------------------------------------------------------------------
+
+/** Default timings (milliseconds). All can be overridden by the constructor's options. */
+export const DEFAULTS = Object.freeze({
+  backoffBaseMs: 500,
+  backoffMaxMs: 30_000,
+  backoffJitter: 0.5,
+  pingIntervalMs: 5 * 60_000, // API Gateway closes idle sockets after 10 minutes
+  pongTimeoutMs: 20_000,
+  maxConnectionAgeMs: 110 * 60_000, // API Gateway's hard limit is 2 hours
+  ackTimeoutMs: 15_000,
+  typingRepeatMs: 3_000,
+  typingIdleMs: 2_500,
+  sessionRenewMarginMs: 60_000,
+  pageSize: 100,
+});
+
+/**
+ * Delay before reconnect attempt `attempt` (0-based): exponential, capped, with jitter.
+ * The result lies in [cap * (1 - jitter), cap] where cap = min(maxMs, baseMs * 2^attempt).
+ */
+export function backoffDelay(attempt, opts = {}, random = Math.random) {
+  const base = opts.baseMs ?? DEFAULTS.backoffBaseMs;
+  const max = opts.maxMs ?? DEFAULTS.backoffMaxMs;
+  const jitter = Math.min(1, Math.max(0, opts.jitter ?? DEFAULTS.backoffJitter));
+  const n = Math.max(0, Math.floor(attempt));
+  const cap = Math.min(max, base * 2 ** Math.min(n, 30));
+  return Math.round(cap * (1 - jitter * random()));
+}
+
+const STATUS_RANK = { queued: 0, sending: 0, failed: 3, received: 1, dispatched: 2, answered: 4 };
+
+/** The further along of two statuses (a late page must not move a status backwards). */
+export function furthestStatus(a, b) {
+  if (a == null) return b;
+  if (b == null) return a;
+  return (STATUS_RANK[b] ?? 1) >= (STATUS_RANK[a] ?? 1) ? b : a;
+}
+
+/** Orders messages: by seq; messages without a seq (not yet stored) come last, in send order. */
+export function compareMessages(a, b) {
+  const as = a.seq ?? Infinity;
+  const bs = b.seq ?? Infinity;
+  if (as !== bs) return as < bs ? -1 : 1;
+  return (a.localOrder ?? 0) - (b.localOrder ?? 0);
+}
+
+/**
+ * Merges one message into an ordered list, deduplicating by `id` and by `clientMessageId`
+ * (an optimistic message is replaced by the stored one). Returns
+ * `{ list, message, added, changed }`; `list` is a new array only when something changed.
+ */
+export function mergeMessage(list, incoming) {
+  let i = list.findIndex((m) => m.id === incoming.id);
+  if (i < 0 && incoming.clientMessageId && (incoming.role ?? 'user') === 'user') {
+    i = list.findIndex((m) => m.clientMessageId === incoming.clientMessageId && m.role === 'user');
+  }
+  if (i < 0) {
+    const message = { ...incoming };
+    const next = [...list];
+    let at = next.length;
+    while (at > 0 && compareMessages(next[at - 1], message) > 0) at--;
+    next.splice(at, 0, message);
+    return { list: next, message, added: true, changed: true };
+  }
+  const old = list[i];
+  const merged = { ...old, ...incoming, status: furthestStatus(old.status, incoming.status) };
+  if (incoming.seq != null || old.seq != null) delete merged.localOrder;
+  if (incoming.pending === undefined && incoming.seq != null) delete merged.pending;
+  delete merged.error;
+  if (incoming.error) merged.error = incoming.error;
+  if (shallowEqual(old, merged)) return { list, message: old, added: false, changed: false };
+  const next = [...list];
+  next.splice(i, 1);
+  let at = next.length;
+  while (at > 0 && compareMessages(next[at - 1], merged) > 0) at--;
+  next.splice(at, 0, merged);
+  return { list: next, message: merged, added: false, changed: true };
+}
+
+/** Merges many messages; returns `{ list, changes: [{message, added}] }`. */
+export function mergeMessages(list, incoming) {
+  const changes = [];
+  for (const m of incoming) {
+    const r = mergeMessage(list, m);
+    list = r.list;
+    if (r.changed) changes.push({ message: r.message, added: r.added });
+  }
+  return { list, changes };
+}
+
+function shallowEqual(a, b) {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  return ka.every((k) => a[k] === b[k]);
+}
+
+/**
+ * The catch-up cursor: the highest seq up to which every message is known, starting at
+ * `cursor`. Catching up with `after=<cursor>` can then never skip a message, even one that
+ * was pushed out of order or missed while a later one arrived.
+ */
+export function advanceCursor(cursor, seqs) {
+  const known = seqs instanceof Set ? seqs : new Set(seqs);
+  let c = cursor;
+  while (known.has(c + 1)) c++;
+  return c;
+}
+
+/** True when a pushed seq shows that something between the cursor and it was missed. */
+export function hasGap(cursor, seq) {
+  return seq > cursor + 1;
+}
+
+/**
+ * Pending sends: user messages not yet acknowledged, keyed by clientMessageId. A plain Map of
+ * `{ clientMessageId, content, metadata?, createdAt, attempts, sentAt?, state }` where state is
+ * `queued` (not on the wire), `sending` (sent, awaiting ack) or `failed` (refused; retry by hand).
+ */
+export function addPending(pending, entry) {
+  const next = new Map(pending);
+  next.set(entry.clientMessageId, { attempts: 0, state: 'queued', ...entry });
+  return next;
+}
+
+/** Marks a pending send as written to the socket at `now`. */
+export function markSent(pending, clientMessageId, now) {
+  const p = pending.get(clientMessageId);
+  if (!p) return pending;
+  const next = new Map(pending);
+  next.set(clientMessageId, { ...p, state: 'sending', sentAt: now, attempts: p.attempts + 1 });
+  return next;
+}
+
+/** Removes a pending send once the server has it (ack, or found in a page or a push). */
+export function settlePending(pending, clientMessageId) {
+  if (!pending.has(clientMessageId)) return pending;
+  const next = new Map(pending);
+  next.delete(clientMessageId);
+  return next;
+}
+
+/** Settles every pending send whose clientMessageId appears among stored `messages`. */
+export function settleFromMessages(pending, messages) {
+  let next = pending;
+  for (const m of messages) if (m.clientMessageId) next = settlePending(next, m.clientMessageId);
+  return next;
+}
+
+/** Marks a pending send failed (the server refused it) or back to queued (to send again). */
+export function setPendingState(pending, clientMessageId, state, extra = {}) {
+  const p = pending.get(clientMessageId);
+  if (!p) return pending;
+  const next = new Map(pending);
+  next.set(clientMessageId, { ...p, ...extra, state });
+  return next;
+}
+
+/**
+ * The pending sends to (re)send now, oldest first: all that are queued, plus those sent more
+ * than `ackTimeoutMs` ago without an ack. After a reconnect everything not failed is resent
+ * (pass `reconnected: true`): an earlier socket's frame may or may not have reached the server,
+ * and the server dedupes on clientMessageId.
+ */
+export function sendsDue(pending, now, { ackTimeoutMs = DEFAULTS.ackTimeoutMs, reconnected = false } = {}) {
+  return [...pending.values()]
+    .filter((p) => p.state !== 'failed')
+    .filter((p) => reconnected || p.state === 'queued' || now - (p.sentAt ?? 0) >= ackTimeoutMs)
+    .sort((a, b) => a.createdAt - b.createdAt);
+}
+
+/**
+ * A debounced typing signal: call `keystroke()` on every input. It sends `true` at once, then
+ * at most every `repeatMs` while typing continues, and `false` after `idleMs` without input.
+ * `stop()` sends `false` now (e.g. on send). Timers are injectable for tests.
+ */
+export function createTypingDebouncer(send, opts = {}) {
+  const repeatMs = opts.repeatMs ?? DEFAULTS.typingRepeatMs;
+  const idleMs = opts.idleMs ?? DEFAULTS.typingIdleMs;
+  const now = opts.now ?? (() => Date.now());
+  const setT = opts.setTimeout ?? ((f, ms) => setTimeout(f, ms));
+  const clearT = opts.clearTimeout ?? ((t) => clearTimeout(t));
+  let typing = false;
+  let lastSent = -Infinity;
+  let idle = null;
+  const stop = () => {
+    if (idle !== null) clearT(idle);
+    idle = null;
+    if (typing) {
+      typing = false;
+      send(false);
+    }
+  };
+  const keystroke = () => {
+    const t = now();
+    if (!typing || t - lastSent >= repeatMs) {
+      typing = true;
+      lastSent = t;
+      send(true);
+    }
+    if (idle !== null) clearT(idle);
+    idle = setT(stop, idleMs);
+  };
+  return { keystroke, stop, get typing() { return typing; } };
+}
+
+/** A clientMessageId: printable ASCII, at most 128 characters. */
+export function newClientMessageId() {
+  const c = globalThis.crypto;
+  if (c?.randomUUID) return c.randomUUID();
+  const b = new Uint8Array(16);
+  if (c?.getRandomValues) c.getRandomValues(b);
+  else for (let i = 0; i < 16; i++) b[i] = Math.floor(Math.random() * 256);
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+/** The `sub` of a JWT (unverified: only to tell which user a stored session belongs to). */
+export function jwtSubject(jwt) {
+  try {
+    const part = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const json = JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), '=')));
+    return typeof json.sub === 'string' ? json.sub : null;
+  } catch {
+    return null;
+  }
+}
+
+/** True when a stored session can still be used at `now` (with a safety margin). */
+export function sessionUsable(stored, now, marginMs = DEFAULTS.sessionRenewMarginMs, subject = null) {
+  if (!stored || !stored.sessionId || !stored.token || !stored.websocketUrl) return false;
+  const exp = Date.parse(stored.expiresAt);
+  if (!Number.isFinite(exp) || exp - marginMs <= now) return false;
+  return (stored.subject ?? null) === (subject ?? null);
+}
+
+// ----- the client ---------------------------------------------------------------------------
+
+/** An HTTP error from the chat API, with the contract's `code`. */
+export class ChatApiError extends Error {
+  constructor(status, code, message, retryAfter) {
+    super(message || code || `HTTP ${status}`);
+    this.name = 'ChatApiError';
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+const noopStorage = { getItem: () => null, setItem() {}, removeItem() {} };
+
+function defaultStorage() {
+  try {
+    const s = globalThis.localStorage;
+    if (s) {
+      s.getItem('__chat_probe__');
+      return s;
+    }
+  } catch {
+    /* storage disabled (privacy mode, sandboxed iframe) */
+  }
+  return noopStorage;
+}
+
+export class ChatClient {
+  /**
+   * @param {object} [options] see chat-client.d.ts (ChatClientOptions)
+   */
+  constructor(options = {}) {
+    const o = { ...DEFAULTS, ...options };
+    this.options = o;
+    this.baseUrl = String(o.baseUrl ?? globalThis.location?.origin ?? '').replace(/\/+$/, '');
+    this._storage = o.storage ?? defaultStorage();
+    this._storageKey = o.storageKey ?? `chat-session:${this.baseUrl}`;
+    this._fetch = o.fetch ?? ((...a) => globalThis.fetch(...a));
+    this._WebSocket = o.WebSocket ?? globalThis.WebSocket;
+    this._listeners = new Map();
+    this._messages = [];
+    this._pending = new Map();
+    this._known = new Set();
+    this._cursor = 0;
+    this._session = null;
+    this._state = 'idle';
+    this._ws = null;
+    this._attempt = 0;
+    this._timers = new Set();
+    this._stopped = true;
+    this._readUpTo = 0;
+    this._localOrder = 0;
+    this._rejections = 0;
+    this._gen = 0;
+    this._typing = createTypingDebouncer((isTyping) => this._frame({ action: 'typing', isTyping }), {
+      repeatMs: o.typingRepeatMs,
+      idleMs: o.typingIdleMs,
+    });
+  }
+
+  // --- events
+
+  /** Subscribes to an event; returns a function that unsubscribes. */
+  on(type, fn) {
+    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
+    this._listeners.get(type).add(fn);
+    return () => this.off(type, fn);
+  }
+
+  off(type, fn) {
+    this._listeners.get(type)?.delete(fn);
+  }
+
+  _emit(type, detail) {
+    for (const fn of [...(this._listeners.get(type) ?? [])]) {
+      try {
+        fn(detail);
+      } catch (e) {
+        console.error(`chat-client: a '${type}' listener threw`, e);
+      }
+    }
+  }
+
+  // --- state
+
+  /** The conversation, ordered by seq; unsent messages last. Do not mutate. */
+  get messages() {
+    return this._messages;
+  }
+
+  /** `idle`, `connecting`, `open`, `reconnecting` or `closed`. */
+  get connectionState() {
+    return this._state;
+  }
+
+  get sessionId() {
+    return this._session?.sessionId ?? null;
+  }
+
+  /** The highest seq up to which every message is known. */
+  get cursor() {
+    return this._cursor;
+  }
+
+  /** True when older history exists than the messages held (see loadOlder). */
+  get hasOlder() {
+    const oldest = this._messages.find((m) => m.seq != null);
+    return !!oldest && oldest.seq > 1 && this._hasOlder !== false;
+  }
+
+  get readUpTo() {
+    return this._readUpTo;
+  }
+
+  /** Messages from others with a seq above the read mark. */
+  get unreadCount() {
+    return this._messages.filter((m) => m.role !== 'user' && m.seq > this._readUpTo).length;
+  }
+
+  // --- lifecycle
+
+  /** Creates or resumes the session, loads history and connects. Resolves once the session exists. */
+  async start() {
+    if (!this._stopped) return this._ready;
+    this._stopped = false;
+    if (!this._onWake && globalThis.addEventListener) {
+      this._onWake = () => {
+        if (globalThis.document?.visibilityState !== 'hidden') this._reconnectNow();
+      };
+      globalThis.addEventListener('online', this._onWake);
+      globalThis.document?.addEventListener?.('visibilitychange', this._onWake);
+    }
+    this._ready = (async () => {
+      this._setState('connecting');
+      this._restorePending();
+      await this._connectLoop();
+    })();
+    return this._ready;
+  }
+
+  /** Closes the socket and stops reconnecting. Pending sends stay stored for the next start. */
+  stop() {
+    this._stopped = true;
+    if (this._onWake) {
+      globalThis.removeEventListener?.('online', this._onWake);
+      globalThis.document?.removeEventListener?.('visibilitychange', this._onWake);
+      this._onWake = null;
+    }
+    this._wake = null;
+    this._ackCheck = null;
+    this._gen = (this._gen ?? 0) + 1; // a connect loop still awaiting a request ends there
+    for (const t of this._timers) clearTimeout(t);
+    this._timers.clear();
+    const ws = this._ws;
+    this._ws = null;
+    this._spare?.close(1000, 'client stopped');
+    this._spare = null;
+    if (ws) {
+      this._detach(ws);
+      try {
+        ws.close(1000, 'client stopped');
+      } catch {
+        /* already closed */
+      }
+    }
+    this._setState('closed');
+  }
+
+  /** Forgets the stored session (e.g. on logout); the next start() creates a new one. */
+  forgetSession() {
+    this._storage.removeItem(this._storageKey);
+    this._storage.removeItem(this._storageKey + ':pending');
+    this._session = null;
+  }
+
+  // --- sending
+
+  /**
+   * Sends a user message. It appears at once (status `sending`, or `queued` while offline) and
+   * is settled when the server acknowledges it. Returns the optimistic message.
+   */
+  send(content, { metadata, clientMessageId = newClientMessageId() } = {}) {
+    const text = String(content);
+    if (!text.trim()) throw new Error('a message needs some text');
+    this._typing.stop();
+    const createdAt = Date.now();
+    this._pending = addPending(this._pending, { clientMessageId, content: text, metadata, createdAt });
+    this._savePending();
+    const optimistic = {
+      id: `local:${clientMessageId}`,
+      clientMessageId,
+      sessionId: this.sessionId,
+      role: 'user',
+      type: 'text',
+      content: text,
+      status: 'queued',
+      createdAt: new Date(createdAt).toISOString(),
+      pending: true,
+      localOrder: ++this._localOrder,
+      ...(metadata ? { metadata } : {}),
+    };
+    this._merge([optimistic]);
+    this._flushSends(false);
+    return this._messages.find((m) => m.clientMessageId === clientMessageId);
+  }
+
+  /** Sends a failed message again. */
+  retry(clientMessageId) {
+    if (!this._pending.has(clientMessageId)) return;
+    this._pending = setPendingState(this._pending, clientMessageId, 'queued');
+    this._updateLocal(clientMessageId, { status: 'queued', error: undefined });
+    this._flushSends(false);
+  }
+
+  /** Call on every keystroke: sends a debounced typing indicator. */
+  sendTyping(isTyping = true) {
+    if (isTyping) this._typing.keystroke();
+    else this._typing.stop();
+  }
+
+  /** Marks messages up to `upTo` (default: the newest) as read. */
+  markRead(upTo = this._lastSeq()) {
+    if (!upTo || upTo <= this._readUpTo) return;
+    this._readUpTo = upTo;
+    this._emit('read', { upTo, unreadCount: this.unreadCount, local: true });
+    if (!this._frame({ action: 'read', upTo }) && this._session) {
+      this._http('POST', `/sessions/${this._session.sessionId}/read`, { upTo }).catch(() => {});
+    }
+  }
+
+  /** Loads older history (before the oldest message held). Resolves to true if there is more. */
+  async loadOlder(limit = 50) {
+    const oldest = this._messages.find((m) => m.seq != null);
+    if (!this._session || !oldest || oldest.seq <= 1) {
+      this._hasOlder = false;
+      return false;
+    }
+    const page = await this._http('GET', `/sessions/${this._session.sessionId}/messages?before=${oldest.seq}&limit=${limit}`);
+    this._merge(page.messages);
+    this._hasOlder = page.hasMore;
+    this._emit('change', { messages: this._messages });
+    return page.hasMore;
+  }
+
+  // --- internals: session
+
+  async _ensureSession() {
+    const now = Date.now();
+    const authToken = await this._authToken();
+    const subject = authToken ? jwtSubject(authToken) : null;
+    if (sessionUsable(this._session, now, this.options.sessionRenewMarginMs, subject)) return;
+    let stored = null;
+    try {
+      stored = JSON.parse(this._storage.getItem(this._storageKey) || 'null');
+    } catch {
+      stored = null;
+    }
+    if (sessionUsable(stored, now, this.options.sessionRenewMarginMs, subject)) {
+      this._useSession(stored, false);
+      return;
+    }
+    const headers = authToken ? { authorization: `Bearer ${authToken}` } : {};
+    const created = await this._http('POST', '/sessions', this.options.sessionMetadata ? { metadata: this.options.sessionMetadata } : {}, headers, false);
+    this._useSession({ ...created, subject }, true);
+  }
+
+  async _authToken() {
+    const t = this.options.authToken;
+    if (!t) return null;
+    return typeof t === 'function' ? (await t()) || null : t;
+  }
+
+  _useSession(s, isNew) {
+    const changed = this._session && this._session.sessionId !== s.sessionId;
+    if (changed) {
+      this._messages = [];
+      this._known = new Set();
+      this._cursor = 0;
+      this._readUpTo = 0;
+      this._loaded = false;
+      this._hasOlder = undefined;
+      this._emit('reset', { sessionId: s.sessionId });
+    }
+    this._session = s;
+    this._storage.setItem(this._storageKey, JSON.stringify(s));
+    this._emit('session', { sessionId: s.sessionId, isNew, expiresAt: s.expiresAt });
+  }
+
+  _dropSession() {
+    this._storage.removeItem(this._storageKey);
+    if (this._session) this._session = { ...this._session, token: null };
+  }
+
+  // --- internals: HTTP
+
+  async _http(method, path, body, extraHeaders = {}, withToken = true) {
+    const headers = { ...extraHeaders };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (withToken && this._session?.token) headers.authorization = `Bearer ${this._session.token}`;
+    const res = await this._fetch(this.baseUrl + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      const retry = Number(res.headers?.get?.('retry-after')) || undefined;
+      throw new ChatApiError(res.status, json?.error?.code, json?.error?.message, retry);
+    }
+    return json;
+  }
+
+  /** Loads what was missed: the first time the latest page, then every page after the cursor. */
+  async _catchUp() {
+    const id = this._session.sessionId;
+    if (!this._loaded) {
+      const first = await this._http('GET', `/sessions/${id}`);
+      if (this._session?.sessionId !== id) return;
+      this._loaded = true;
+      this._readUpTo = Math.max(this._readUpTo, first.session?.readUpTo ?? 0);
+      const oldest = first.messages[0]?.seq;
+      // Start the cursor just before the window we hold, so `after` fills any later gap.
+      if (oldest != null) this._cursor = Math.max(this._cursor, oldest - 1);
+      this._hasOlder = !!first.hasMore;
+      this._merge(first.messages);
+      this._emit('read', { upTo: this._readUpTo, unreadCount: this.unreadCount });
+    }
+    for (let guard = 0; guard < 1000; guard++) {
+      const after = this._cursor;
+      const page = await this._http('GET', `/sessions/${id}/messages?after=${after}&limit=${this.options.pageSize}`);
+      if (this._session?.sessionId !== id) return;
+      this._merge(page.messages);
+      const top = page.messages.at(-1)?.seq ?? after;
+      // Pages are gapless: everything up to the page's last seq is now known.
+      this._cursor = Math.max(this._cursor, top);
+      this._cursor = advanceCursor(this._cursor, this._known);
+      if (!page.hasMore || page.messages.length === 0) break;
+    }
+  }
+
+  // --- internals: connection
+
+  async _connectLoop() {
+    const gen = this._gen;
+    while (!this._stopped && gen === this._gen) {
+      try {
+        await this._ensureSession();
+        await this._catchUp();
+        if (this._stopped || gen !== this._gen) return;
+        this._emit('ready', { sessionId: this.sessionId });
+        this._openSocket();
+        return;
+      } catch (e) {
+        if (this._stopped) return;
+        if (e instanceof ChatApiError && [401, 403, 404].includes(e.status)) {
+          // Expired, revoked or unknown session: start a fresh one right away.
+          this._dropSession();
+          this._emit('error', { code: e.code ?? 'session_rejected', message: e.message });
+          if (this._rejections++ < 3) continue;
+        }
+        if (e instanceof ChatApiError && e.status === 429 && e.retryAfter) {
+          await this._sleep(e.retryAfter * 1000);
+          continue;
+        }
+        await this._sleep(this._nextBackoff(e));
+      }
+    }
+  }
+
+  _nextBackoff(reason) {
+    const delay = backoffDelay(this._attempt++, {
+      baseMs: this.options.backoffBaseMs,
+      maxMs: this.options.backoffMaxMs,
+      jitter: this.options.backoffJitter,
+    });
+    this._setState('reconnecting', { retryInMs: delay, reason: reason?.message });
+    return delay;
+  }
+
+  /** A backoff wait that `_reconnectNow()` can cut short. */
+  _sleep(ms) {
+    return new Promise((resolve) => {
+      const t = this._timer(() => {
+        this._wake = null;
+        resolve();
+      }, ms);
+      this._wake = () => {
+        clearTimeout(t);
+        this._timers.delete(t);
+        this._wake = null;
+        resolve();
+      };
+    });
+  }
+
+  /** The network is back or the tab is visible again: skip the rest of the backoff wait. */
+  _reconnectNow() {
+    if (this._stopped || !this._wake) return;
+    this._attempt = 0;
+    this._wake();
+  }
+
+  _timer(fn, ms) {
+    const t = setTimeout(() => {
+      this._timers.delete(t);
+      fn();
+    }, ms);
+    this._timers.add(t);
+    return t;
+  }
+
+  _wsUrl() {
+    const s = this._session;
+    const sep = s.websocketUrl.includes('?') ? '&' : '?';
+    return `${s.websocketUrl}${sep}sessionId=${encodeURIComponent(s.sessionId)}&token=${encodeURIComponent(s.token)}`;
+  }
+
+  /** Opens a socket. With `replacing`, the current one keeps working until this one is open. */
+  _openSocket(replacing = false) {
+    if (this._stopped) return;
+    if (!replacing) this._setState(this._everOpened ? 'reconnecting' : 'connecting');
+    const ws = new this._WebSocket(this._wsUrl());
+    if (replacing) this._spare = ws;
+    else this._ws = ws;
+    ws.onopen = () => this._onOpen(ws, replacing);
+    ws.onmessage = (e) => this._onFrame(ws, e.data);
+    ws.onclose = (e) => this._onClose(ws, e);
+    ws.onerror = () => {};
+  }
+
+  _detach(ws) {
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    clearTimeout(ws._pingTimer);
+    clearTimeout(ws._pongTimer);
+    clearTimeout(ws._ageTimer);
+  }
+
+  async _onOpen(ws, replacing) {
+    if (this._stopped) return this._detach(ws);
+    if (replacing) {
+      // Make before break: the new socket takes over, the old one closes cleanly.
+      const old = this._ws;
+      this._spare = null;
+      this._ws = ws;
+      if (old) {
+        this._detach(old);
+        try {
+          old.close(1000, 'replaced');
+        } catch {
+          /* closed */
+        }
+      }
+    }
+    const reconnected = this._everOpened === true;
+    this._everOpened = true;
+    this._rejections = 0;
+    ws._openedAt = Date.now();
+    this._schedulePing(ws);
+    ws._ageTimer = setTimeout(() => {
+      if (ws === this._ws && !this._stopped) this._openSocket(true);
+    }, this.options.maxConnectionAgeMs);
+    try {
+      await this._catchUp(); // anything committed while we were away
+    } catch (e) {
+      if (e instanceof ChatApiError && [401, 403, 404].includes(e.status)) {
+        this._dropSession();
+        try {
+          ws.close(4001, 'session rejected');
+        } catch {
+          /* closed */
+        }
+        return;
+      }
+    }
+    if (ws !== this._ws) return;
+    this._attempt = 0;
+    this._setState('open');
+    this._flushSends(reconnected || replacing);
+  }
+
+  _onClose(ws, e) {
+    this._detach(ws);
+    if (ws === this._spare) {
+      this._spare = null; // the replacement failed; the current socket goes on
+      return;
+    }
+    if (ws !== this._ws) return;
+    this._ws = null;
+    if (this._stopped) return;
+    // Messages sent on this socket may or may not have arrived: they go again on reconnect.
+    for (const p of this._pending.values()) {
+      if (p.state === 'sending') this._pending = setPendingState(this._pending, p.clientMessageId, 'queued');
+    }
+    const delay = this._nextBackoff({ message: `closed (${e?.code ?? '?'})` });
+    this._emit('typing', { role: 'assistant', isTyping: false });
+    this._sleep(delay).then(() => this._connectLoop());
+  }
+
+  _schedulePing(ws) {
+    clearTimeout(ws._pingTimer);
+    ws._pingTimer = setTimeout(() => {
+      if (ws !== this._ws) return;
+      if (this._frame({ action: 'ping' }, ws)) {
+        clearTimeout(ws._pongTimer);
+        ws._pongTimer = setTimeout(() => {
+          // No pong: the connection is dead even if the browser has not noticed.
+          if (ws === this._ws) {
+            try {
+              ws.close(4000, 'no pong');
+            } catch {
+              /* closed */
+            }
+            this._onClose(ws, { code: 4000 });
+          }
+        }, this.options.pongTimeoutMs);
+      }
+      this._schedulePing(ws);
+    }, this.options.pingIntervalMs);
+  }
+
+  /** Writes a frame on the open socket; false when there is none. */
+  _frame(obj, ws = this._ws) {
+    if (!ws || ws.readyState !== 1) return false;
+    try {
+      ws.send(JSON.stringify(obj));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  _flushSends(reconnected) {
+    if (this._state !== 'open') return; // (re)connecting: flushed once the socket is open
+    const due = sendsDue(this._pending, Date.now(), { ackTimeoutMs: this.options.ackTimeoutMs, reconnected });
+    for (const p of due) {
+      const frame = { action: 'sendMessage', content: p.content, clientMessageId: p.clientMessageId };
+      if (p.metadata) frame.metadata = p.metadata;
+      if (!this._frame(frame)) break;
+      this._pending = markSent(this._pending, p.clientMessageId, Date.now());
+      this._updateLocal(p.clientMessageId, { status: 'sending' });
+    }
+    const unsettled = [...this._pending.values()].some((p) => p.state !== 'failed');
+    if (unsettled && !this._ackCheck) {
+      this._ackCheck = this._timer(() => {
+        this._ackCheck = null;
+        this._flushSends(false);
+      }, this.options.ackTimeoutMs);
+    }
+  }
+
+  _onFrame(ws, data) {
+    let ev;
+    try {
+      ev = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (ws !== this._ws && ws !== this._spare) return;
+    switch (ev.event) {
+      case 'message': {
+        const m = ev.message;
+        if (!m || m.sessionId && m.sessionId !== this.sessionId) return;
+        const gap = m.seq != null && hasGap(this._cursor, m.seq) && !this._known.has(m.seq);
+        this._merge([m]);
+        if (m.role !== 'user') this._emit('typing', { role: m.role, isTyping: false });
+        if (gap) this._catchUp().catch(() => {});
+        break;
+      }
+      case 'ack': {
+        if (!ev.clientMessageId) break;
+        this._pending = settlePending(this._pending, ev.clientMessageId);
+        this._savePending();
+        this._merge([{ id: ev.messageId, seq: ev.seq, clientMessageId: ev.clientMessageId, role: 'user', status: 'received', pending: undefined }]);
+        this._emit('ack', { clientMessageId: ev.clientMessageId, messageId: ev.messageId, seq: ev.seq });
+        break;
+      }
+      case 'status': {
+        const m = this._messages.find((x) => x.id === ev.messageId);
+        if (m) this._merge([{ id: ev.messageId, status: ev.status }]);
+        this._emit('status', { messageId: ev.messageId, status: ev.status });
+        break;
+      }
+      case 'typing':
+        this._emit('typing', { role: ev.role, isTyping: !!ev.isTyping });
+        break;
+      case 'read':
+        this._readUpTo = Math.max(this._readUpTo, ev.upTo ?? 0);
+        this._emit('read', { upTo: ev.upTo, unreadCount: this.unreadCount });
+        break;
+      case 'pong':
+        clearTimeout(ws._pongTimer);
+        break;
+      case 'error': {
+        const id = ev.clientMessageId;
+        if (id && this._pending.has(id)) {
+          if (ev.code === 'rate_limited') {
+            const secs = Number(/(\d+)\s*s/.exec(ev.message ?? '')?.[1]) || 5;
+            this._pending = setPendingState(this._pending, id, 'queued');
+            this._updateLocal(id, { status: 'queued' });
+            this._timer(() => this._flushSends(false), secs * 1000);
+          } else {
+            this._pending = setPendingState(this._pending, id, 'failed', { error: ev.message });
+            this._updateLocal(id, { status: 'failed', error: ev.message });
+          }
+          this._savePending();
+        }
+        this._emit('error', { code: ev.code, message: ev.message, clientMessageId: id });
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  // --- internals: the message list
+
+  _merge(incoming) {
+    // Updates (status, ack) for a message we do not hold are ignored, except full messages.
+    const full = incoming.filter((m) => m.content !== undefined || this._messages.some((x) => x.id === m.id || (m.clientMessageId && x.clientMessageId === m.clientMessageId)));
+    if (!full.length) return;
+    const { list, changes } = mergeMessages(this._messages, full);
+    this._messages = list;
+    for (const m of full) if (m.seq != null) this._known.add(m.seq);
+    this._cursor = advanceCursor(this._cursor, this._known);
+    const settled = settleFromMessages(this._pending, full.filter((m) => m.seq != null));
+    if (settled !== this._pending) {
+      this._pending = settled;
+      this._savePending();
+    }
+    for (const c of changes) this._emit('message', { message: c.message, isNew: c.added });
+    if (changes.length) this._emit('change', { messages: this._messages });
+  }
+
+  _updateLocal(clientMessageId, patch) {
+    const m = this._messages.find((x) => x.clientMessageId === clientMessageId && x.pending);
+    if (!m) return;
+    const next = { ...m, ...patch };
+    if (patch.error === undefined) delete next.error;
+    this._messages = this._messages.map((x) => (x === m ? next : x));
+    this._emit('message', { message: next, isNew: false });
+    this._emit('change', { messages: this._messages });
+  }
+
+  _lastSeq() {
+    let s = 0;
+    for (const m of this._messages) if (m.seq > s) s = m.seq;
+    return s;
+  }
+
+  _setState(state, extra = {}) {
+    if (this._state === state && state !== 'reconnecting') return;
+    this._state = state;
+    this._emit('connection', { state, attempt: this._attempt, ...extra });
+  }
+
+  // --- pending sends survive a reload
+
+  _savePending() {
+    try {
+      const list = [...this._pending.values()].map(({ clientMessageId, content, metadata, createdAt, state }) => ({ clientMessageId, content, metadata, createdAt, state: state === 'failed' ? 'failed' : 'queued' }));
+      if (list.length) this._storage.setItem(this._storageKey + ':pending', JSON.stringify(list));
+      else this._storage.removeItem(this._storageKey + ':pending');
+    } catch {
+      /* storage full or disabled: pending sends then live only in memory */
+    }
+  }
+
+  _restorePending() {
+    let list = [];
+    try {
+      list = JSON.parse(this._storage.getItem(this._storageKey + ':pending') || '[]');
+    } catch {
+      list = [];
+    }
+    for (const p of Array.isArray(list) ? list : []) {
+      if (!p?.clientMessageId || this._pending.has(p.clientMessageId)) continue;
+      this._pending = addPending(this._pending, { ...p, state: p.state === 'failed' ? 'failed' : 'queued' });
+      this._merge([{
+        id: `local:${p.clientMessageId}`,
+        clientMessageId: p.clientMessageId,
+        role: 'user',
+        type: 'text',
+        content: p.content,
+        status: p.state === 'failed' ? 'failed' : 'queued',
+        createdAt: new Date(p.createdAt).toISOString(),
+        pending: true,
+        localOrder: ++this._localOrder,
+      }]);
+    }
+  }
+}

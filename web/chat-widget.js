@@ -1,0 +1,399 @@
+// The chat widget: a floating button that opens a support-style chat panel, built on ChatClient.
+//
+// Embed it in any page with one line (the chat host serves this file):
+//
+//   <script type="module" src="https://your-chat-host/chat-widget.js"></script>
+//
+// Options, all optional, go in `window.chatWidgetConfig` before that line:
+//   { title, subtitle, baseUrl, authToken, open, autoMount, placeholder, storageKey,
+//     clientOptions /* more ChatClient options, e.g. { backoffMaxMs: 10000 } */ }
+// With `autoMount: false`, mount it yourself: `import { mountChatWidget } from '…/chat-widget.js'`.
+//
+// The widget lives in a shadow root, so the host page's CSS and this CSS never mix.
+
+import { ChatClient } from './chat-client.js';
+
+const CSS = `
+:host { all: initial; }
+* { box-sizing: border-box; }
+.root { --accent: #2563eb; --bg: #ffffff; --fg: #111827; --muted: #6b7280; --line: #e5e7eb;
+  --bubble: #f3f4f6; font: 15px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+  color: var(--fg); position: fixed; right: 20px; bottom: 20px; z-index: 2147483000; }
+@media (prefers-color-scheme: dark) {
+  .root { --bg: #111827; --fg: #f9fafb; --muted: #9ca3af; --line: #374151; --bubble: #1f2937; }
+}
+.launcher { width: 60px; height: 60px; border-radius: 50%; border: 0; background: var(--accent);
+  color: #fff; cursor: pointer; box-shadow: 0 6px 20px #0004; display: grid; place-items: center;
+  position: relative; margin-left: auto; }
+.launcher:hover { filter: brightness(1.08); }
+.launcher:focus-visible, button:focus-visible, textarea:focus-visible { outline: 3px solid #f59e0b; outline-offset: 2px; }
+.launcher svg { width: 28px; height: 28px; }
+.badge { position: absolute; top: -4px; right: -4px; min-width: 22px; height: 22px; padding: 0 6px;
+  border-radius: 11px; background: #dc2626; color: #fff; font-size: 12px; font-weight: 700;
+  display: grid; place-items: center; border: 2px solid var(--bg); }
+.badge[hidden] { display: none; }
+.panel { position: absolute; right: 0; bottom: 76px; width: 380px; height: min(620px, calc(100vh - 110px));
+  background: var(--bg); border: 1px solid var(--line); border-radius: 16px; box-shadow: 0 12px 40px #0005;
+  display: flex; flex-direction: column; overflow: hidden; }
+.panel[hidden] { display: none; }
+header { display: flex; align-items: center; gap: 10px; padding: 12px 14px; background: var(--accent); color: #fff; }
+header .titles { flex: 1; min-width: 0; }
+header h2 { margin: 0; font-size: 16px; font-weight: 650; }
+header .conn { font-size: 12px; opacity: .92; display: flex; align-items: center; gap: 6px; }
+.dot { width: 8px; height: 8px; border-radius: 50%; background: #fbbf24; display: inline-block; }
+.conn[data-state="open"] .dot { background: #4ade80; }
+.conn[data-state="reconnecting"] .dot, .conn[data-state="closed"] .dot { background: #f87171; }
+.close { background: transparent; border: 0; color: #fff; font-size: 24px; line-height: 1; cursor: pointer;
+  width: 36px; height: 36px; border-radius: 8px; }
+.close:hover { background: #fff2; }
+.log { flex: 1; overflow-y: auto; padding: 14px; display: flex; flex-direction: column; gap: 10px;
+  margin: 0; list-style: none; }
+.empty { color: var(--muted); text-align: center; margin: auto; font-size: 14px; }
+.msg { max-width: 85%; display: flex; flex-direction: column; gap: 3px; }
+.msg .who { font-size: 11px; color: var(--muted); font-weight: 600; text-transform: uppercase; letter-spacing: .03em; }
+.bubble { padding: 9px 12px; border-radius: 14px; white-space: pre-wrap; overflow-wrap: anywhere; background: var(--bubble); }
+.msg.user { align-self: flex-end; align-items: flex-end; }
+.msg.user .bubble { background: var(--accent); color: #fff; border-bottom-right-radius: 4px; }
+.msg.assistant, .msg.agent { align-self: flex-start; }
+.msg.assistant .bubble, .msg.agent .bubble { border-bottom-left-radius: 4px; }
+.msg.system { align-self: center; max-width: 92%; }
+.msg.system .bubble { background: transparent; border: 1px dashed var(--line); color: var(--muted); font-size: 13px; }
+.kind { font-size: 11px; font-weight: 700; display: inline-flex; gap: 5px; align-items: center; text-transform: uppercase; letter-spacing: .04em; }
+.t-confirmation .bubble { background: #dcfce7; color: #14532d; border: 1px solid #16a34a; }
+.t-confirmation .kind { color: #15803d; }
+.t-clarification .bubble { background: #fef9c3; color: #713f12; border: 1px solid #ca8a04; }
+.t-clarification .kind { color: #a16207; }
+.t-cancellation .bubble { background: #f3f4f6; color: #374151; border: 1px solid #9ca3af; text-decoration-color: #9ca3af; }
+.t-cancellation .kind { color: #4b5563; }
+.t-error .bubble { background: #fee2e2; color: #7f1d1d; border: 1px solid #dc2626; }
+.t-error .kind { color: #b91c1c; }
+.t-info .bubble { background: #e0f2fe; color: #0c4a6e; border: 1px solid #0284c7; }
+.t-info .kind { color: #0369a1; }
+.t-scheduling_update .bubble { background: #ede9fe; color: #3b0764; border: 1px solid #7c3aed; }
+.t-scheduling_update .kind { color: #6d28d9; }
+.data { margin-top: 4px; font-size: 12px; opacity: .85; }
+.data dt { font-weight: 600; display: inline; }
+.data dd { display: inline; margin: 0 8px 0 4px; }
+.meta { font-size: 11px; color: var(--muted); display: flex; gap: 6px; align-items: center; }
+.meta .status[data-status="failed"] { color: #dc2626; font-weight: 600; }
+.retry { font: inherit; font-size: 11px; border: 1px solid #dc2626; color: #dc2626; background: transparent;
+  border-radius: 6px; padding: 1px 6px; cursor: pointer; }
+.typing { height: 22px; padding: 0 16px; color: var(--muted); font-size: 13px; display: flex; align-items: center; gap: 6px; }
+.typing[hidden] { visibility: hidden; display: flex; }
+.typing i { width: 6px; height: 6px; border-radius: 50%; background: var(--muted); display: inline-block; animation: blink 1.2s infinite; }
+.typing i:nth-child(2) { animation-delay: .2s; } .typing i:nth-child(3) { animation-delay: .4s; }
+@keyframes blink { 0%, 80%, 100% { opacity: .25; } 40% { opacity: 1; } }
+@media (prefers-reduced-motion: reduce) { .typing i { animation: none; } }
+form { display: flex; gap: 8px; padding: 10px 12px; border-top: 1px solid var(--line); align-items: flex-end; }
+textarea { flex: 1; resize: none; font: inherit; color: var(--fg); background: var(--bg); border: 1px solid var(--line);
+  border-radius: 10px; padding: 9px 10px; max-height: 120px; min-height: 40px; }
+.send { background: var(--accent); color: #fff; border: 0; border-radius: 10px; padding: 0 14px; height: 40px; font: inherit; font-weight: 600; cursor: pointer; }
+.send:disabled { opacity: .5; cursor: default; }
+.older-row { text-align: center; list-style: none; }
+.older-row[hidden] { display: none; }
+.older { font: inherit; font-size: 13px; color: var(--accent); background: transparent; border: 1px solid var(--line);
+  border-radius: 999px; padding: 4px 12px; cursor: pointer; }
+.sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+@media (max-width: 480px) {
+  .root { right: 12px; bottom: 12px; }
+  .root.open { inset: 0; }
+  .root.open .launcher { display: none; }
+  .panel { position: fixed; inset: 0; width: 100%; height: 100%; border-radius: 0; border: 0; }
+}
+`;
+
+const ICON = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M21 15a2 2 0 0 1-2 2H7l-4 4V5a2 2 0 0 1 2-2h14a2 2 0 0 1 2 2z"/></svg>';
+
+/** How each reply type is labelled (and marked besides colour, for accessibility). */
+export const TYPE_LABELS = {
+  text: null,
+  confirmation: '✓ Confirmation',
+  clarification: '? Clarification',
+  cancellation: '✕ Cancelled',
+  error: '⚠ Error',
+  info: 'ℹ Info',
+  scheduling_update: '🗓 Scheduling update',
+};
+
+const ROLE_LABELS = { user: 'You', assistant: 'Assistant', agent: 'Agent', system: 'System' };
+const STATUS_LABELS = {
+  queued: 'Waiting for connection',
+  sending: 'Sending…',
+  received: 'Sent',
+  dispatched: 'Delivered',
+  answered: 'Answered',
+  failed: 'Not sent',
+};
+const CONN_LABELS = { idle: 'Starting…', connecting: 'Connecting…', open: 'Online', reconnecting: 'Reconnecting…', closed: 'Offline' };
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === false || v == null) continue;
+    if (k === 'class') e.className = v;
+    else if (k === 'text') e.textContent = v;
+    else e.setAttribute(k, v === true ? '' : v);
+  }
+  e.append(...children.filter((c) => c != null));
+  return e;
+}
+
+/**
+ * Mounts the widget on the page and returns `{ client, open, close, toggle, destroy, element }`.
+ * Options: see the header of this file; `client` may be an existing ChatClient.
+ */
+export function mountChatWidget(options = {}) {
+  const baseUrl = options.baseUrl ?? new URL('.', import.meta.url).origin;
+  const client = options.client ?? new ChatClient({ baseUrl, authToken: options.authToken, storageKey: options.storageKey, ...options.clientOptions });
+  const host = el('div', { 'data-chat-widget': '' });
+  const shadow = host.attachShadow({ mode: 'open' });
+  const titleId = 'chat-title';
+
+  const badge = el('span', { class: 'badge', hidden: true, 'aria-hidden': 'true' });
+  const launcher = el('button', { class: 'launcher', type: 'button', 'aria-haspopup': 'dialog', 'aria-expanded': 'false', 'aria-controls': 'chat-panel', 'aria-label': 'Open chat' });
+  launcher.innerHTML = ICON;
+  launcher.append(badge);
+
+  const conn = el('div', { class: 'conn', role: 'status', 'data-state': 'idle' }, el('span', { class: 'dot', 'aria-hidden': 'true' }), el('span', { class: 'conn-text', text: CONN_LABELS.idle }));
+  const closeBtn = el('button', { class: 'close', type: 'button', 'aria-label': 'Close chat', text: '×' });
+  const header = el('header', {}, el('div', { class: 'titles' }, el('h2', { id: titleId, text: options.title ?? 'Chat with us' }), conn), closeBtn);
+  const log = el('ol', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': 'Messages', tabindex: '0' });
+  const empty = el('li', { class: 'empty', text: options.subtitle ?? 'Ask us anything. We usually answer within seconds.' });
+  const olderBtn = el('button', { class: 'older', type: 'button', text: 'Show earlier messages' });
+  const older = el('li', { class: 'older-row', hidden: true }, olderBtn);
+  log.append(older, empty);
+  const typing = el('div', { class: 'typing', hidden: true, 'aria-live': 'polite' }, el('i'), el('i'), el('i'), el('span', { class: 'typing-text' }));
+  const input = el('textarea', { id: 'chat-input', rows: '1', maxlength: '4000', placeholder: options.placeholder ?? 'Type a message…', 'aria-label': 'Message', autocomplete: 'off' });
+  const sendBtn = el('button', { class: 'send', type: 'submit', text: 'Send' });
+  const form = el('form', { 'aria-label': 'Send a message' }, input, sendBtn);
+  const panel = el('section', { class: 'panel', id: 'chat-panel', role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': titleId, hidden: true }, header, log, typing, form);
+  const root = el('div', { class: 'root' }, panel, launcher);
+  const style = el('style', { text: CSS });
+  shadow.append(style, root);
+  (options.container ?? document.body).append(host);
+
+  const rows = new Map(); // message key -> <li>
+  let isOpen = false;
+
+  const keyOf = (m) => (m.clientMessageId && m.role === 'user' ? `c:${m.clientMessageId}` : `i:${m.id}`);
+
+  function renderMessage(m) {
+    const key = keyOf(m);
+    let li = rows.get(key);
+    const fresh = !li;
+    if (fresh) {
+      li = el('li');
+      rows.set(key, li);
+    }
+    // Rebuild a row only when it changed, so screen readers hear each message once.
+    const sig = JSON.stringify([m.id, m.seq, m.type, m.role, m.status, m.content, m.pending, m.error, m.data]);
+    if (li._sig === sig) return fresh;
+    li._sig = sig;
+    const type = m.type || 'text';
+    li.className = `msg ${m.role} t-${type}`;
+    li.dataset.id = m.id;
+    li.dataset.seq = m.seq ?? '';
+    li.dataset.type = type;
+    li.dataset.role = m.role;
+    if (m.clientMessageId) li.dataset.clientMessageId = m.clientMessageId;
+    const label = TYPE_LABELS[type];
+    const parts = [el('span', { class: 'who', text: ROLE_LABELS[m.role] ?? m.role })];
+    const bubble = el('div', { class: 'bubble' });
+    if (label) bubble.append(el('div', { class: 'kind', text: label }), document.createElement('br'));
+    bubble.append(document.createTextNode(m.content ?? ''));
+    if (type !== 'text' && m.data && typeof m.data === 'object') {
+      const entries = Object.entries(m.data).filter(([, v]) => v == null || typeof v !== 'object').slice(0, 6);
+      if (entries.length) {
+        const dl = el('dl', { class: 'data' });
+        for (const [k, v] of entries) dl.append(el('dt', { text: `${k}:` }), el('dd', { text: String(v) }));
+        bubble.append(dl);
+      }
+    }
+    parts.push(bubble);
+    if (m.role === 'user') {
+      const meta = el('div', { class: 'meta' });
+      const status = el('span', { class: 'status', 'data-status': m.status, text: STATUS_LABELS[m.status] ?? m.status });
+      meta.append(status);
+      if (m.status === 'failed' && m.pending) {
+        const retry = el('button', { class: 'retry', type: 'button', text: 'Retry', 'aria-label': `Retry sending: ${m.content}` });
+        retry.addEventListener('click', () => client.retry(m.clientMessageId));
+        meta.append(retry);
+        if (m.error) status.title = m.error;
+      }
+      parts.push(meta);
+    } else {
+      const time = m.createdAt ? new Date(m.createdAt) : null;
+      if (time && !Number.isNaN(time.getTime())) parts.push(el('div', { class: 'meta', text: time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) }));
+    }
+    li.replaceChildren(...parts);
+    return fresh;
+  }
+
+  function renderAll() {
+    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    const wanted = [];
+    const keep = new Set();
+    for (const m of client.messages) {
+      renderMessage(m);
+      const key = keyOf(m);
+      keep.add(key);
+      wanted.push(rows.get(key));
+    }
+    for (const [k, li] of rows) if (!keep.has(k)) { li.remove(); rows.delete(k); }
+    empty.hidden = wanted.length > 0;
+    older.hidden = !client.hasOlder;
+    // Put rows in order, moving only those out of place (keeps the aria-live region calm).
+    let prev = empty;
+    for (const li of wanted) {
+      if (prev.nextSibling !== li) prev.after(li);
+      prev = li;
+    }
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  }
+
+  function updateBadge() {
+    const n = isOpen ? 0 : client.unreadCount;
+    badge.hidden = n === 0;
+    badge.textContent = n > 9 ? '9+' : String(n);
+    launcher.setAttribute('aria-label', n ? `Open chat (${n} unread)` : 'Open chat');
+  }
+
+  function markReadIfOpen() {
+    if (isOpen && document.visibilityState !== 'hidden') client.markRead();
+    updateBadge();
+  }
+
+  function open() {
+    if (isOpen) return;
+    isOpen = true;
+    panel.hidden = false;
+    root.classList.add('open');
+    launcher.setAttribute('aria-expanded', 'true');
+    log.scrollTop = log.scrollHeight;
+    input.focus();
+    markReadIfOpen();
+  }
+
+  function close() {
+    if (!isOpen) return;
+    isOpen = false;
+    panel.hidden = true;
+    root.classList.remove('open');
+    launcher.setAttribute('aria-expanded', 'false');
+    client.sendTyping(false);
+    updateBadge();
+    launcher.focus();
+  }
+
+  const toggle = () => (isOpen ? close() : open());
+
+  function submit() {
+    const text = input.value;
+    if (!text.trim()) return;
+    client.send(text);
+    log.scrollTop = log.scrollHeight;
+    input.value = '';
+    autosize();
+    input.focus();
+  }
+
+  function autosize() {
+    input.style.height = 'auto';
+    input.style.height = `${Math.min(120, input.scrollHeight + 2)}px`;
+  }
+
+  olderBtn.addEventListener('click', async () => {
+    const before = log.scrollHeight;
+    olderBtn.disabled = true;
+    try {
+      await client.loadOlder();
+    } catch (e) {
+      console.warn('chat-widget: could not load earlier messages', e);
+    }
+    olderBtn.disabled = false;
+    older.hidden = !client.hasOlder;
+    log.scrollTop += log.scrollHeight - before; // keep the reader's place
+  });
+  launcher.addEventListener('click', toggle);
+  closeBtn.addEventListener('click', close);
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    submit();
+  });
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      submit();
+    }
+  });
+  input.addEventListener('input', () => {
+    autosize();
+    if (input.value) client.sendTyping(true);
+    else client.sendTyping(false);
+  });
+  panel.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') {
+      e.preventDefault();
+      close();
+    }
+  });
+  document.addEventListener('visibilitychange', markReadIfOpen);
+
+  const typingText = typing.querySelector('.typing-text');
+  let typingTimer = null;
+  const offs = [
+    client.on('change', () => {
+      renderAll();
+      markReadIfOpen();
+    }),
+    client.on('reset', () => {
+      for (const li of rows.values()) li.remove();
+      rows.clear();
+      renderAll();
+    }),
+    client.on('read', updateBadge),
+    client.on('typing', ({ role, isTyping }) => {
+      if (role === 'user') return; // another tab of this user
+      clearTimeout(typingTimer);
+      typing.hidden = !isTyping;
+      typingText.textContent = isTyping ? `${ROLE_LABELS[role] ?? role} is typing…` : '';
+      if (isTyping) typingTimer = setTimeout(() => { typing.hidden = true; }, 30_000);
+    }),
+    client.on('connection', ({ state }) => {
+      conn.dataset.state = state;
+      conn.querySelector('.conn-text').textContent = CONN_LABELS[state] ?? state;
+      root.dataset.connection = state;
+    }),
+  ];
+
+  renderAll();
+  client.start().catch((e) => console.error('chat-widget: could not start', e));
+  if (options.open) open();
+
+  return {
+    client,
+    element: host,
+    open,
+    close,
+    toggle,
+    get isOpen() {
+      return isOpen;
+    },
+    destroy() {
+      offs.forEach((off) => off());
+      document.removeEventListener('visibilitychange', markReadIfOpen);
+      if (!options.client) client.stop();
+      host.remove();
+    },
+  };
+}
+
+// Auto-mount for the one-line embed, unless the page opts out.
+const config = globalThis.chatWidgetConfig ?? {};
+if (typeof document !== 'undefined' && config.autoMount !== false && !globalThis.__chatWidget) {
+  const mount = () => {
+    globalThis.__chatWidget = mountChatWidget(config);
+  };
+  if (document.body) mount();
+  else document.addEventListener('DOMContentLoaded', mount, { once: true });
+}
