@@ -414,13 +414,10 @@ impl Store for DynamoStore {
 
     async fn advance_status(
         &self,
-        session: &SessionId,
-        id: &MessageId,
+        message: &Message,
         status: MessageStatus,
     ) -> Result<Option<Message>, StoreError> {
-        let Some(item) = self.message_item_by_id(session, id).await? else {
-            return Ok(None);
-        };
+        // The caller holds the message, so its key is known: one conditional UpdateItem.
         let lower: Vec<MessageStatus> = [
             MessageStatus::Received,
             MessageStatus::Dispatched,
@@ -439,11 +436,12 @@ impl Store for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(session_pk(session)))
-            .key("sk", item["sk"].clone())
+            .key("pk", s(session_pk(&message.session_id)))
+            .key("sk", s(msg_sk(message.seq)))
             .update_expression("SET #st = :new")
-            .condition_expression(format!("#st IN ({})", names.join(", ")))
+            .condition_expression(format!("msgId = :id AND #st IN ({})", names.join(", ")))
             .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":id", s(message.id.to_string()))
             .expression_attribute_values(":new", s(status.as_str()))
             .return_values(ReturnValue::AllNew);
         for (name, st) in names.iter().zip(&lower) {

@@ -796,11 +796,14 @@ pub async fn advance_status_only_forward<S: Store + ?Sized>(store: &S) {
     let ms = fill(store, &s, 2).await;
     let (m, n) = (&ms[0], &ms[1]);
     let sid = s.id;
-    let adv = |id: MessageId, st: MessageStatus| async move {
-        ok(
-            store.advance_status(&sid, &id, st).await,
-            &format!("advance_status({})", st.as_str()),
-        )
+    let adv = |msg: &Message, st: MessageStatus| {
+        let msg = msg.clone();
+        async move {
+            ok(
+                store.advance_status(&msg, st).await,
+                &format!("advance_status({})", st.as_str()),
+            )
+        }
     };
     let status_of = |id: MessageId| async move {
         ok(store.get_message(&sid, &id).await, "get_message")
@@ -808,7 +811,7 @@ pub async fn advance_status_only_forward<S: Store + ?Sized>(store: &S) {
             .status
     };
 
-    let up = adv(m.id, Dispatched).await;
+    let up = adv(m, Dispatched).await;
     assert_eq!(
         up,
         Some(Message {
@@ -823,12 +826,12 @@ pub async fn advance_status_only_forward<S: Store + ?Sized>(store: &S) {
         "received -> dispatched was not stored"
     );
     assert_eq!(
-        adv(m.id, Dispatched).await,
+        adv(m, Dispatched).await,
         None,
         "dispatched -> dispatched must be None"
     );
     assert_eq!(
-        adv(m.id, Received).await,
+        adv(m, Received).await,
         None,
         "dispatched -> received must be None"
     );
@@ -838,17 +841,17 @@ pub async fn advance_status_only_forward<S: Store + ?Sized>(store: &S) {
         "a refused advance changed the status"
     );
     assert_eq!(
-        adv(m.id, Answered).await.map(|x| x.status),
+        adv(m, Answered).await.map(|x| x.status),
         Some(Answered),
         "dispatched -> answered must advance"
     );
     assert_eq!(
-        adv(m.id, Dispatched).await,
+        adv(m, Dispatched).await,
         None,
         "answered -> dispatched must be None"
     );
     assert_eq!(
-        adv(m.id, Failed).await,
+        adv(m, Failed).await,
         None,
         "answered -> failed must be None"
     );
@@ -859,27 +862,27 @@ pub async fn advance_status_only_forward<S: Store + ?Sized>(store: &S) {
     );
 
     assert_eq!(
-        adv(n.id, Failed).await.map(|x| x.status),
+        adv(n, Failed).await.map(|x| x.status),
         Some(Failed),
         "received -> failed must advance (skipping dispatched)"
     );
     assert_eq!(
-        adv(n.id, Dispatched).await,
+        adv(n, Dispatched).await,
         None,
         "failed -> dispatched must be None"
     );
     assert_eq!(
-        adv(n.id, Answered).await.map(|x| x.status),
+        adv(n, Answered).await.map(|x| x.status),
         Some(Answered),
         "failed -> answered must advance"
     );
     assert_eq!(
-        adv(n.id, Delivered).await.map(|x| x.status),
+        adv(n, Delivered).await.map(|x| x.status),
         Some(Delivered),
         "answered -> delivered must advance"
     );
     assert_eq!(
-        adv(n.id, Answered).await,
+        adv(n, Answered).await,
         None,
         "delivered -> answered must be None"
     );
@@ -899,14 +902,26 @@ pub async fn advance_status_of_unknown_message<S: Store + ?Sized>(store: &S) {
     let m = fill(store, &a, 1).await.remove(0);
     let r = ok(
         store
-            .advance_status(&a.id, &MessageId::new(), MessageStatus::Answered)
+            .advance_status(
+                &Message {
+                    id: MessageId::new(),
+                    ..m.clone()
+                },
+                MessageStatus::Answered,
+            )
             .await,
         "advance_status",
     );
     assert_eq!(r, None, "advancing an unknown message must be None");
     let r = ok(
         store
-            .advance_status(&b.id, &m.id, MessageStatus::Answered)
+            .advance_status(
+                &Message {
+                    session_id: b.id,
+                    ..m.clone()
+                },
+                MessageStatus::Answered,
+            )
             .await,
         "advance_status",
     );

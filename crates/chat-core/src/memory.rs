@@ -141,10 +141,10 @@ impl Store for MemoryStore {
 
     async fn advance_status(
         &self,
-        session: &SessionId,
-        id: &MessageId,
+        message: &Message,
         status: MessageStatus,
     ) -> Result<Option<Message>, StoreError> {
+        let (session, id) = (&message.session_id, &message.id);
         let mut g = self.lock();
         let Some(m) = g
             .messages

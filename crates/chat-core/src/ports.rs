@@ -77,12 +77,12 @@ pub trait Store: Send + Sync {
     async fn list_messages(&self, session: &SessionId, page: PageQuery)
     -> Result<Page, StoreError>;
 
-    /// Moves a message's status forward (by [`MessageStatus::rank`]). Returns the updated
-    /// message, or `None` when the message is missing or already at or past `status`.
+    /// Moves the stored status of `message` (found by its session, id and `seq`) forward by
+    /// [`MessageStatus::rank`]. Returns the updated message, or `None` when no message of
+    /// that session has that id and seq, or its stored status is already at or past `status`.
     async fn advance_status(
         &self,
-        session: &SessionId,
-        id: &MessageId,
+        message: &Message,
         status: MessageStatus,
     ) -> Result<Option<Message>, StoreError>;
 

@@ -592,17 +592,18 @@ impl ChatService {
             validate::key("eventId", e)?;
         }
         let session = self.load_session(&reply.session_id).await?;
-        if let Some(reply_to) = &reply.reply_to
-            && self
-                .store()
-                .get_message(&session.id, reply_to)
-                .await?
-                .is_none()
-        {
-            return Err(ChatError::NotFound(
-                "replyTo names no message of this session".into(),
-            ));
-        }
+        // The message replied to, which becomes `answered`.
+        let replied = match &reply.reply_to {
+            None => None,
+            Some(id) => Some(
+                self.store()
+                    .get_message(&session.id, id)
+                    .await?
+                    .ok_or_else(|| {
+                        ChatError::NotFound("replyTo names no message of this session".into())
+                    })?,
+            ),
+        };
         let idempotency_key = match (&reply.event_id, &reply.reply_to) {
             (Some(e), _) => Some(format!("event#{e}")),
             (None, Some(r)) => Some(format!("reply#{r}")),
@@ -628,41 +629,36 @@ impl ChatService {
             .await?
             .ok_or_else(|| ChatError::NotFound("unknown session".into()))?;
         let message = appended.message;
+        let mut events = Vec::new();
         if appended.created {
             tracing::info!(session_id = %session.id, message_id = %message.id, seq = message.seq, "reply stored");
-            self.broadcast(
-                &session.id,
-                &ServerEvent::Message {
-                    message: message.clone(),
-                },
-                None,
-            )
-            .await;
+            events.push(ServerEvent::Message {
+                message: message.clone(),
+            });
         }
-        if let Some(reply_to) = &message.reply_to {
-            self.advance(&session.id, reply_to, MessageStatus::Answered)
-                .await?;
+        if let Some(original) = replied.filter(|r| message.reply_to == Some(r.id)) {
+            events.extend(self.advance(&original, MessageStatus::Answered).await?);
         }
+        self.broadcast_all(&session.id, &events, None).await;
         Ok(message)
     }
 
-    /// Moves a message's status forward and tells the session; a no-op if it is already there.
+    /// Moves a message's status forward; returns the `status` event to push, or `None` when
+    /// it already was there.
     async fn advance(
         &self,
-        session: &SessionId,
-        id: &MessageId,
+        message: &Message,
         status: MessageStatus,
-    ) -> Result<bool, ChatError> {
-        let Some(m) = self.store().advance_status(session, id, status).await? else {
-            return Ok(false);
-        };
-        let event = ServerEvent::Status {
-            session_id: *session,
-            message_id: m.id,
-            status: m.status,
-        };
-        self.broadcast(session, &event, None).await;
-        Ok(true)
+    ) -> Result<Option<ServerEvent>, ChatError> {
+        Ok(self
+            .store()
+            .advance_status(message, status)
+            .await?
+            .map(|m| ServerEvent::Status {
+                session_id: m.session_id,
+                message_id: m.id,
+                status: m.status,
+            }))
     }
 
     // ----- fan-out ----------------------------------------------------------------------
@@ -670,6 +666,21 @@ impl ChatService {
     /// Pushes `event` to every connection of the session (but `except`). Connections that
     /// are gone are forgotten; other failures are logged and do not stop the others.
     pub async fn broadcast(&self, session: &SessionId, event: &ServerEvent, except: Option<&str>) {
+        self.broadcast_all(session, std::slice::from_ref(event), except)
+            .await;
+    }
+
+    /// Pushes `events`, in order, to every connection of the session (but `except`), looking
+    /// the connections up once.
+    pub async fn broadcast_all(
+        &self,
+        session: &SessionId,
+        events: &[ServerEvent],
+        except: Option<&str>,
+    ) {
+        if events.is_empty() {
+            return;
+        }
         let connections = match self.store().list_connections(session).await {
             Ok(c) => c,
             Err(e) => {
@@ -677,14 +688,20 @@ impl ChatService {
                 return;
             }
         };
-        let frame = event.to_frame();
+        let frames: Vec<String> = events.iter().map(ServerEvent::to_frame).collect();
         // A store may still hold connections past their expiry (DynamoDB's TTL deletes
         // lazily): they are absent.
         let now = self.now();
         let pushes = connections
             .iter()
             .filter(|c| c.expires_at > now && Some(c.id.as_str()) != except)
-            .map(|c| self.push_one(c, &frame));
+            .map(|c| async {
+                for frame in &frames {
+                    if !self.push_one(c, frame).await {
+                        break;
+                    }
+                }
+            });
         futures_util::future::join_all(pushes).await;
     }
 
@@ -698,16 +715,21 @@ impl ChatService {
         self.push_one(&c, frame).await;
     }
 
-    async fn push_one(&self, c: &Connection, frame: &str) {
+    /// Pushes one frame; `false` when the connection is gone (and is now forgotten).
+    async fn push_one(&self, c: &Connection, frame: &str) -> bool {
         match self.ports.push.push(&c.id, frame).await {
-            Ok(()) => {}
+            Ok(()) => true,
             Err(PushError::Gone) => {
                 tracing::info!(connection_id = %c.id, "connection gone; forgetting it");
                 if let Err(e) = self.store().delete_connection(c).await {
                     tracing::warn!(error = %e, connection_id = %c.id, "could not forget a gone connection");
                 }
+                false
             }
-            Err(e) => tracing::warn!(error = %e, connection_id = %c.id, "push failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, connection_id = %c.id, "push failed");
+                true
+            }
         }
     }
 }
@@ -783,15 +805,13 @@ impl Dispatcher {
         match self.agent.deliver(request).await {
             Ok(()) => {
                 tracing::info!(message_id = %message.id, attempt, "dispatched to n8n");
-                if svc
-                    .advance(&session.id, &message.id, MessageStatus::Dispatched)
-                    .await?
-                {
+                if let Some(status) = svc.advance(&message, MessageStatus::Dispatched).await? {
                     let typing = ServerEvent::Typing {
                         role: Role::Assistant,
                         is_typing: true,
                     };
-                    svc.broadcast(&session.id, &typing, None).await;
+                    svc.broadcast_all(&session.id, &[status, typing], None)
+                        .await;
                 }
                 Ok(DispatchOutcome::Delivered)
             }
@@ -822,8 +842,11 @@ impl Dispatcher {
         let Some(session) = store.get_session(&job.session_id, svc.now()).await? else {
             return Ok(());
         };
-        svc.advance(&job.session_id, &job.message_id, MessageStatus::Failed)
-            .await?;
+        let mut events: Vec<ServerEvent> = svc
+            .advance(&message, MessageStatus::Failed)
+            .await?
+            .into_iter()
+            .collect();
         let now = svc.now();
         let appended = store
             .append_message(NewMessage {
@@ -843,13 +866,9 @@ impl Dispatcher {
             })
             .await?;
         if let Some(a) = appended.filter(|a| a.created) {
-            svc.broadcast(
-                &job.session_id,
-                &ServerEvent::Message { message: a.message },
-                None,
-            )
-            .await;
+            events.push(ServerEvent::Message { message: a.message });
         }
+        svc.broadcast_all(&job.session_id, &events, None).await;
         Ok(())
     }
 

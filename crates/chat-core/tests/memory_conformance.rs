@@ -129,17 +129,20 @@ impl Store for Faulty {
 
     async fn advance_status(
         &self,
-        s: &SessionId,
-        id: &MessageId,
+        message: &Message,
         status: MessageStatus,
     ) -> Result<Option<Message>, StoreError> {
         if let Fault::StatusAnyDirection = self.fault {
-            let Some(m) = self.inner.get_message(s, id).await? else {
+            let Some(m) = self
+                .inner
+                .get_message(&message.session_id, &message.id)
+                .await?
+            else {
                 return Ok(None);
             };
             return Ok(Some(Message { status, ..m }));
         }
-        self.inner.advance_status(s, id, status).await
+        self.inner.advance_status(message, status).await
     }
 
     async fn mark_read(&self, s: &SessionId, up_to: u64) -> Result<Option<Session>, StoreError> {

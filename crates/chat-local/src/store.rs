@@ -292,11 +292,10 @@ impl Store for SqliteStore {
 
     async fn advance_status(
         &self,
-        session: &SessionId,
-        id: &MessageId,
+        message: &Message,
         status: MessageStatus,
     ) -> Result<Option<Message>, StoreError> {
-        let (sid, id) = (session.to_string(), id.to_string());
+        let (sid, id) = (message.session_id.to_string(), message.id.to_string());
         self.db
             .call(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
