@@ -82,6 +82,15 @@ impl LambdaEnv {
 }
 
 impl App {
+    /// A Lambda's cold start: reads the environment and builds the clients, or logs (as a
+    /// JSON line) which variable is missing or malformed and fails the start.
+    pub async fn start() -> Result<Self, lambda_runtime::Error> {
+        Self::from_env().await.map_err(|e| {
+            tracing::error!(error = %e, "cold start failed: configuration");
+            lambda_runtime::Error::from(format!("configuration: {e}"))
+        })
+    }
+
     /// Reads the process environment and builds the AWS clients.
     pub async fn from_env() -> Result<Self, ConfigError> {
         let env = LambdaEnv::from_lookup(&|k| std::env::var(k).ok())?;

@@ -7,7 +7,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     chat_aws::init_tracing();
-    let app = chat_aws::App::from_env().await?;
+    let app = chat_aws::App::start().await?;
     if app.dispatcher.is_none() {
         return Err("CHAT_N8N_WEBHOOK_URL is required by the dispatch function".into());
     }

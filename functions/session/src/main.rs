@@ -7,7 +7,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     chat_aws::init_tracing();
-    let app = chat_aws::App::from_env().await?;
+    let app = chat_aws::App::start().await?;
     let app = &app;
     lambda_runtime::run(service_fn(
         move |e: LambdaEvent<ApiGatewayV2httpRequest>| async move {
