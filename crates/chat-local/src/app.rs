@@ -175,6 +175,7 @@ pub async fn run(
         shutdown: stop_rx.clone(),
     };
     let worker = tokio::spawn(queue::run_worker(jobs, dispatcher, stop_rx.clone()));
+    tokio::spawn(purge_hourly(store.clone(), clock.clone(), stop_rx.clone()));
 
     let app = crate::routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(
@@ -208,4 +209,24 @@ pub async fn run(
     let _ = worker.await;
     tracing::info!("stopped");
     result.map_err(StartError::Serve)
+}
+
+/// Removes expired sessions, messages, connections, counters and idempotency keys every hour
+/// (what DynamoDB's TTL does on AWS), so a long-running server does not grow without bound.
+async fn purge_hourly(
+    store: Arc<SqliteStore>,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    every.tick().await; // the first tick is immediate; the start already purged
+    loop {
+        tokio::select! {
+            _ = every.tick() => match store.purge_expired(clock.now_ms()).await {
+                Ok(n) => tracing::info!(removed = n, "expired data purged"),
+                Err(e) => tracing::warn!(error = %e, "purge of expired data failed; will retry in an hour"),
+            },
+            _ = stop.changed() => return,
+        }
+    }
 }

@@ -75,3 +75,86 @@ async fn data_survives_reopening_the_file() {
     assert_eq!(page.messages.len(), 1);
     assert_eq!(page.messages[0].content, "kept");
 }
+
+#[tokio::test]
+async fn purge_removes_only_what_has_expired() {
+    use chat_core::model::{
+        Connection, MessageId, MessageStatus, MessageType, NewMessage, PageQuery, Role, Session,
+        SessionId,
+    };
+    use chat_core::ports::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::new(Db::open(dir.path()).unwrap());
+    let (old, live) = (SessionId::new(), SessionId::new());
+    for (id, expires_at) in [(old, 1_000), (live, 10_000)] {
+        let s = Session {
+            id,
+            user_id: None,
+            created_at: 1,
+            expires_at,
+            last_seq: 0,
+            read_up_to: 0,
+        };
+        store.create_session(&s).await.unwrap();
+        let m = NewMessage {
+            id: MessageId::new(),
+            session_id: id,
+            role: Role::User,
+            kind: MessageType::Text,
+            content: "m".into(),
+            data: None,
+            metadata: None,
+            status: MessageStatus::Received,
+            created_at: 2,
+            reply_to: None,
+            client_message_id: Some("k".into()),
+            idempotency_key: Some("client#k".into()),
+            expires_at,
+        };
+        store.append_message(m).await.unwrap().unwrap();
+        let c = Connection {
+            id: format!("conn-{id}"),
+            session_id: id,
+            connected_at: 3,
+            expires_at,
+        };
+        store.put_connection(&c).await.unwrap();
+    }
+    store.increment_counter("rate#old", 1_000).await.unwrap();
+    store.increment_counter("rate#live", 10_000).await.unwrap();
+
+    // At t = 5000: the old session's message, key, connection and session, and the old
+    // counter are gone (5 rows); everything of the live one stays.
+    assert_eq!(store.purge_expired(5_000).await.unwrap(), 5);
+    assert!(store.get_session(&old, 0).await.unwrap().is_none());
+    assert!(store.list_connections(&old).await.unwrap().is_empty());
+    let q = PageQuery {
+        after: Some(0),
+        before: None,
+        limit: 10,
+    };
+    assert!(
+        store
+            .list_messages(&old, q)
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
+    assert!(store.get_session(&live, 0).await.unwrap().is_some());
+    assert_eq!(
+        store.list_messages(&live, q).await.unwrap().messages.len(),
+        1
+    );
+    assert_eq!(store.list_connections(&live).await.unwrap().len(), 1);
+    assert_eq!(
+        store.increment_counter("rate#old", 20_000).await.unwrap(),
+        1,
+        "a purged counter starts again"
+    );
+    assert_eq!(
+        store.increment_counter("rate#live", 10_000).await.unwrap(),
+        2,
+        "a live counter keeps counting"
+    );
+}
