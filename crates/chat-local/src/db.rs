@@ -1,17 +1,26 @@
 //! The embedded database: one SQLite file in WAL mode under `CHAT_DATA_DIR`.
 //!
-//! SQLite is synchronous, so every call runs on tokio's blocking pool while holding the one
-//! connection; SQLite serialises writers anyway, and this keeps `seq` assignment trivially
-//! in commit order. `synchronous=FULL` makes every commit durable before it is acknowledged.
+//! One thread owns the one connection; SQLite serialises writers anyway, and this keeps `seq`
+//! assignment trivially in commit order. Calls are queued to that thread, which runs them in
+//! batches: every call waiting when a batch starts runs in its own savepoint (so each call
+//! stays atomic, and one that fails is rolled back alone), then the batch commits once.
+//! `synchronous=FULL` makes that commit durable before any call of the batch gets its answer,
+//! so nothing is acknowledged before it is on disk, and under load one fsync covers many
+//! writes (group commit) instead of one each.
 
 use rusqlite::Connection;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+/// The most calls one commit covers.
+const MAX_BATCH: usize = 256;
 
 /// A shared handle to the database.
 #[derive(Clone)]
 pub struct Db {
-    conn: Arc<Mutex<Connection>>,
+    calls: mpsc::Sender<Box<dyn Work>>,
 }
 
 /// A database failure; its text is for logs.
@@ -19,8 +28,12 @@ pub struct Db {
 pub enum DbError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database task failed: {0}")]
-    Task(String),
+    #[error("commit failed: {0}")]
+    Commit(String),
+    #[error("a database call panicked")]
+    Panicked,
+    #[error("the database thread has stopped")]
+    Closed,
     #[error("data folder: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -97,24 +110,180 @@ impl Db {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let (calls, queued) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("chat-db".into())
+            .spawn(move || run(conn, queued))?;
+        Ok(Self { calls })
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` atomically on the database thread; its answer comes once its writes are
+    /// committed. An `Err` from `f` rolls back what `f` wrote.
     pub async fn call<T, F>(&self, f: F) -> Result<T, DbError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut c)
-        })
-        .await
-        .map_err(|e| DbError::Task(e.to_string()))?
-        .map_err(DbError::from)
+        let (reply, answer) = oneshot::channel();
+        let call = Call {
+            f: Some(f),
+            result: None,
+            reply,
+        };
+        self.calls
+            .send(Box::new(call))
+            .map_err(|_| DbError::Closed)?;
+        answer.await.map_err(|_| DbError::Closed)?
+    }
+}
+
+/// One queued call, type-erased for the database thread.
+trait Work: Send {
+    /// Runs the call; false when it failed (its savepoint is then rolled back).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the batch's fate is known (`Some`: the commit failed).
+    fn finish(self: Box<Self>, commit_error: Option<&str>);
+}
+
+struct Call<T, F> {
+    f: Option<F>,
+    result: Option<Result<T, DbError>>,
+    reply: oneshot::Sender<Result<T, DbError>>,
+}
+
+impl<T, F> Work for Call<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(f) = self.f.take() else { return false };
+        let result = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
+            Ok(r) => r.map_err(DbError::from),
+            Err(_) => Err(DbError::Panicked),
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit_error: Option<&str>) {
+        let answer = match (self.result, commit_error) {
+            (Some(Err(e)), _) => Err(e),
+            (_, Some(e)) => Err(DbError::Commit(e.to_string())),
+            (Some(Ok(v)), None) => Ok(v),
+            (None, None) => Err(DbError::Commit("the call did not run".into())),
+        };
+        // The caller may have gone (a dropped request); its writes stand, like any commit.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// The database thread: runs queued calls in batches until every handle is dropped, then
+/// closes the connection (after finishing what was queued).
+fn run(conn: Connection, queued: mpsc::Receiver<Box<dyn Work>>) {
+    while let Ok(first) = queued.recv() {
+        let mut batch = vec![first];
+        batch.extend(queued.try_iter().take(MAX_BATCH - 1));
+        let commit_error = run_batch(&conn, &mut batch).err().map(|e| e.to_string());
+        for call in batch {
+            call.finish(commit_error.as_deref());
+        }
+    }
+}
+
+/// Runs a batch in one transaction, each call in its own savepoint, and commits it.
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn Work>]) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN")?;
+    let ran = (|| {
+        for call in batch.iter_mut() {
+            conn.execute_batch("SAVEPOINT call")?;
+            if !call.run(conn) {
+                conn.execute_batch("ROLLBACK TO call")?;
+            }
+            conn.execute_batch("RELEASE call")?;
+        }
+        conn.execute_batch("COMMIT")
+    })();
+    if ran.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    ran
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insert(key: &str) -> impl FnOnce(&Connection) -> rusqlite::Result<()> + use<> {
+        let key = key.to_string();
+        move |c| {
+            c.execute(
+                "INSERT INTO counters (key, count, expires_at) VALUES (?1, 1, 0)",
+                [key],
+            )
+            .map(|_| ())
+        }
+    }
+
+    fn keys(c: &Connection) -> rusqlite::Result<Vec<String>> {
+        let mut s = c.prepare("SELECT key FROM counters ORDER BY key")?;
+        s.query_map([], |r| r.get(0))?.collect()
+    }
+
+    /// Calls queued together commit together, yet each stays atomic: the one that fails
+    /// is rolled back alone, the others stand.
+    #[tokio::test]
+    async fn a_failing_call_rolls_back_alone_within_its_batch() {
+        let db = Db::open_in_memory().unwrap();
+        // Holds the thread so the next calls queue up and run as one batch.
+        let hold = db.call(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            Ok(())
+        });
+        let ok_a = db.call(insert("a"));
+        let bad = db.call(|c| {
+            insert("b")(c)?;
+            Err::<(), _>(rusqlite::Error::InvalidQuery)
+        });
+        let dup = db.call(|c| {
+            insert("c")(c)?;
+            insert("a")(c) // a unique-key violation after a write of its own
+        });
+        let ok_d = db.call(insert("d"));
+        let (h, a, b, c, d) = tokio::join!(hold, ok_a, bad, dup, ok_d);
+        assert!(h.is_ok() && a.is_ok() && d.is_ok());
+        assert!(matches!(b, Err(DbError::Sqlite(_))), "{b:?}");
+        assert!(matches!(c, Err(DbError::Sqlite(_))), "{c:?}");
+        assert_eq!(db.call(keys).await.unwrap(), ["a", "d"]);
+    }
+
+    /// What a call acknowledged is in the file when the database is opened again.
+    #[tokio::test]
+    async fn acknowledged_writes_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let writes: Vec<_> = (0..100)
+            .map(|i| db.call(insert(&format!("k{i:03}"))))
+            .collect();
+        for w in futures_util::future::join_all(writes).await {
+            w.unwrap();
+        }
+        drop(db);
+        let again = Db::open(dir.path()).unwrap();
+        let got = again.call(keys).await.unwrap();
+        assert_eq!(got.len(), 100);
+        assert_eq!(got[0], "k000");
+        assert_eq!(got[99], "k099");
+    }
+
+    /// A panicking call fails alone; the database thread keeps serving.
+    #[tokio::test]
+    async fn a_panicking_call_does_not_stop_the_database() {
+        let db = Db::open_in_memory().unwrap();
+        let r = db.call(|_| -> rusqlite::Result<()> { panic!("bug") }).await;
+        assert!(matches!(r, Err(DbError::Panicked)), "{r:?}");
+        db.call(insert("after")).await.unwrap();
+        assert_eq!(db.call(keys).await.unwrap(), ["after"]);
     }
 }

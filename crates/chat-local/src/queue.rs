@@ -43,14 +43,12 @@ impl JobQueue {
         let now = self.clock.now_ms();
         self.db
             .call(move |c| {
-                let tx = c.transaction()?;
-                tx.execute(
+                c.execute(
                     "INSERT OR IGNORE INTO jobs (message_id, session_id, attempts, due_at)
                      SELECT id, session_id, 0, ?1 FROM messages WHERE role = 'user' AND status = 'received'",
                     [now],
                 )?;
-                let n: usize = tx.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0))?;
-                tx.commit()?;
+                let n: usize = c.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0))?;
                 Ok(n)
             })
             .await

@@ -1,7 +1,7 @@
 //! The [`Store`] on SQLite.
 //!
-//! Appends run in one immediate transaction: bump the session's `last_seq`, record the
-//! idempotency key, insert the message. So `seq` has no gaps, follows commit order, and a
+//! Every call is atomic (see [`Db::call`]). An append bumps the session's `last_seq`, records
+//! the idempotency key and inserts the message in one call. So `seq` has no gaps, follows commit order, and a
 //! repeated key returns the first message without writing anything.
 
 use crate::db::{Db, DbError};
@@ -11,7 +11,7 @@ use chat_core::model::{
     PageQuery, Role, Session, SessionId,
 };
 use chat_core::ports::{Appended, Store, StoreError};
-use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Row, params};
 use serde_json::{Map, Value};
 
 /// A seq from outside as SQLite's integer. Past `i64::MAX` it saturates instead of wrapping
@@ -35,13 +35,11 @@ impl SqliteStore {
     pub async fn purge_expired(&self, now: Millis) -> Result<usize, StoreError> {
         self.db
             .call(move |c| {
-                let tx = c.transaction()?;
-                let mut n = tx.execute("DELETE FROM messages WHERE expires_at <= ?1", [now])?;
-                n += tx.execute("DELETE FROM idempotency WHERE expires_at <= ?1", [now])?;
-                n += tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
-                n += tx.execute("DELETE FROM connections WHERE expires_at <= ?1", [now])?;
-                n += tx.execute("DELETE FROM counters WHERE expires_at <= ?1", [now])?;
-                tx.commit()?;
+                let mut n = c.execute("DELETE FROM messages WHERE expires_at <= ?1", [now])?;
+                n += c.execute("DELETE FROM idempotency WHERE expires_at <= ?1", [now])?;
+                n += c.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
+                n += c.execute("DELETE FROM connections WHERE expires_at <= ?1", [now])?;
+                n += c.execute("DELETE FROM counters WHERE expires_at <= ?1", [now])?;
                 Ok(n)
             })
             .await
@@ -177,9 +175,8 @@ impl Store for SqliteStore {
     async fn append_message(&self, m: NewMessage) -> Result<Option<Appended>, StoreError> {
         self.db
             .call(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let sid = m.session_id.to_string();
-                let live: Option<i64> = tx
+                let live: Option<i64> = c
                     .query_row(
                         "SELECT 1 FROM sessions WHERE id = ?1 AND expires_at > ?2",
                         params![sid, m.created_at],
@@ -190,7 +187,7 @@ impl Store for SqliteStore {
                     return Ok(None);
                 }
                 if let Some(key) = &m.idempotency_key {
-                    let seq: Option<u64> = tx
+                    let seq: Option<u64> = c
                         .query_row(
                             "SELECT seq FROM idempotency WHERE session_id = ?1 AND key = ?2",
                             params![sid, key],
@@ -198,22 +195,22 @@ impl Store for SqliteStore {
                         )
                         .optional()?;
                     if let Some(seq) = seq {
-                        let message = get_by_seq(&tx, &sid, seq)?;
+                        let message = get_by_seq(c, &sid, seq)?;
                         return Ok(Some(Appended { message, created: false }));
                     }
                 }
-                let seq: u64 = tx.query_row(
+                let seq: u64 = c.query_row(
                     "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
                     [&sid],
                     |r| r.get(0),
                 )?;
                 if let Some(key) = &m.idempotency_key {
-                    tx.execute(
+                    c.execute(
                         "INSERT INTO idempotency (session_id, key, seq, expires_at) VALUES (?1, ?2, ?3, ?4)",
                         params![sid, key, seq, m.expires_at],
                     )?;
                 }
-                tx.execute(
+                c.execute(
                     &format!(
                         "INSERT INTO messages ({MESSAGE_COLUMNS}, expires_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
@@ -234,7 +231,6 @@ impl Store for SqliteStore {
                         m.expires_at,
                     ],
                 )?;
-                tx.commit()?;
                 Ok(Some(Appended { message: m.with_seq(seq), created: true }))
             })
             .await
@@ -298,8 +294,7 @@ impl Store for SqliteStore {
         let (sid, id) = (message.session_id.to_string(), message.id.to_string());
         self.db
             .call(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let current: Option<String> = tx
+                let current: Option<String> = c
                     .query_row(
                         "SELECT status FROM messages WHERE session_id = ?1 AND id = ?2",
                         params![sid, id],
@@ -310,14 +305,13 @@ impl Store for SqliteStore {
                     Some(current) if current.rank() < status.rank() => {}
                     _ => return Ok(None),
                 }
-                let m = tx.query_row(
+                let m = c.query_row(
                     &format!(
                         "UPDATE messages SET status = ?3 WHERE session_id = ?1 AND id = ?2 RETURNING {MESSAGE_COLUMNS}"
                     ),
                     params![sid, id, status.as_str()],
                     message_row,
                 )?;
-                tx.commit()?;
                 Ok(Some(m))
             })
             .await
