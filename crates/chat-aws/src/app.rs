@@ -20,9 +20,11 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct App {
     pub service: ChatService,
-    pub queue: Arc<SqsQueue>,
     /// Present when `CHAT_N8N_WEBHOOK_URL` is set (the dispatch function requires it).
     pub dispatcher: Option<Dispatcher>,
+    /// Sets a retried record's backoff on SQS; without it the queue's visibility timeout
+    /// applies.
+    pub retry: Option<Arc<SqsQueue>>,
 }
 
 /// The environment a Lambda reads.
@@ -128,27 +130,35 @@ impl App {
             push,
             clock,
         };
-        let service = ChatService::new(ports, env.config.clone());
-        let dispatcher = match &env.n8n_url {
-            Some(u) => {
-                let client =
-                    N8nClient::new(u.clone(), env.config.dispatch.timeout).map_err(|_| {
-                        ConfigError::Invalid {
-                            name: "CHAT_N8N_WEBHOOK_URL",
-                            expected: "a URL the HTTP client accepts",
-                        }
-                    })?;
-                Some(Dispatcher::new(
-                    service.clone(),
-                    Arc::new(client) as Arc<dyn Agent>,
-                ))
-            }
+        let agent = match &env.n8n_url {
+            Some(u) => Some(
+                N8nClient::new(u.clone(), env.config.dispatch.timeout).map_err(|_| {
+                    ConfigError::Invalid {
+                        name: "CHAT_N8N_WEBHOOK_URL",
+                        expected: "a URL the HTTP client accepts",
+                    }
+                })?,
+            )
+            .map(|c| Arc::new(c) as Arc<dyn Agent>),
             None => None,
         };
-        Ok(Self {
+        Ok(Self::from_ports(ports, env.config, agent).with_retry(queue))
+    }
+
+    /// The app on any ports (the in-memory ones of `chat_core::memory` in benchmarks).
+    pub fn from_ports(ports: Ports, config: Config, agent: Option<Arc<dyn Agent>>) -> Self {
+        let service = ChatService::new(ports, config);
+        let dispatcher = agent.map(|a| Dispatcher::new(service.clone(), a));
+        Self {
             service,
-            queue,
             dispatcher,
-        })
+            retry: None,
+        }
+    }
+
+    /// Sets retry backoffs on this SQS queue.
+    pub fn with_retry(mut self, queue: Arc<SqsQueue>) -> Self {
+        self.retry = Some(queue);
+        self
     }
 }

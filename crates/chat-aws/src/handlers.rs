@@ -256,7 +256,9 @@ async fn dispatch_one(app: &App, record: &SqsMessage) -> bool {
         ) => true,
         Ok(DispatchOutcome::Retry(delay)) => {
             let receipt = record.receipt_handle.as_deref().unwrap_or_default();
-            if let Err(e) = app.queue.retry_after(receipt, delay).await {
+            if let Some(queue) = &app.retry
+                && let Err(e) = queue.retry_after(receipt, delay).await
+            {
                 tracing::warn!(error = %e, record = id, "could not set the retry delay; the queue's default applies");
             }
             false
