@@ -2,12 +2,16 @@
 //! execs them (cleared environment, the `AWS_LAMBDA_*` variables, a Runtime API server of this
 //! benchmark), each answering one real sample event of `events/` against the AWS emulator.
 //! The event is queued before `exec`, as on a cold start caused by an invocation; every answer
-//! is checked. Prints, per binary: file size, and median and p90 of exec → first `next` (init)
-//! and of exec → the answer posted (first response).
+//! is checked. Then the same process answers a second event (warm). Beside them, in the same
+//! run, the `hello_lambda` example (the smallest `lambda_runtime` function, same profile) is
+//! the floor. Prints, per binary: file size, and median and p99 of exec → first `next`
+//! (init), of exec → the answer posted (first response), and of a warm invocation.
 //!
 //! Binaries: `target/release` (next to this benchmark), or `CHAT_BENCH_BIN_DIR`.
-//! Run with `tests/bench-lambdas`, which builds them first.
+//! Run with `tests/bench` (or `tests/bench-lambdas`), which builds them first.
 
+#[path = "../../../tests/bench_report.rs"]
+mod bench_report;
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "../tests/lambda_support/mod.rs"]
@@ -45,7 +49,13 @@ async fn run() {
     };
     let hint = "cargo build --release -p chat-fn-session -p chat-fn-send -p chat-fn-webhook \
                 -p chat-fn-connect -p chat-fn-disconnect -p chat-fn-dispatch";
-    let bins: Vec<PathBuf> = FUNCTIONS.iter().map(|f| binary(&dir, f, hint)).collect();
+    let mut bins: Vec<PathBuf> = FUNCTIONS.iter().map(|f| binary(&dir, f, hint)).collect();
+    bins.push(binary(
+        &dir.join("examples"),
+        "hello_lambda",
+        "cargo build --release -p chat-aws --example hello_lambda",
+    ));
+    let names = FUNCTIONS.iter().copied().chain(["hello_lambda"]);
 
     let fresh = common::fresh().await;
     let app = app(&fresh).await;
@@ -61,20 +71,26 @@ async fn run() {
     );
 
     let mut rows = Vec::new();
-    for (function, bin) in FUNCTIONS.iter().zip(&bins) {
+    for (function, bin) in names.zip(&bins) {
         // One untimed start first, so every timed run finds the binary in the page cache.
-        cold_start(function, bin, usize::MAX, &ctx).await;
+        cold_start(function, bin, 1_000_000, &ctx).await;
         let mut init = Vec::new();
         let mut first = Vec::new();
+        let mut warm = Vec::new();
         for i in 0..RUNS {
-            let (a, b) = cold_start(function, bin, i, &ctx).await;
+            let (a, b, c) = cold_start(function, bin, i, &ctx).await;
             init.push(a);
             first.push(b);
+            warm.push(c);
         }
         let size = std::fs::metadata(bin).unwrap().len();
-        rows.push((function, size, init, first));
+        rows.push((function, size, init, first, warm));
         eprintln!("cold_start: {function} done");
     }
+    let floor = {
+        let (.., init, _, _) = rows.last().expect("the floor ran");
+        median(&mut init.clone())
+    };
 
     println!();
     println!(
@@ -82,23 +98,67 @@ async fn run() {
         dir.display()
     );
     println!(
-        "{:<11} {:>10} {:>11} {:>11} {:>12} {:>12}",
-        "binary", "size", "init p50", "init p90", "answer p50", "answer p90"
+        "{:<13} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10} {:>9} {:>9}",
+        "binary",
+        "size",
+        "init p50",
+        "init p99",
+        "×floor",
+        "answer p50",
+        "answer p99",
+        "warm p50",
+        "warm p99"
     );
-    for (function, size, mut init, mut first) in rows {
+    for (function, size, mut init, mut first, mut warm) in rows {
+        let mib = size as f64 / (1024.0 * 1024.0);
+        let (i50, i99) = (median(&mut init), p99(&mut init));
+        let (a50, a99) = (median(&mut first), p99(&mut first));
+        let (w50, w99) = (median(&mut warm), p99(&mut warm));
+        let ratio = i50.as_secs_f64() / floor.as_secs_f64();
         println!(
-            "{:<11} {:>10} {:>11} {:>11} {:>12} {:>12}",
+            "{:<13} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10} {:>9} {:>9}",
             function,
-            format!("{:.1} MiB", size as f64 / (1024.0 * 1024.0)),
-            ms(median(&mut init)),
-            ms(p90(&mut init)),
-            ms(median(&mut first)),
-            ms(p90(&mut first)),
+            format!("{mib:.1} MiB"),
+            ms(i50),
+            ms(i99),
+            format!("{ratio:.2}"),
+            ms(a50),
+            ms(a99),
+            ms(w50),
+            ms(w99),
         );
+        let f = |d: Duration| d.as_secs_f64() * 1000.0;
+        let section = "Lambda cold start (release binary, Runtime API + emulator on 127.0.0.1)";
+        bench_report::report(
+            section,
+            &format!("{function}: init (exec → first next)"),
+            f(i50),
+            Some(f(i99)),
+            "ms",
+            &format!("{ratio:.2}× the floor"),
+        );
+        bench_report::report(
+            section,
+            &format!("{function}: first answer (exec → response)"),
+            f(a50),
+            Some(f(a99)),
+            "ms",
+            "",
+        );
+        bench_report::report(
+            section,
+            &format!("{function}: warm invocation"),
+            f(w50),
+            Some(f(w99)),
+            "ms",
+            "",
+        );
+        bench_report::report("Release binary size", function, mib, None, "MiB", "");
     }
     println!(
         "init = exec -> first GET /invocation/next; answer = exec -> the response POSTed \
-         (event queued before exec); median of {RUNS}, p90 nearest-rank"
+         (event queued before exec); warm = a second event to the same process, queued -> \
+         answered; {RUNS} runs, p99 nearest-rank; ×floor = init p50 / hello_lambda init p50"
     );
 }
 
@@ -116,16 +176,26 @@ fn median(v: &mut [Duration]) -> Duration {
     }
 }
 
-fn p90(v: &mut [Duration]) -> Duration {
+fn p99(v: &mut [Duration]) -> Duration {
     v.sort();
-    let rank = (v.len() * 9).div_ceil(10);
+    let rank = (v.len() * 99).div_ceil(100);
     v[rank.max(1) - 1]
 }
 
-/// One cold start of `function` answering its event for run `run`: (init, first answer).
-async fn cold_start(function: &str, bin: &Path, run: usize, ctx: &Ctx) -> (Duration, Duration) {
+/// One cold start of `function` answering its event for run `run`, then a second event:
+/// (init, first answer, warm answer).
+async fn cold_start(
+    function: &str,
+    bin: &Path,
+    run: usize,
+    ctx: &Ctx,
+) -> (Duration, Duration, Duration) {
     let (event, expect) = prepare(function, run, ctx).await;
-    let mut env = function_env(function, &ctx.fresh);
+    let (warm_event, warm_expect) = prepare(function, run + 100_000, ctx).await;
+    let mut env = match function {
+        "hello_lambda" => Default::default(),
+        f => function_env(f, &ctx.fresh),
+    };
     if function == "dispatch" {
         env.insert("CHAT_N8N_WEBHOOK_URL".into(), ctx.n8n_url.clone());
     }
@@ -139,12 +209,18 @@ async fn cold_start(function: &str, bin: &Path, run: usize, ctx: &Ctx) -> (Durat
         .expect("an answered invocation was polled")
         - f.exec_at;
     let first = outcome.at - f.exec_at;
+    let queued = std::time::Instant::now();
+    let warm_id = f.api.invoke(&warm_event);
+    let warm_outcome = f.answer(&warm_id).await;
+    let warm = warm_outcome.at - queued;
     let out = f.stop().await;
-    if let Err(e) = expect(&outcome) {
-        panic!("{function} answered wrongly: {e}\noutput:\n{out}");
+    for (o, check) in [(&outcome, &expect), (&warm_outcome, &warm_expect)] {
+        if let Err(e) = check(o) {
+            panic!("{function} answered wrongly: {e}\noutput:\n{out}");
+        }
     }
     assert_no_secrets(function, &out);
-    (init, first)
+    (init, first, warm)
 }
 
 type Expect = Box<dyn Fn(&runtime_api::Outcome) -> Result<(), String>>;
@@ -169,7 +245,13 @@ async fn prepare(function: &str, run: usize, ctx: &Ctx) -> (Value, Expect) {
         "session" => {
             let mut e = event("session-create.json");
             // Sessions are rate limited per client IP.
-            e["requestContext"]["http"]["sourceIp"] = json!(format!("198.51.100.{}", run % 250));
+            let ip = format!(
+                "10.{}.{}.{}",
+                (run >> 16) & 255,
+                (run >> 8) & 255,
+                run & 255
+            );
+            e["requestContext"]["http"]["sourceIp"] = json!(ip);
             (e, status(201))
         }
         "send" => {
@@ -216,6 +298,17 @@ async fn prepare(function: &str, run: usize, ctx: &Ctx) -> (Value, Expect) {
                     Ok(())
                 } else {
                     Err(r.to_string())
+                }
+            });
+            (e, expect)
+        }
+        "hello_lambda" => {
+            let e = json!({"hello": run});
+            let expect: Expect = Box::new(move |o| {
+                if o.ok && o.json() == json!({"hello": run}) {
+                    Ok(())
+                } else {
+                    Err(o.json().to_string())
                 }
             });
             (e, expect)

@@ -4,13 +4,106 @@
 //! holds the product to what it does today: no Scan ever, and each extra connection costs
 //! exactly one `PostToConnection` per frame fanned out.
 //!
-//! `cargo test -p chat-aws --test aws_requests -- --nocapture`
+//! DynamoDB capacity units are not reported by the emulator (it answers constants), so they
+//! are computed from the recorded requests by DynamoDB's published rules: a write costs one
+//! unit per started KB of the item (each item of a transaction twice); a read one unit per
+//! started 4 KB, half for an eventually consistent one. Updated items and query results are
+//! taken as under 1 KB and 4 KB, true of this round's short messages.
+//!
+//! `cargo test -p chat-aws --test aws_requests -- --nocapture`; with `CHAT_BENCH_OUT` set the
+//! figures also go to the table of `tests/bench`.
 
+#[path = "../../../tests/bench_report.rs"]
+mod bench_report;
 mod common;
 mod world;
 
 use serde_json::json;
 use std::collections::BTreeMap;
+
+/// Bytes of an attribute value by DynamoDB's size rules (numbers approximated by their text).
+fn value_size(v: &serde_json::Value) -> usize {
+    let Some((kind, inner)) = v.as_object().and_then(|o| o.iter().next()) else {
+        return 0;
+    };
+    match kind.as_str() {
+        "S" | "N" | "B" => inner.as_str().map_or(0, str::len),
+        "BOOL" | "NULL" => 1,
+        "M" => {
+            3 + inner.as_object().map_or(0, |m| {
+                m.iter().map(|(k, v)| k.len() + value_size(v) + 1).sum()
+            })
+        }
+        "L" => {
+            3 + inner
+                .as_array()
+                .map_or(0, |l| l.iter().map(|v| value_size(v) + 1).sum())
+        }
+        _ => inner.as_array().map_or(0, |l| {
+            l.iter().map(|x| x.as_str().map_or(0, str::len)).sum()
+        }),
+    }
+}
+
+fn item_size(item: &serde_json::Value) -> usize {
+    item.as_object()
+        .map_or(0, |m| m.iter().map(|(k, v)| k.len() + value_size(v)).sum())
+}
+
+/// (read units, write units) one recorded DynamoDB request consumes.
+fn capacity(entry: &serde_json::Value) -> (f64, f64) {
+    let op = common::operation(entry);
+    if !op.starts_with("DynamoDB.") {
+        return (0.0, 0.0);
+    }
+    let raw = entry["body"].as_str().unwrap_or("{}");
+    let raw = if entry["body_encoded"] == json!(true) {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .expect("the recorder's base64")
+    } else {
+        raw.as_bytes().to_vec()
+    };
+    let body: serde_json::Value = serde_json::from_slice(&raw).expect("a DynamoDB JSON body");
+    let kb = |bytes: usize| bytes.div_ceil(1024).max(1) as f64;
+    let read = |b: &serde_json::Value| {
+        if b["ConsistentRead"] == json!(true) {
+            1.0
+        } else {
+            0.5
+        }
+    };
+    match op.as_str() {
+        "DynamoDB.PutItem" => (0.0, kb(item_size(&body["Item"]))),
+        "DynamoDB.UpdateItem" | "DynamoDB.DeleteItem" => (0.0, 1.0),
+        "DynamoDB.TransactWriteItems" => {
+            let items = body["TransactItems"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let w = items
+                .iter()
+                .map(|t| 2.0 * t.get("Put").map_or(1.0, |p| kb(item_size(&p["Item"]))))
+                .sum();
+            (0.0, w)
+        }
+        "DynamoDB.GetItem" | "DynamoDB.Query" => (read(&body), 0.0),
+        "DynamoDB.TransactGetItems" => (
+            2.0 * body["TransactItems"].as_array().map_or(0, Vec::len) as f64,
+            0.0,
+        ),
+        "DynamoDB.BatchGetItem" => {
+            let keys = body["RequestItems"].as_object().map_or(0, |t| {
+                t.values()
+                    .map(|r| r["Keys"].as_array().map_or(0, Vec::len))
+                    .sum::<usize>()
+            });
+            (0.5 * keys as f64, 0.0)
+        }
+        _ => (0.0, 0.0),
+    }
+}
 
 async fn round(connections: usize) -> BTreeMap<String, usize> {
     let w = world::world().await;
@@ -34,9 +127,22 @@ async fn round(connections: usize) -> BTreeMap<String, usize> {
     let (status, _) = w.http(w.signed_reply(&reply)).await;
     assert_eq!(status, 200);
     let mut counts = BTreeMap::new();
+    let (mut rru, mut wru) = (0.0, 0.0);
     for e in &common::recorded().await[start..] {
         *counts.entry(common::operation(e)).or_insert(0) += 1;
+        let (r, w) = capacity(e);
+        rru += r;
+        wru += w;
     }
+    // Kept in tenths of a unit, beside the request counts.
+    counts.insert(
+        "~ DynamoDB read units ×10".into(),
+        (rru * 10.0f64).round() as usize,
+    );
+    counts.insert(
+        "~ DynamoDB write units ×10".into(),
+        (wru * 10.0f64).round() as usize,
+    );
     // The test's own receive of the job (the Lambda service does that for a real function).
     if let Some(n) = counts.get_mut("SQS.ReceiveMessage") {
         *n -= 1;
@@ -51,7 +157,12 @@ async fn round(connections: usize) -> BTreeMap<String, usize> {
 async fn requests_per_chat_round() {
     let one = round(1).await;
     let ten = round(10).await;
-    let total = |c: &BTreeMap<String, usize>| c.values().sum::<usize>();
+    let total = |c: &BTreeMap<String, usize>| {
+        c.iter()
+            .filter(|(k, _)| !k.starts_with('~'))
+            .map(|(_, n)| n)
+            .sum::<usize>()
+    };
     println!("AWS requests per chat round (send → dispatch → reply pushed), by operation:");
     println!(
         "{:<32} {:>14} {:>15}",
@@ -67,6 +178,29 @@ async fn requests_per_chat_round() {
         );
     }
     println!("{:<32} {:>14} {:>15}", "total", total(&one), total(&ten));
+    let section = "AWS requests per chat round (send → dispatch → reply pushed)";
+    for k in one.keys() {
+        let (a, b) = (one[k] as f64, *ten.get(k).unwrap_or(&0) as f64);
+        match k.strip_prefix("~ ") {
+            Some(units) => {
+                let units = units.trim_end_matches(" ×10");
+                let note = format!("{:.1} with 10 connections", b / 10.0);
+                bench_report::report(section, units, a / 10.0, None, "per round", &note);
+            }
+            None => {
+                let note = format!("{b} with 10 connections");
+                bench_report::report(section, k, a, None, "requests", &note);
+            }
+        }
+    }
+    bench_report::report(
+        section,
+        "total AWS requests",
+        total(&one) as f64,
+        None,
+        "requests",
+        &format!("{} with 10 connections", total(&ten)),
+    );
     assert!(
         !one.keys().chain(ten.keys()).any(|k| k.contains("Scan")),
         "no Scan, ever"

@@ -12,6 +12,8 @@
 //! `--interval-ms=2000` to offer less than one message per second per client (finds the rate
 //! the server sustains). Server and clients share the machine: the figures are indicative.
 
+#[path = "../../../tests/bench_report.rs"]
+mod bench_report;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -340,6 +342,58 @@ async fn run(secs: usize, interval: Duration, tmpfs: bool) {
     let too_slow = log.matches("too slow").count();
 
     let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let section = format!(
+        "chat-local under load ({CLIENTS} WebSocket clients, {SESSIONS} sessions, {} msg/s for {secs} s{})",
+        CLIENTS as u128 * 1000 / interval.as_millis(),
+        if tmpfs { ", tmpfs" } else { "" }
+    );
+    let quant = |v: &mut Vec<u32>, q: f64| {
+        let mut ms: Vec<f64> = v.iter().map(|&us| us as f64 / 1000.0).collect();
+        if ms.is_empty() {
+            f64::NAN
+        } else {
+            bench_report::quantile(&mut ms, q)
+        }
+    };
+    bench_report::report(
+        &section,
+        "deliveries missing (user messages / replies)",
+        (user_missing + reply_missing) as f64,
+        None,
+        "",
+        &format!("{user_missing} / {reply_missing} of {expected} each"),
+    );
+    for (item, v) in [
+        ("user message delivery, per connection", &mut samples.user),
+        ("dev-bot reply delivery, per connection", &mut samples.reply),
+    ] {
+        let (p50, p99) = (quant(v, 0.5), quant(v, 0.99));
+        bench_report::report(&section, item, p50, Some(p99), "ms", "");
+    }
+    bench_report::report(
+        &section,
+        "message events pushed per second (mean)",
+        message_events as f64 / window.as_secs_f64(),
+        None,
+        "/s",
+        &format!("peak {peak_sec}/s"),
+    );
+    bench_report::report(
+        &section,
+        "server peak RSS",
+        (hwm.max(rss_peak_sampled) / 1024) as f64,
+        None,
+        "MiB",
+        "",
+    );
+    bench_report::report(
+        &section,
+        "server CPU (mean, 100% = 1 core)",
+        cpu_avg,
+        None,
+        "%",
+        &format!("peak {cpu_peak:.0}%"),
+    );
     println!();
     println!(
         "chat-local under load: {CLIENTS} WebSocket clients in {SESSIONS} sessions ({PER_SESSION} each), \

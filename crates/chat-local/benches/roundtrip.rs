@@ -2,8 +2,10 @@
 //! after another on one session, against the real `chat-local` (release build) with its
 //! SQLite store on disk. Prints median, p90, p99 and max.
 //!
-//! `cargo bench -p chat-local --bench roundtrip` (200 turns), or with `-- 1000` for more.
+//! `cargo bench -p chat-local --bench roundtrip` (1,000 turns), or `-- 200` for fewer.
 
+#[path = "../../../tests/bench_report.rs"]
+mod bench_report;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -15,7 +17,7 @@ fn main() {
     let turns: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(1000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -59,5 +61,14 @@ async fn run(turns: usize) {
         ms(pct(0.9)),
         ms(pct(0.99)),
         ms(pct(1.0))
+    );
+    let f = |d: Duration| d.as_secs_f64() * 1000.0;
+    bench_report::report(
+        "chat-local (release, SQLite on disk)",
+        &format!("round trip: WebSocket send → dev-bot reply ({turns} turns)"),
+        f(pct(0.5)),
+        Some(f(pct(0.99))),
+        "ms",
+        &format!("max {}", ms(pct(1.0))),
     );
 }
