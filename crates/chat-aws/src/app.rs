@@ -1,7 +1,7 @@
 //! Everything a Lambda needs, built once per cold start from the environment.
 //!
 //! One `SdkConfig` is loaded (credentials, region, and `AWS_ENDPOINT_URL` for an emulator) and
-//! every client is built from it, so they share one HTTP client and TLS setup. The management
+//! every client is built from it, so they share one HTTP client and TLS setup ([`https_client`]). The management
 //! API client gets its endpoint from `WEBSOCKET_ENDPOINT`, which the template builds from the
 //! API id, region and stage. Missing or malformed variables stop the cold start with a message
 //! naming the variable, never its value.
@@ -83,6 +83,18 @@ impl LambdaEnv {
     }
 }
 
+/// The one HTTPS client every AWS client of a Lambda shares: rustls on ring, the crypto
+/// reqwest already brings for n8n, so a binary carries one TLS stack (and the SDK's default,
+/// aws-lc, is not linked). Its root certificates are loaded once, when first used.
+pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
 impl App {
     /// A Lambda's cold start: reads the environment and builds the clients, or logs (as a
     /// JSON line) which variable is missing or malformed and fails the start.
@@ -96,7 +108,10 @@ impl App {
     /// Reads the process environment and builds the AWS clients.
     pub async fn from_env() -> Result<Self, ConfigError> {
         let env = LambdaEnv::from_lookup(&|k| std::env::var(k).ok())?;
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(https_client())
+            .load()
+            .await;
         Self::with_sdk(env, &sdk, None)
     }
 

@@ -102,6 +102,7 @@ pub fn template() -> &'static Value {
 /// SDK configuration for the emulator: dummy credentials, fixed region, no metadata lookups.
 pub async fn sdk() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(chat_aws::app::https_client())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(&emulator().url)
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
