@@ -193,7 +193,7 @@ async fn cold_start(
     let (event, expect) = prepare(function, run, ctx).await;
     let (warm_event, warm_expect) = prepare(function, run + 100_000, ctx).await;
     let mut env = match function {
-        "hello_lambda" => Default::default(),
+        "hello_lambda" => lambda_base_env(function, &common::emulator().url),
         f => function_env(f, &ctx.fresh),
     };
     if function == "dispatch" {

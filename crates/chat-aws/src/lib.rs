@@ -29,13 +29,18 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// JSON logs on stdout, one object per line, as CloudWatch Logs expects; `RUST_LOG` filters.
+/// JSON logs on stdout, one object per line, as CloudWatch Logs expects, at the level of
+/// `AWS_LAMBDA_LOG_LEVEL` (Lambda's log-level setting) or else `RUST_LOG`: `error`, `warn`,
+/// `info` (the default), `debug` or `trace`. A plain level, not an `EnvFilter` directive, so
+/// the binaries do not carry a regex engine.
 pub fn init_tracing() {
+    let level = ["AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok()?.trim().parse().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_max_level(level)
         .with_target(false)
         .with_current_span(false)
         .flatten_event(true)

@@ -132,9 +132,17 @@ impl Store for MemoryStore {
     }
 
     async fn list_messages(&self, session: &SessionId, q: PageQuery) -> Result<Page, StoreError> {
+        use std::ops::Bound::{Excluded, Unbounded};
         let g = self.lock();
         Ok(match g.messages.get(session) {
-            Some(ms) => page_of(ms.values(), q),
+            // An empty window (BTreeMap::range would panic on it).
+            _ if matches!((q.after, q.before), (Some(a), Some(b)) if a >= b) => Page::default(),
+            // Only the window is walked, as a key-range query or an index would.
+            Some(ms) => {
+                let lo = q.after.map_or(Unbounded, Excluded);
+                let hi = q.before.map_or(Unbounded, Excluded);
+                page_of(ms.range((lo, hi)).map(|(_, m)| m), q)
+            }
             None => Page::default(),
         })
     }
