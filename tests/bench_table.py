@@ -191,8 +191,12 @@ def main():
     if md:
         print("| figure | median | p99 | unit | note |")
         print("|---|---:|---:|---|---|")
-    section = None
+    # Rows grouped by section, sections in the order they first appear.
+    order = {}
     for r in rows:
+        order.setdefault(r["section"], len(order))
+    section = None
+    for r in sorted(rows, key=lambda r: order[r["section"]]):
         if r["section"] != section:
             section = r["section"]
             if md:

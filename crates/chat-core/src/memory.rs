@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 struct Inner {
     sessions: HashMap<SessionId, Session>,
     messages: HashMap<SessionId, BTreeMap<u64, Message>>,
+    /// A message's seq by id: lookups by id stay O(1), as the real stores' indexes make them.
+    seq_of: HashMap<MessageId, u64>,
     idempotency: HashMap<(SessionId, String), u64>,
     connections: HashMap<String, Connection>,
     counters: HashMap<String, (u64, Millis)>,
@@ -108,6 +110,7 @@ impl Store for MemoryStore {
             inner.idempotency.insert((m.session_id, key.clone()), seq);
         }
         let message = m.with_seq(seq);
+        inner.seq_of.insert(message.id, seq);
         inner
             .messages
             .entry(message.session_id)
@@ -124,11 +127,12 @@ impl Store for MemoryStore {
         session: &SessionId,
         id: &MessageId,
     ) -> Result<Option<Message>, StoreError> {
-        Ok(self
-            .lock()
-            .messages
-            .get(session)
-            .and_then(|ms| ms.values().find(|m| m.id == *id).cloned()))
+        let g = self.lock();
+        Ok(g.seq_of
+            .get(id)
+            .and_then(|seq| g.messages.get(session)?.get(seq))
+            .filter(|m| m.id == *id)
+            .cloned())
     }
 
     async fn list_messages(&self, session: &SessionId, q: PageQuery) -> Result<Page, StoreError> {
@@ -157,7 +161,8 @@ impl Store for MemoryStore {
         let Some(m) = g
             .messages
             .get_mut(session)
-            .and_then(|ms| ms.values_mut().find(|m| m.id == *id))
+            .and_then(|ms| ms.get_mut(&message.seq))
+            .filter(|m| m.id == *id)
         else {
             return Ok(None);
         };
