@@ -177,9 +177,8 @@ fn median(v: &mut [Duration]) -> Duration {
 }
 
 fn p99(v: &mut [Duration]) -> Duration {
-    v.sort();
-    let rank = (v.len() * 99).div_ceil(100);
-    v[rank.max(1) - 1]
+    let mut secs: Vec<f64> = v.iter().map(Duration::as_secs_f64).collect();
+    Duration::from_secs_f64(bench_report::quantile(&mut secs, 0.99))
 }
 
 /// One cold start of `function` answering its event for run `run`, then a second event:
