@@ -64,6 +64,7 @@ fn app() -> (App, Config) {
         queue: Arc::new(MemoryQueue::default()),
         push: Arc::new(RecordingPush::default()),
         clock: Arc::new(SystemClock),
+        limiter: Arc::new(chat_core::rate::MemoryLimiter::new()),
     };
     let agent = Arc::new(ScriptedAgent::default());
     (App::from_ports(ports, config.clone(), Some(agent)), config)

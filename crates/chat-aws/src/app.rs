@@ -164,10 +164,12 @@ impl App {
         });
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ports = Ports {
-            store,
+            store: store.clone(),
             queue: queue.clone(),
             push,
             clock,
+            // Many Lambda instances share every limit: the buckets live in the table.
+            limiter: store,
         };
         let agent = match &env.n8n_url {
             Some(u) => Some(

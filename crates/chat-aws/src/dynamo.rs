@@ -10,13 +10,14 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update,
+    AttributeValue, Delete, Put, ReturnValue, Select, TransactWriteItem, Update,
 };
 use chat_core::model::{
     Connection, Message, MessageId, MessageStatus, MessageType, Millis, NewMessage, Page,
     PageQuery, Role, Session, SessionId,
 };
 use chat_core::ports::{Appended, Store, StoreError};
+use chat_core::rate::{Limiter, Rate};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -592,24 +593,126 @@ impl Store for DynamoStore {
         Ok(out)
     }
 
-    async fn increment_counter(&self, key: &str, expires_at: Millis) -> Result<u64, StoreError> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(format!("COUNTER#{key}"), "COUNTER")))
-            .update_expression("ADD #c :one SET #ttl = if_not_exists(#ttl, :ttl)")
-            .expression_attribute_names("#c", "count")
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":ttl", n(expires_at / 1000))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(sdk_err)?;
-        out.attributes
-            .as_ref()
-            .and_then(|a| get_n(a, "count"))
-            .ok_or_else(|| err("counter update returned no count"))
+    async fn find_by_key(
+        &self,
+        session: &SessionId,
+        key: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        self.by_idempotency_key(session, key).await
+    }
+
+    async fn count_unread(&self, session: &SessionId, after: u64) -> Result<u64, StoreError> {
+        let Some(lo) = after.checked_add(1) else {
+            return Ok(0);
+        };
+        let mut count = 0u64;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .filter_expression("#role <> :user")
+                .expression_attribute_names("#role", "role")
+                .expression_attribute_values(":pk", s(session_pk(session)))
+                .expression_attribute_values(":lo", s(msg_sk(lo)))
+                .expression_attribute_values(":hi", s(msg_sk(u64::MAX)))
+                .expression_attribute_values(":user", s("user"))
+                .select(Select::Count)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            count += out.count.max(0) as u64;
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(count);
+            }
+        }
+    }
+}
+
+/// Rate-limit buckets (see [`chat_core::rate`]) as items `RATE#<key>` holding the bucket's
+/// theoretical arrival time `tat` (ms). A take is one conditional `UpdateItem` in the usual
+/// cases: a full bucket (no item, or its `tat` has passed) or one with a token left. Only a
+/// refusal reads the item, to say how long to wait; a refusal writes nothing.
+#[async_trait]
+impl Limiter for DynamoStore {
+    async fn take(&self, key: &str, now: Millis, rate: Rate) -> Result<Option<Millis>, StoreError> {
+        let (interval, tolerance) = (rate.interval(), rate.tolerance());
+        let limit = now.saturating_add(tolerance);
+        // The bucket is full again at its tat, at most `limit + interval`: it may go then.
+        let ttl = limit.saturating_add(interval) / 1000 + 1;
+        let update = |expression: &str, condition: &str| {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(format!("RATE#{key}"), "RATE")))
+                .update_expression(expression)
+                .condition_expression(condition)
+                .expression_attribute_names("#tat", "tat")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":ttl", n(ttl))
+        };
+        for _ in 0..3 {
+            let full = update(
+                "SET #tat = :next, #ttl = :ttl",
+                "attribute_not_exists(#tat) OR #tat < :now",
+            )
+            .expression_attribute_values(":next", n(now.saturating_add(interval)))
+            .expression_attribute_values(":now", n(now));
+            if conditional(full.send().await)? {
+                return Ok(None);
+            }
+            let in_use = update(
+                "SET #tat = #tat + :interval, #ttl = :ttl",
+                "#tat BETWEEN :now AND :limit",
+            )
+            .expression_attribute_values(":interval", n(interval))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":limit", n(limit));
+            if conditional(in_use.send().await)? {
+                return Ok(None);
+            }
+            let tat = self
+                .get(format!("RATE#{key}"), "RATE")
+                .await?
+                .and_then(|item| get_n::<Millis>(&item, "tat"));
+            match tat {
+                Some(tat) if tat > limit => return Ok(Some(tat - limit)),
+                // The bucket changed between the calls: try again.
+                _ => continue,
+            }
+        }
+        Err(StoreError(
+            "rate limit update kept conflicting with concurrent takes".into(),
+        ))
+    }
+}
+
+/// `true` when a conditional update was applied, `false` when its condition failed.
+fn conditional<T, R>(
+    result: Result<
+        T,
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+            R,
+        >,
+    >,
+) -> Result<bool, StoreError>
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(sdk_err(e)),
     }
 }

@@ -67,6 +67,15 @@ fn body_bytes(body: Option<&str>, base64: bool) -> Result<Vec<u8>, ChatError> {
     }
 }
 
+/// The caller's address as API Gateway saw it (rate limits of anonymous callers use it).
+fn source_ip(req: &ApiGatewayV2httpRequest) -> &str {
+    req.request_context
+        .http
+        .source_ip
+        .as_deref()
+        .unwrap_or("unknown")
+}
+
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
@@ -90,15 +99,7 @@ pub async fn http(app: &App, req: ApiGatewayV2httpRequest) -> ApiGatewayV2httpRe
         .unwrap_or("");
     let auth = header_str(&req.headers, "authorization");
     let r = match route {
-        "POST /sessions" => {
-            let ip = req
-                .request_context
-                .http
-                .source_ip
-                .as_deref()
-                .unwrap_or("unknown");
-            api::create_session(svc, ip, auth, &body).await
-        }
+        "POST /sessions" => api::create_session(svc, source_ip(&req), auth, &body).await,
         "GET /sessions/{id}" => api::get_session(svc, id, auth).await,
         "GET /sessions/{id}/messages" => {
             api::list_messages(svc, id, auth, req.raw_query_string.as_deref()).await
@@ -108,7 +109,7 @@ pub async fn http(app: &App, req: ApiGatewayV2httpRequest) -> ApiGatewayV2httpRe
         "POST /webhook" => {
             let ts = header_str(&req.headers, chat_core::signature::TIMESTAMP_HEADER);
             let sig = header_str(&req.headers, chat_core::signature::SIGNATURE_HEADER);
-            api::webhook(svc, ts, sig, &body).await
+            api::webhook(svc, source_ip(&req), ts, sig, &body).await
         }
         "GET /webhook" | "GET /health" => api::health(),
         _ => api::not_found(),
@@ -250,7 +251,7 @@ async fn dispatch_one(app: &App, record: &SqsMessage) -> bool {
         .get("ApproximateReceiveCount")
         .and_then(|c| c.parse().ok())
         .unwrap_or(1);
-    match dispatcher.dispatch(job, attempt).await {
+    match dispatcher.run(job, attempt).await {
         Ok(
             DispatchOutcome::Delivered | DispatchOutcome::Skipped | DispatchOutcome::DeadLettered,
         ) => true,

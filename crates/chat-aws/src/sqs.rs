@@ -8,8 +8,9 @@
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
-use chat_core::model::DispatchJob;
-use chat_core::ports::{Queue, QueueError};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use chat_core::model::{DispatchJob, Millis};
+use chat_core::ports::{Clock, Queue, QueueError};
 use std::time::Duration;
 
 /// The dispatch queue.
@@ -49,15 +50,41 @@ impl SqsQueue {
 
 #[async_trait]
 impl Queue for SqsQueue {
-    async fn enqueue(&self, job: DispatchJob) -> Result<(), QueueError> {
-        let body = serde_json::to_string(&job).map_err(|e| QueueError(e.to_string()))?;
-        self.client
-            .send_message()
+    /// One `SendMessageBatch` of two records: the delivery, and the reply-deadline check
+    /// delayed until `deadline_at` (SQS delays a record at most 15 minutes, which is why
+    /// `CHAT_REPLY_TIMEOUT_MS` stops there).
+    async fn enqueue(&self, job: DispatchJob, deadline_at: Millis) -> Result<(), QueueError> {
+        let now = chat_core::ports::SystemClock.now_ms();
+        let delay_secs = (deadline_at.saturating_sub(now).max(0) as u64)
+            .div_ceil(1000)
+            .min(900) as i32;
+        let entry = |id: &str, job: DispatchJob, delay: i32| {
+            let body = serde_json::to_string(&job).map_err(|e| QueueError(e.to_string()))?;
+            SendMessageBatchRequestEntry::builder()
+                .id(id)
+                .message_body(body)
+                .delay_seconds(delay)
+                .build()
+                .map_err(|e| QueueError(e.to_string()))
+        };
+        let out = self
+            .client
+            .send_message_batch()
             .queue_url(&self.url)
-            .message_body(body)
+            .entries(entry("dispatch", job, 0)?)
+            .entries(entry("deadline", job.deadline(), delay_secs)?)
             .send()
             .await
             .map_err(|e| QueueError(crate::error_chain(&e)))?;
+        // A batch answers 200 even when entries failed; each failure is named in the answer.
+        if let Some(failed) = out.failed.first() {
+            return Err(QueueError(format!(
+                "SendMessageBatch entry {} failed: {} {}",
+                failed.id,
+                failed.code,
+                failed.message.as_deref().unwrap_or("")
+            )));
+        }
         Ok(())
     }
 }

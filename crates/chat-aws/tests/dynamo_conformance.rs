@@ -9,11 +9,25 @@ use chat_core::model::{
     Connection, MessageId, MessageStatus, MessageType, NewMessage, Role, Session, SessionId,
 };
 use chat_core::ports::Store;
+use chat_core::rate::Limiter;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamo_store_conforms() {
     let sdk = common::sdk().await;
     chat_core::conformance::run_all(|| {
+        let sdk = sdk.clone();
+        async move {
+            let table = common::create_table(&sdk).await;
+            DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamo_limiter_conforms() {
+    let sdk = common::sdk().await;
+    chat_core::conformance::run_limiter(|| {
         let sdk = sdk.clone();
         async move {
             let table = common::create_table(&sdk).await;
@@ -65,10 +79,11 @@ async fn every_item_carries_its_ttl() {
         expires_at: expires,
     };
     store.put_connection(&conn).await.unwrap();
-    store
-        .increment_counter("rate#x", 1_800_000_000_000)
-        .await
-        .unwrap();
+    let rate = chat_core::rate::Rate::per(1, 60_000);
+    assert_eq!(
+        store.take("rate#x", 1_800_000_000_000, rate).await.unwrap(),
+        None
+    );
 
     let items = client
         .query()
@@ -91,7 +106,8 @@ async fn every_item_carries_its_ttl() {
     }
     for (pk, sk, ttl) in [
         ("CONN#conn-1", "CONN", "1900000000"),
-        ("COUNTER#rate#x", "COUNTER", "1800000000"),
+        // A bucket is full again one interval after its last take: it may go then.
+        ("RATE#rate#x", "RATE", "1800000061"),
     ] {
         let item = client
             .get_item()

@@ -238,8 +238,8 @@ async fn send_refuses_empty_content_and_accepts_a_message() {
     );
     assert_eq!(
         queue_depth(&fresh, &fresh.queue_url).await,
-        1,
-        "one job queued"
+        2,
+        "a delivery and its (delayed) reply-deadline check queued"
     );
     assert_no_secrets("send", &f.stop().await);
 }

@@ -165,15 +165,17 @@ pub async fn mark_read(
     Response::from_result(200, r.await)
 }
 
-/// `POST /webhook`: a signed reply from n8n; 200 `{messageId}`.
+/// `POST /webhook`: a signed reply from n8n; 200 `{messageId}`. `source_ip` is the caller's
+/// address (refused calls are rate-limited by it).
 pub async fn webhook(
     svc: &ChatService,
+    source_ip: &str,
     timestamp: Option<&str>,
     signature: Option<&str>,
     body: &[u8],
 ) -> Response {
     let r = svc
-        .receive_reply(timestamp, signature, body)
+        .receive_reply(source_ip, timestamp, signature, body)
         .await
         .map(|m| WebhookBody { message_id: m.id });
     Response::from_result(200, r)

@@ -41,12 +41,20 @@ pub enum ConfigError {
 /// The limits of the contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
+    /// Longest user message, in characters.
     pub max_content_chars: usize,
+    /// Longest reply (n8n, agents), in characters: AI answers run long.
+    pub max_reply_chars: usize,
     pub max_metadata_bytes: usize,
     pub max_body_bytes: usize,
+    /// Per session.
     pub messages_per_minute: u64,
+    /// Per client IP.
     pub sessions_per_5min: u64,
+    /// Per session; refused (unsigned or badly signed) calls are counted per source IP.
     pub webhooks_per_minute: u64,
+    /// `typing` frames per connection per minute; the rest are dropped unseen.
+    pub typing_per_minute: u64,
     pub max_page: u32,
     pub guest_session_ttl: Duration,
     pub user_session_ttl: Duration,
@@ -58,11 +66,13 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_content_chars: 4000,
+            max_reply_chars: 16_000,
             max_metadata_bytes: 4096,
             max_body_bytes: 64 * 1024,
             messages_per_minute: 10,
             sessions_per_5min: 3,
             webhooks_per_minute: 60,
+            typing_per_minute: 30,
             max_page: 100,
             guest_session_ttl: Duration::from_secs(24 * 3600),
             user_session_ttl: Duration::from_secs(7 * 24 * 3600),
@@ -77,6 +87,9 @@ pub struct DispatchConfig {
     pub max_attempts: u32,
     pub backoff: Duration,
     pub timeout: Duration,
+    /// How long a user message may wait for its reply before it is marked `failed` and the
+    /// user is told (at most 15 minutes: SQS delays a message at most that long).
+    pub reply_timeout: Duration,
 }
 
 impl Default for DispatchConfig {
@@ -85,6 +98,7 @@ impl Default for DispatchConfig {
             max_attempts: 3,
             backoff: Duration::from_millis(1000),
             timeout: Duration::from_millis(10_000),
+            reply_timeout: Duration::from_millis(120_000),
         }
     }
 }
@@ -166,6 +180,13 @@ impl Config {
                 1,
                 u32::MAX.into(),
             )?,
+            max_reply_chars: num(
+                env,
+                "CHAT_MAX_REPLY_CHARS",
+                d.max_reply_chars as u64,
+                1,
+                1_000_000,
+            )? as usize,
             ..d
         };
         let dispatch = DispatchConfig {
@@ -188,6 +209,13 @@ impl Config {
                 "CHAT_DISPATCH_TIMEOUT_MS",
                 10_000,
                 1,
+                900_000,
+            )?),
+            reply_timeout: Duration::from_millis(num(
+                env,
+                "CHAT_REPLY_TIMEOUT_MS",
+                120_000,
+                1_000,
                 900_000,
             )?),
         };
@@ -256,6 +284,8 @@ mod tests {
         assert_eq!(c.limits.webhooks_per_minute, 60);
         assert_eq!(c.dispatch.max_attempts, 3);
         assert_eq!(c.dispatch.backoff, Duration::from_millis(1000));
+        assert_eq!(c.dispatch.reply_timeout, Duration::from_millis(120_000));
+        assert_eq!(c.limits.max_reply_chars, 16_000);
         assert!(c.auth_jwt_secret.is_none());
     }
 
@@ -264,6 +294,7 @@ mod tests {
         let e = cfg(&[("CHAT_DISPATCH_MAX_ATTEMPTS", "three")]).unwrap_err();
         assert!(e.to_string().contains("CHAT_DISPATCH_MAX_ATTEMPTS"));
         assert!(cfg(&[("CHAT_RATE_MESSAGES_PER_MINUTE", "0")]).is_err());
+        assert!(cfg(&[("CHAT_REPLY_TIMEOUT_MS", "900001")]).is_err());
         assert_eq!(
             cfg(&[("CHAT_MAX_CONTENT_CHARS", "12")])
                 .unwrap()
@@ -278,7 +309,7 @@ mod tests {
         let d = DispatchConfig {
             max_attempts: 4,
             backoff: Duration::from_millis(100),
-            timeout: Duration::from_secs(1),
+            ..DispatchConfig::default()
         };
         assert_eq!(d.delay_before(2), Duration::from_millis(100));
         assert_eq!(d.delay_before(3), Duration::from_millis(200));

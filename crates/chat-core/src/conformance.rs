@@ -76,10 +76,10 @@ where
         mark_read_never_lowers_and_clamps,
         connections_put_get_list_delete,
         delete_unknown_connection_is_ok,
-        increment_counter_counts_per_key,
+        find_by_key_reads_without_writing,
+        count_unread_counts_every_message_not_from_the_user,
         concurrent_appends_get_gapless_distinct_seqs,
         concurrent_idempotent_appends_write_once,
-        concurrent_counter_increments,
     );
 
     if !failures.is_empty() {
@@ -1077,22 +1077,60 @@ pub async fn delete_unknown_connection_is_ok<S: Store + ?Sized>(store: &S) {
     );
 }
 
-/// `increment_counter` returns 1, 2, 3, ... per key, each key on its own.
-pub async fn increment_counter_counts_per_key<S: Store + ?Sized>(store: &S) {
-    let exp = NOW + 60_000;
-    let mut got = Vec::new();
-    for key in [
-        "rate#a#1", "rate#a#1", "rate#b#1", "rate#a#1", "rate#b#1", "rate#a#2",
-    ] {
-        got.push(ok(
-            store.increment_counter(key, exp).await,
-            "increment_counter",
-        ));
-    }
+/// `find_by_key` returns the message a key was first used for, per session, and `None`
+/// for an unused key; it writes nothing (no seq is consumed).
+pub async fn find_by_key_reads_without_writing<S: Store + ?Sized>(store: &S) {
+    let a = new_session(store).await;
+    let b = new_session(store).await;
     assert_eq!(
-        got,
-        vec![1, 2, 1, 3, 2, 1],
-        "counter values for keys a1, a1, b1, a1, b1, a2"
+        ok(store.find_by_key(&a.id, "client#x").await, "find_by_key"),
+        None,
+        "an unused key"
+    );
+    let first = append(store, user_message(&a, "m1", Some("client#x"))).await;
+    append(store, user_message(&a, "m2", None)).await;
+    assert_eq!(
+        ok(store.find_by_key(&a.id, "client#x").await, "find_by_key"),
+        Some(first.message),
+        "the key's message"
+    );
+    assert_eq!(
+        ok(store.find_by_key(&b.id, "client#x").await, "find_by_key"),
+        None,
+        "a key of another session"
+    );
+    assert_eq!(live(store, &a.id).await.last_seq, 2, "find_by_key wrote");
+}
+
+/// `count_unread` counts the messages after a seq whose role is not `user`, all of them
+/// (not one page), in one session only.
+pub async fn count_unread_counts_every_message_not_from_the_user<S: Store + ?Sized>(store: &S) {
+    let s = new_session(store).await;
+    let other = new_session(store).await;
+    for i in 1..=130u64 {
+        let mut m = user_message(&s, &format!("m{i}"), None);
+        if i % 10 != 0 {
+            m.role = if i % 2 == 0 {
+                Role::Assistant
+            } else {
+                Role::System
+            };
+        }
+        append(store, m).await;
+    }
+    append(store, user_message(&other, "m1", None)).await;
+    let count = |after| async move { ok(store.count_unread(&s.id, after).await, "count_unread") };
+    assert_eq!(count(0).await, 117, "130 messages, 13 of them the user's");
+    assert_eq!(count(100).await, 27, "after seq 100");
+    assert_eq!(count(130).await, 0, "after the last");
+    assert_eq!(count(u64::MAX).await, 0, "after u64::MAX");
+    assert_eq!(
+        ok(
+            store.count_unread(&SessionId::new(), 0).await,
+            "count_unread"
+        ),
+        0,
+        "an unknown session"
     );
 }
 
@@ -1172,19 +1210,109 @@ pub async fn concurrent_idempotent_appends_write_once<S: Store + ?Sized>(store: 
     );
 }
 
-/// 50 concurrent increments of one counter return exactly 1..=50.
-pub async fn concurrent_counter_increments<S: Store + ?Sized>(store: &S) {
-    let results = futures_util::future::join_all(
-        (0..50).map(|_| store.increment_counter("rate#x#1", NOW + 60_000)),
-    )
-    .await;
-    let values: BTreeSet<u64> = results
-        .into_iter()
-        .map(|r| ok(r, "concurrent increment_counter"))
-        .collect();
-    assert_eq!(
-        values,
-        (1..=50).collect::<BTreeSet<u64>>(),
-        "50 concurrent increments must return exactly 1..=50"
+// ----- rate limiting -----------------------------------------------------------------
+
+/// Runs every check of a [`Limiter`](crate::rate::Limiter) on fresh ones from `make`, and
+/// panics naming every check that failed.
+pub async fn run_limiter<F, Fut, L>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = L>,
+    L: crate::rate::Limiter,
+{
+    let mut failures: Vec<(&'static str, String)> = Vec::new();
+    macro_rules! checks {
+        ($($name:ident),* $(,)?) => {$(
+            let limiter = make().await;
+            if let Err(payload) = AssertUnwindSafe($name(&limiter)).catch_unwind().await {
+                failures.push((stringify!($name), panic_text(payload.as_ref())));
+            }
+        )*};
+    }
+    checks!(
+        limiter_applies_gcra_per_key,
+        limiter_refusals_change_nothing,
+        concurrent_takes_never_overdraw,
     );
+    if !failures.is_empty() {
+        let list: Vec<String> = failures
+            .iter()
+            .map(|(name, msg)| format!("  - limiter check `{name}` failed: {msg}"))
+            .collect();
+        panic!("limiter checks failed:\n{}", list.join("\n"));
+    }
+}
+
+fn unique_key(what: &str) -> String {
+    format!("{what}#{}", ulid::Ulid::new())
+}
+
+/// 4 per second: four pass at once, the fifth waits one interval (250 ms); keys are apart;
+/// an interval later one more passes; a bucket idle for a period is full again.
+pub async fn limiter_applies_gcra_per_key<L: crate::rate::Limiter + ?Sized>(limiter: &L) {
+    let rate = crate::rate::Rate::per(4, 1_000);
+    let (a, b) = (unique_key("a"), unique_key("b"));
+    for i in 0..4 {
+        assert_eq!(
+            ok(limiter.take(&a, NOW, rate).await, "take"),
+            None,
+            "take {i} of a full bucket"
+        );
+    }
+    assert_eq!(
+        ok(limiter.take(&a, NOW, rate).await, "take"),
+        Some(250),
+        "the fifth at once"
+    );
+    assert_eq!(
+        ok(limiter.take(&b, NOW, rate).await, "take"),
+        None,
+        "another key is full"
+    );
+    assert_eq!(
+        ok(limiter.take(&a, NOW + 250, rate).await, "take"),
+        None,
+        "one interval later"
+    );
+    assert_eq!(
+        ok(limiter.take(&a, NOW + 250, rate).await, "take"),
+        Some(250),
+        "and then empty again"
+    );
+    for i in 0..4 {
+        assert_eq!(
+            ok(limiter.take(&a, NOW + 10_000, rate).await, "take"),
+            None,
+            "take {i} after a long idle time"
+        );
+    }
+}
+
+/// Refused takes do not move the next token further away.
+pub async fn limiter_refusals_change_nothing<L: crate::rate::Limiter + ?Sized>(limiter: &L) {
+    let rate = crate::rate::Rate::per(1, 60_000);
+    let k = unique_key("r");
+    assert_eq!(ok(limiter.take(&k, NOW, rate).await, "take"), None);
+    for t in [1, 1_000, 30_000, 59_999] {
+        assert_eq!(
+            ok(limiter.take(&k, NOW + t, rate).await, "take"),
+            Some(60_000 - t),
+            "refused at +{t} ms"
+        );
+    }
+    assert_eq!(ok(limiter.take(&k, NOW + 60_000, rate).await, "take"), None);
+}
+
+/// 20 concurrent takes from a bucket of 5: exactly 5 pass.
+pub async fn concurrent_takes_never_overdraw<L: crate::rate::Limiter + ?Sized>(limiter: &L) {
+    let rate = crate::rate::Rate::per(5, 60_000);
+    let k = unique_key("c");
+    let results =
+        futures_util::future::join_all((0..20).map(|_| limiter.take(&k, NOW, rate))).await;
+    let passed = results
+        .into_iter()
+        .map(|r| ok(r, "concurrent take"))
+        .filter(Option::is_none)
+        .count();
+    assert_eq!(passed, 5, "of 20 concurrent takes from a bucket of 5");
 }

@@ -25,7 +25,6 @@ struct Inner {
     seq_of: HashMap<MessageId, u64>,
     idempotency: HashMap<(SessionId, String), u64>,
     connections: HashMap<String, Connection>,
-    counters: HashMap<String, (u64, Millis)>,
 }
 
 /// A [`Store`] in a mutex.
@@ -211,11 +210,26 @@ impl Store for MemoryStore {
         Ok(v)
     }
 
-    async fn increment_counter(&self, key: &str, expires_at: Millis) -> Result<u64, StoreError> {
-        let mut g = self.lock();
-        let e = g.counters.entry(key.to_string()).or_insert((0, expires_at));
-        e.0 += 1;
-        Ok(e.0)
+    async fn find_by_key(
+        &self,
+        session: &SessionId,
+        key: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        let g = self.lock();
+        Ok(g.idempotency
+            .get(&(*session, key.to_string()))
+            .and_then(|seq| g.messages.get(session)?.get(seq))
+            .cloned())
+    }
+
+    async fn count_unread(&self, session: &SessionId, after: u64) -> Result<u64, StoreError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let g = self.lock();
+        Ok(g.messages.get(session).map_or(0, |ms| {
+            ms.range((Excluded(after), Unbounded))
+                .filter(|(_, m)| m.role != crate::model::Role::User)
+                .count() as u64
+        }))
     }
 }
 
@@ -223,13 +237,19 @@ impl Store for MemoryStore {
 #[derive(Default)]
 pub struct MemoryQueue {
     jobs: Mutex<Vec<DispatchJob>>,
+    deadlines: Mutex<Vec<(DispatchJob, Millis)>>,
     fail: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryQueue {
-    /// Takes every job enqueued so far.
+    /// Takes every delivery job enqueued so far.
     pub fn drain(&self) -> Vec<DispatchJob> {
         std::mem::take(&mut *self.jobs.lock().unwrap())
+    }
+
+    /// Takes every deadline job enqueued so far, with the time it is due.
+    pub fn drain_deadlines(&self) -> Vec<(DispatchJob, Millis)> {
+        std::mem::take(&mut *self.deadlines.lock().unwrap())
     }
 
     /// Makes the next enqueues fail (or succeed again).
@@ -240,11 +260,15 @@ impl MemoryQueue {
 
 #[async_trait]
 impl Queue for MemoryQueue {
-    async fn enqueue(&self, job: DispatchJob) -> Result<(), QueueError> {
+    async fn enqueue(&self, job: DispatchJob, deadline_at: Millis) -> Result<(), QueueError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(QueueError("queue is down".into()));
         }
         self.jobs.lock().unwrap().push(job);
+        self.deadlines
+            .lock()
+            .unwrap()
+            .push((job.deadline(), deadline_at));
         Ok(())
     }
 }

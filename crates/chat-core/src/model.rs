@@ -325,12 +325,67 @@ pub struct Page {
     pub has_more: bool,
 }
 
-/// A user message handed to the queue for delivery to n8n.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A user message handed to the queue: for delivery to n8n, or for its reply deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DispatchJob {
     pub session_id: SessionId,
     pub message_id: MessageId,
+    /// Absent on the wire for a delivery, so records queued before deadlines existed still
+    /// read as deliveries.
+    #[serde(default, skip_serializing_if = "JobKind::is_dispatch")]
+    pub kind: JobKind,
+}
+
+impl DispatchJob {
+    /// A delivery of `message_id` to n8n.
+    pub fn dispatch(session_id: SessionId, message_id: MessageId) -> Self {
+        Self {
+            session_id,
+            message_id,
+            kind: JobKind::Dispatch,
+        }
+    }
+
+    /// The same message's reply-deadline check.
+    pub fn deadline(self) -> Self {
+        Self {
+            kind: JobKind::Deadline,
+            ..self
+        }
+    }
+}
+
+/// What a queued job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum JobKind {
+    /// Deliver the user message to n8n (retried with backoff).
+    #[default]
+    Dispatch,
+    /// The reply deadline has come: a message still unanswered becomes `failed`.
+    Deadline,
+}
+
+impl JobKind {
+    pub fn is_dispatch(&self) -> bool {
+        *self == Self::Dispatch
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dispatch => "dispatch",
+            Self::Deadline => "deadline",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "dispatch" => Some(Self::Dispatch),
+            "deadline" => Some(Self::Deadline),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

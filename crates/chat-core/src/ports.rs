@@ -105,15 +105,28 @@ pub trait Store: Send + Sync {
     /// expired ones not yet deleted (DynamoDB TTL is lazy); the service skips those.
     async fn list_connections(&self, session: &SessionId) -> Result<Vec<Connection>, StoreError>;
 
-    /// Atomically adds one to the counter `key` and returns its new value. The counter is
-    /// created at 1 and disappears after `expires_at`.
-    async fn increment_counter(&self, key: &str, expires_at: Millis) -> Result<u64, StoreError>;
+    /// The message an idempotency key of `session` points to, without writing anything
+    /// (`None` when the key is unused). Lets a repeat be answered before any rate limit is
+    /// counted.
+    async fn find_by_key(
+        &self,
+        session: &SessionId,
+        key: &str,
+    ) -> Result<Option<Message>, StoreError>;
+
+    /// How many messages of `session` with `seq > after` were not written by the user (what
+    /// the user has not read yet). Counts every such message, not one page.
+    async fn count_unread(&self, session: &SessionId, after: u64) -> Result<u64, StoreError>;
 }
 
 /// Hands user messages to the dispatcher, at least once.
 #[async_trait]
 pub trait Queue: Send + Sync {
-    async fn enqueue(&self, job: DispatchJob) -> Result<(), QueueError>;
+    /// Queues `job` (a [`JobKind::Dispatch`](crate::model::JobKind)) to run now, and the
+    /// same job as a [`JobKind::Deadline`](crate::model::JobKind) to run at `deadline_at`
+    /// (the reply deadline check). Both at least once; one call, so either both are queued
+    /// or the call fails.
+    async fn enqueue(&self, job: DispatchJob, deadline_at: Millis) -> Result<(), QueueError>;
 }
 
 /// Sends one text frame to one WebSocket connection.

@@ -13,14 +13,16 @@ use crate::ChatError;
 use crate::config::Config;
 use crate::events::{ClientAction, ServerEvent};
 use crate::model::{
-    Connection, DispatchJob, Message, MessageId, MessageStatus, MessageType, Millis, NewMessage,
-    Page, PageQuery, Role, Session, SessionId,
+    Connection, DispatchJob, JobKind, Message, MessageId, MessageStatus, MessageType, Millis,
+    NewMessage, Page, PageQuery, Role, Session, SessionId,
 };
 use crate::ports::{Agent, Clock, Push, PushError, Queue, SignedRequest, Store};
+use crate::rate::{Limiter, Rate};
 use crate::token::{SessionClaims, SessionTokens};
 use crate::{rate, signature, validate};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +33,33 @@ pub struct Ports {
     pub queue: Arc<dyn Queue>,
     pub push: Arc<dyn Push>,
     pub clock: Arc<dyn Clock>,
+    /// Where rate-limit buckets live.
+    pub limiter: Arc<dyn Limiter>,
+}
+
+/// One async lock per session with appends in flight. An append and the push of what it
+/// appended happen under the session's lock, so every connection receives a session's
+/// messages in `seq` order even when several writers (senders, replies, failures) race.
+#[derive(Default)]
+struct SessionLocks(std::sync::Mutex<HashMap<SessionId, Arc<futures_util::lock::Mutex<()>>>>);
+
+impl SessionLocks {
+    async fn run<T>(&self, session: SessionId, work: impl std::future::Future<Output = T>) -> T {
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(session).or_default().clone()
+        };
+        let out = {
+            let _guard = lock.lock().await;
+            work.await
+        };
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours and the map's: nobody else waits, so the entry goes.
+        if Arc::strong_count(&lock) == 2 {
+            map.remove(&session);
+        }
+        out
+    }
 }
 
 /// A session as far as a write needs to know it: which one, and when it expires. Both come
@@ -103,6 +132,14 @@ pub struct WebhookReply {
     pub event_id: Option<String>,
 }
 
+fn ack_of(m: &Message) -> ServerEvent {
+    ServerEvent::Ack {
+        client_message_id: m.client_message_id.clone(),
+        message_id: m.id,
+        seq: m.seq,
+    }
+}
+
 /// What `dispatch` sends to n8n.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -130,12 +167,35 @@ pub struct ReadState {
 /// The text of the `system` message that tells a user their message could not be delivered.
 pub const FAILED_TEXT: &str = "Sorry, the assistant could not be reached, so your message was not answered. Please try again.";
 
+/// The text of the `system` message that tells a user no reply came in time.
+pub const TIMED_OUT_TEXT: &str =
+    "Sorry, no answer came in time, so your message was not answered. Please try again.";
+
+/// Why a user message ended `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailReason {
+    /// n8n could not be reached (every attempt failed).
+    Unreachable,
+    /// n8n accepted it, but no reply came before the reply deadline.
+    TimedOut,
+}
+
+impl FailReason {
+    fn text(self) -> &'static str {
+        match self {
+            Self::Unreachable => FAILED_TEXT,
+            Self::TimedOut => TIMED_OUT_TEXT,
+        }
+    }
+}
+
 /// Every chat behaviour except delivery to n8n.
 #[derive(Clone)]
 pub struct ChatService {
     ports: Ports,
     config: Arc<Config>,
     tokens: SessionTokens,
+    locks: Arc<SessionLocks>,
 }
 
 impl ChatService {
@@ -145,7 +205,12 @@ impl ChatService {
             ports,
             config: Arc::new(config),
             tokens,
+            locks: Arc::default(),
         }
+    }
+
+    fn limiter(&self) -> &dyn Limiter {
+        &*self.ports.limiter
     }
 
     pub fn config(&self) -> &Config {
@@ -187,11 +252,10 @@ impl ChatService {
         };
         let limits = &self.config.limits;
         rate::hit(
-            self.store(),
+            self.limiter(),
             "sessions",
             client_ip,
-            limits.sessions_per_5min,
-            300_000,
+            Rate::per(limits.sessions_per_5min, 300_000),
             now,
         )
         .await?;
@@ -241,11 +305,11 @@ impl ChatService {
             )
         })?;
         let claims = self.tokens.verify(token, self.now())?;
-        if claims.sid.to_string() != session {
-            return Err(match session.parse::<SessionId>() {
-                Ok(_) => ChatError::Forbidden("this token belongs to another session".into()),
-                Err(e) => e,
-            });
+        // Compared as ids, not text: a ULID is case-insensitive, so `01j…` names `01J…`.
+        if session.parse::<SessionId>()? != claims.sid {
+            return Err(ChatError::Forbidden(
+                "this token belongs to another session".into(),
+            ));
         }
         Ok(claims)
     }
@@ -298,22 +362,7 @@ impl ChatService {
     }
 
     async fn unread_count(&self, session: &SessionId, read_up_to: u64) -> Result<u64, ChatError> {
-        let page = self
-            .store()
-            .list_messages(
-                session,
-                PageQuery {
-                    after: Some(read_up_to),
-                    before: None,
-                    limit: self.config.limits.max_page,
-                },
-            )
-            .await?;
-        Ok(page
-            .messages
-            .iter()
-            .filter(|m| m.role != Role::User)
-            .count() as u64)
+        Ok(self.store().count_unread(session, read_up_to).await?)
     }
 
     // ----- sending ----------------------------------------------------------------------
@@ -322,7 +371,8 @@ impl ChatService {
     /// (with an `ack` first to `origin`, the sending connection, if any).
     ///
     /// A repeat with the same `clientMessageId` returns the stored message (and queues it
-    /// again if it never left `received`); the same id with other content is a 409.
+    /// again if it never left `received`) without counting against the rate limit; the same
+    /// id with other content is a 409.
     pub async fn send(
         &self,
         session: SessionRef,
@@ -337,13 +387,24 @@ impl ChatService {
         if let Some(m) = &input.metadata {
             validate::object_size("metadata", m, limits.max_metadata_bytes)?;
         }
+        let key = input
+            .client_message_id
+            .as_ref()
+            .map(|c| format!("client#{c}"));
+        // A client's retry of a stored message is answered from the store, before the limit.
+        if let Some(key) = &key
+            && let Some(stored) = self.store().find_by_key(&session.id, key).await?
+        {
+            return self
+                .repeated_send(session, stored, &input.content, origin)
+                .await;
+        }
         let now = self.now();
         rate::hit(
-            self.store(),
+            self.limiter(),
             "messages",
             &session.id.to_string(),
-            limits.messages_per_minute,
-            60_000,
+            Rate::per(limits.messages_per_minute, 60_000),
             now,
         )
         .await?;
@@ -352,10 +413,7 @@ impl ChatService {
             session_id: session.id,
             role: Role::User,
             kind: MessageType::Text,
-            idempotency_key: input
-                .client_message_id
-                .as_ref()
-                .map(|c| format!("client#{c}")),
+            idempotency_key: key,
             content: input.content,
             data: None,
             metadata: input.metadata,
@@ -366,46 +424,74 @@ impl ChatService {
             expires_at: session.expires_at,
         };
         let content = new.content.clone();
-        let appended = self
-            .store()
-            .append_message(new)
-            .await?
-            .ok_or_else(|| ChatError::NotFound("unknown session".into()))?;
-        let message = appended.message;
-        if !appended.created && message.content != content {
+        self.locks
+            .run(session.id, async {
+                let appended = self
+                    .store()
+                    .append_message(new)
+                    .await?
+                    .ok_or_else(|| ChatError::NotFound("unknown session".into()))?;
+                if !appended.created {
+                    // A concurrent repeat won the race to the idempotency key.
+                    return self
+                        .repeated_send(session, appended.message, &content, origin)
+                        .await;
+                }
+                let message = appended.message;
+                self.enqueue(&message).await?;
+                if let Some(origin) = origin {
+                    self.push_to(&session.id, origin, &ack_of(&message).to_frame())
+                        .await;
+                }
+                tracing::info!(session_id = %session.id, message_id = %message.id, seq = message.seq, "message received");
+                self.broadcast(
+                    &session.id,
+                    &ServerEvent::Message {
+                        message: message.clone(),
+                    },
+                    None,
+                )
+                .await;
+                Ok(message)
+            })
+            .await
+    }
+
+    /// A send whose `clientMessageId` is already stored: 409 for other content, else the
+    /// stored message (acked again, and queued again if it never left `received`).
+    async fn repeated_send(
+        &self,
+        session: SessionRef,
+        stored: Message,
+        content: &str,
+        origin: Option<&str>,
+    ) -> Result<Message, ChatError> {
+        if stored.content != content {
             return Err(ChatError::Conflict(
                 "clientMessageId was already used for a different message".into(),
             ));
         }
-        if appended.created || message.status == MessageStatus::Received {
-            self.ports
-                .queue
-                .enqueue(DispatchJob {
-                    session_id: session.id,
-                    message_id: message.id,
-                })
-                .await?;
+        if stored.status == MessageStatus::Received {
+            self.enqueue(&stored).await?;
         }
         if let Some(origin) = origin {
-            let ack = ServerEvent::Ack {
-                client_message_id: message.client_message_id.clone(),
-                message_id: message.id,
-                seq: message.seq,
-            };
-            self.push_to(&session.id, origin, &ack.to_frame()).await;
+            self.push_to(&session.id, origin, &ack_of(&stored).to_frame())
+                .await;
         }
-        if appended.created {
-            tracing::info!(session_id = %session.id, message_id = %message.id, seq = message.seq, "message received");
-            self.broadcast(
-                &session.id,
-                &ServerEvent::Message {
-                    message: message.clone(),
-                },
-                None,
+        Ok(stored)
+    }
+
+    /// Queues a user message for n8n, with its reply deadline counted from when it was stored.
+    async fn enqueue(&self, message: &Message) -> Result<(), ChatError> {
+        let timeout = self.config.dispatch.reply_timeout.as_millis() as Millis;
+        self.ports
+            .queue
+            .enqueue(
+                DispatchJob::dispatch(message.session_id, message.id),
+                message.created_at.saturating_add(timeout),
             )
-            .await;
-        }
-        Ok(message)
+            .await?;
+        Ok(())
     }
 
     /// A read receipt: raises the session's read mark and tells its connections.
@@ -537,6 +623,18 @@ impl ChatService {
                     .map_err(|e| (e, client_message_id))?;
             }
             ClientAction::Typing { is_typing } => {
+                // Each typing frame fans out to every connection: past the per-connection
+                // limit they are dropped unseen (typing is a hint, nothing is lost).
+                let rate = Rate::per(self.config.limits.typing_per_minute, 60_000);
+                let limited = self
+                    .limiter()
+                    .take(&format!("typing#{}", c.id), self.now(), rate)
+                    .await
+                    .map_err(|e| (e.into(), None))?;
+                if limited.is_some() {
+                    tracing::debug!(connection_id = %c.id, "typing frame over the limit dropped");
+                    return Ok(());
+                }
                 let event = ServerEvent::Typing {
                     role: Role::User,
                     is_typing,
@@ -559,88 +657,125 @@ impl ChatService {
     // ----- n8n replies ------------------------------------------------------------------
 
     /// `POST /webhook`: verifies n8n's signature, stores the reply once, marks the user
-    /// message answered and pushes the reply. A repeat (same `eventId`, or same `replyTo`
-    /// without one) returns the stored reply and writes nothing.
+    /// message answered and pushes the reply.
+    ///
+    /// Every reply is idempotent: by its `eventId`, else its `replyTo`, else its signature
+    /// (so a captured request replayed within the timestamp window stores nothing new). A
+    /// repeat returns the stored reply, writes nothing and counts against no limit. Calls are
+    /// limited per session; refused calls (no or a bad signature) per `source_ip`.
     pub async fn receive_reply(
         &self,
+        source_ip: &str,
         timestamp: Option<&str>,
         signature: Option<&str>,
         body: &[u8],
     ) -> Result<Message, ChatError> {
         let now = self.now();
         let limits = &self.config.limits;
+        let per_minute = Rate::per(limits.webhooks_per_minute, 60_000);
         validate::body_size(body.len(), limits)?;
-        signature::verify(
+        if let Err(refused) = signature::verify(
             self.config.webhook_secret.expose().as_bytes(),
             timestamp,
             signature,
             body,
             now / 1000,
-        )?;
-        rate::hit(
-            self.store(),
-            "webhook",
-            "n8n",
-            limits.webhooks_per_minute,
-            60_000,
-            now,
-        )
-        .await?;
+        ) {
+            rate::hit(
+                self.limiter(),
+                "webhook-refused",
+                source_ip,
+                per_minute,
+                now,
+            )
+            .await?;
+            return Err(refused);
+        }
         let reply: WebhookReply = validate::parse_json(body)?;
-        validate::content(&reply.content, limits.max_body_bytes)?;
+        validate::content(&reply.content, limits.max_reply_chars)?;
         if let Some(e) = &reply.event_id {
             validate::key("eventId", e)?;
         }
         let session = self.load_session(&reply.session_id).await?;
+        let key = match (&reply.event_id, &reply.reply_to, signature) {
+            (Some(e), _, _) => format!("event#{e}"),
+            (None, Some(r), _) => format!("reply#{r}"),
+            (None, None, sig) => format!("sig#{}", sig.unwrap_or_default().trim()),
+        };
         // The message replied to, which becomes `answered`.
         let replied = match &reply.reply_to {
             None => None,
-            Some(id) => Some(
-                self.store()
-                    .get_message(&session.id, id)
+            Some(id) => self.store().get_message(&session.id, id).await?,
+        };
+        if let Some(stored) = self.store().find_by_key(&session.id, &key).await? {
+            self.mark_answered(&stored, replied).await?;
+            return Ok(stored);
+        }
+        if reply.reply_to.is_some() && replied.is_none() {
+            return Err(ChatError::NotFound(
+                "replyTo names no message of this session".into(),
+            ));
+        }
+        rate::hit(
+            self.limiter(),
+            "webhook",
+            &session.id.to_string(),
+            per_minute,
+            now,
+        )
+        .await?;
+        let new = NewMessage {
+            id: MessageId::new(),
+            session_id: session.id,
+            role: Role::Assistant,
+            kind: reply.kind.unwrap_or_default(),
+            content: reply.content,
+            data: reply.data,
+            metadata: None,
+            status: MessageStatus::Delivered,
+            created_at: now,
+            reply_to: reply.reply_to,
+            client_message_id: None,
+            idempotency_key: Some(key),
+            expires_at: session.expires_at,
+        };
+        self.locks
+            .run(session.id, async {
+                let appended = self
+                    .store()
+                    .append_message(new)
                     .await?
-                    .ok_or_else(|| {
-                        ChatError::NotFound("replyTo names no message of this session".into())
-                    })?,
-            ),
-        };
-        let idempotency_key = match (&reply.event_id, &reply.reply_to) {
-            (Some(e), _) => Some(format!("event#{e}")),
-            (None, Some(r)) => Some(format!("reply#{r}")),
-            (None, None) => None,
-        };
-        let appended = self
-            .store()
-            .append_message(NewMessage {
-                id: MessageId::new(),
-                session_id: session.id,
-                role: Role::Assistant,
-                kind: reply.kind.unwrap_or_default(),
-                content: reply.content,
-                data: reply.data,
-                metadata: None,
-                status: MessageStatus::Delivered,
-                created_at: now,
-                reply_to: reply.reply_to,
-                client_message_id: None,
-                idempotency_key,
-                expires_at: session.expires_at,
+                    .ok_or_else(|| ChatError::NotFound("unknown session".into()))?;
+                let message = appended.message;
+                let mut events = Vec::new();
+                if appended.created {
+                    tracing::info!(session_id = %session.id, message_id = %message.id, seq = message.seq, "reply stored");
+                    events.push(ServerEvent::Message {
+                        message: message.clone(),
+                    });
+                }
+                if let Some(original) = replied.filter(|r| message.reply_to == Some(r.id)) {
+                    events.extend(self.advance(&original, MessageStatus::Answered).await?);
+                }
+                self.broadcast_all(&session.id, &events, None).await;
+                Ok(message)
             })
-            .await?
-            .ok_or_else(|| ChatError::NotFound("unknown session".into()))?;
-        let message = appended.message;
-        let mut events = Vec::new();
-        if appended.created {
-            tracing::info!(session_id = %session.id, message_id = %message.id, seq = message.seq, "reply stored");
-            events.push(ServerEvent::Message {
-                message: message.clone(),
-            });
+            .await
+    }
+
+    /// A repeated reply: finishes what the first call may not have (the user message's
+    /// `answered` status) and pushes only that.
+    async fn mark_answered(
+        &self,
+        reply: &Message,
+        replied: Option<Message>,
+    ) -> Result<(), ChatError> {
+        if let Some(original) = replied.filter(|r| reply.reply_to == Some(r.id))
+            && let Some(status) = self.advance(&original, MessageStatus::Answered).await?
+        {
+            self.broadcast(&reply.session_id, &status, None).await;
         }
-        if let Some(original) = replied.filter(|r| message.reply_to == Some(r.id)) {
-            events.extend(self.advance(&original, MessageStatus::Answered).await?);
-        }
-        self.broadcast_all(&session.id, &events, None).await;
-        Ok(message)
+        Ok(())
     }
 
     /// Moves a message's status forward; returns the `status` event to push, or `None` when
@@ -734,20 +869,22 @@ impl ChatService {
     }
 }
 
-/// What became of one delivery attempt.
+/// What became of one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DispatchOutcome {
     /// n8n accepted the message (2xx).
     Delivered,
-    /// Nothing to do: the message is gone, or already past `received` (a redelivery).
+    /// Nothing to do: the message is gone, already past `received` (a redelivery), or
+    /// (a deadline job) already answered or failed.
     Skipped,
-    /// n8n failed; try again after this delay.
+    /// Run the job again after this delay (n8n failed; or a deadline job came early).
     Retry(Duration),
-    /// n8n failed on the last attempt: the message is `failed` and the user was told.
+    /// The message is now `failed` and the user was told: n8n failed on the last attempt,
+    /// or (a deadline job) no reply came in time.
     DeadLettered,
 }
 
-/// Delivers queued user messages to n8n.
+/// Delivers queued user messages to n8n, and fails those whose reply never came.
 #[derive(Clone)]
 pub struct Dispatcher {
     service: ChatService,
@@ -761,6 +898,15 @@ impl Dispatcher {
 
     pub fn service(&self) -> &ChatService {
         &self.service
+    }
+
+    /// Runs one queued job: attempt number `attempt` (1-based) of a delivery, or a reply
+    /// deadline check.
+    pub async fn run(&self, job: DispatchJob, attempt: u32) -> Result<DispatchOutcome, ChatError> {
+        match job.kind {
+            JobKind::Dispatch => self.dispatch(job, attempt).await,
+            JobKind::Deadline => self.expire(job).await,
+        }
     }
 
     /// Attempt number `attempt` (1-based) to deliver `job`. Retries and the dead letter are
@@ -817,7 +963,7 @@ impl Dispatcher {
             }
             Err(e) if attempt >= svc.config.dispatch.max_attempts => {
                 tracing::warn!(message_id = %message.id, attempt, error = %e, "n8n failed on the last attempt");
-                self.dead_letter(job).await?;
+                self.fail(job, FailReason::Unreachable).await?;
                 Ok(DispatchOutcome::DeadLettered)
             }
             Err(e) => {
@@ -828,9 +974,44 @@ impl Dispatcher {
         }
     }
 
+    /// The reply deadline of `job`'s message has come: if it is still `received` or
+    /// `dispatched` (n8n never answered, or its delivery never finished, e.g. a dispatch
+    /// Lambda that died on its last attempt), it becomes `failed` and the user is told. A
+    /// reply that arrives later is still stored and shown.
+    pub async fn expire(&self, job: DispatchJob) -> Result<DispatchOutcome, ChatError> {
+        let svc = &self.service;
+        let Some(message) = svc
+            .store()
+            .get_message(&job.session_id, &job.message_id)
+            .await?
+        else {
+            return Ok(DispatchOutcome::Skipped);
+        };
+        if !matches!(
+            message.status,
+            MessageStatus::Received | MessageStatus::Dispatched
+        ) {
+            return Ok(DispatchOutcome::Skipped);
+        }
+        let timeout = svc.config.dispatch.reply_timeout.as_millis() as Millis;
+        let due = message.created_at.saturating_add(timeout);
+        let early = due.saturating_sub(svc.now());
+        // Queues may deliver a little early (SQS counts whole seconds); never fail early.
+        if early > 1000 {
+            return Ok(DispatchOutcome::Retry(Duration::from_millis(early as u64)));
+        }
+        tracing::warn!(message_id = %message.id, status = message.status.as_str(), "no reply before the deadline");
+        self.fail(job, FailReason::TimedOut).await?;
+        Ok(DispatchOutcome::DeadLettered)
+    }
+
     /// Gives up on a message: status `failed`, and a `system` message of type `error` tells
     /// the user. Idempotent; does nothing if the message was answered meanwhile.
     pub async fn dead_letter(&self, job: DispatchJob) -> Result<(), ChatError> {
+        self.fail(job, FailReason::Unreachable).await
+    }
+
+    async fn fail(&self, job: DispatchJob, reason: FailReason) -> Result<(), ChatError> {
         let svc = &self.service;
         let store = svc.store();
         let Some(message) = store.get_message(&job.session_id, &job.message_id).await? else {
@@ -842,34 +1023,41 @@ impl Dispatcher {
         let Some(session) = store.get_session(&job.session_id, svc.now()).await? else {
             return Ok(());
         };
-        let mut events: Vec<ServerEvent> = svc
-            .advance(&message, MessageStatus::Failed)
-            .await?
-            .into_iter()
-            .collect();
         let now = svc.now();
-        let appended = store
-            .append_message(NewMessage {
-                id: MessageId::new(),
-                session_id: job.session_id,
-                role: Role::System,
-                kind: MessageType::Error,
-                content: FAILED_TEXT.into(),
-                data: None,
-                metadata: None,
-                status: MessageStatus::Delivered,
-                created_at: now,
-                reply_to: Some(message.id),
-                client_message_id: None,
-                idempotency_key: Some(format!("failed#{}", message.id)),
-                expires_at: session.expires_at,
+        let notice = NewMessage {
+            id: MessageId::new(),
+            session_id: job.session_id,
+            role: Role::System,
+            kind: MessageType::Error,
+            content: reason.text().into(),
+            data: None,
+            metadata: None,
+            status: MessageStatus::Delivered,
+            created_at: now,
+            reply_to: Some(message.id),
+            client_message_id: None,
+            idempotency_key: Some(format!("failed#{}", message.id)),
+            expires_at: session.expires_at,
+        };
+        svc.locks
+            .run(job.session_id, async {
+                let mut events: Vec<ServerEvent> = svc
+                    .advance(&message, MessageStatus::Failed)
+                    .await?
+                    .into_iter()
+                    .collect();
+                let appended = store.append_message(notice).await?;
+                if let Some(a) = appended.filter(|a| a.created) {
+                    events.push(ServerEvent::Message { message: a.message });
+                    events.push(ServerEvent::Typing {
+                        role: Role::Assistant,
+                        is_typing: false,
+                    });
+                }
+                svc.broadcast_all(&job.session_id, &events, None).await;
+                Ok(())
             })
-            .await?;
-        if let Some(a) = appended.filter(|a| a.created) {
-            events.push(ServerEvent::Message { message: a.message });
-        }
-        svc.broadcast_all(&job.session_id, &events, None).await;
-        Ok(())
+            .await
     }
 
     fn sign(&self, payload: &AgentPayload<'_>) -> SignedRequest {

@@ -47,7 +47,8 @@ pub fn verify(
     let ts: i64 = timestamp.trim().parse().map_err(|_| {
         ChatError::unauthorized("invalid_timestamp", "X-Chat-Timestamp must be unix seconds")
     })?;
-    if (now_secs - ts).abs() > MAX_SKEW_SECS {
+    // abs_diff: a timestamp like i64::MIN must not overflow the subtraction.
+    if now_secs.abs_diff(ts) > MAX_SKEW_SECS.unsigned_abs() {
         return Err(ChatError::unauthorized(
             "stale_timestamp",
             format!("X-Chat-Timestamp is more than {MAX_SKEW_SECS} s away from now"),
@@ -111,6 +112,22 @@ mod tests {
             code(verify(SECRET, Some("abc"), Some(&sig), b"hello", 1000)),
             "invalid_timestamp"
         );
+        for extreme in ["-9223372036854775808", "9223372036854775807"] {
+            assert_eq!(
+                code(verify(SECRET, Some(extreme), Some(&sig), b"hello", 1000)),
+                "stale_timestamp"
+            );
+            assert_eq!(
+                code(verify(
+                    SECRET,
+                    Some("1000"),
+                    Some(&sig),
+                    b"hello",
+                    extreme.parse().unwrap()
+                )),
+                "stale_timestamp"
+            );
+        }
         assert_eq!(
             code(verify(SECRET, None, Some(&sig), b"hello", 1000)),
             "missing_signature"

@@ -27,9 +27,19 @@ fn clean(e: &serde_json::Error) -> String {
     }
 }
 
-/// Content of 1 to `max` characters, not only white space.
+/// Content of 1 to `max` characters with at least one visible character (not only white
+/// space, zero-width or other invisible formatting characters), and no control characters
+/// but tab, line feed and carriage return.
 pub fn content(s: &str, max: usize) -> Result<(), ChatError> {
-    if s.trim().is_empty() {
+    if s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(ChatError::invalid(
+            "content_invalid",
+            "content must not contain control characters",
+        ));
+    }
+    if !s.chars().any(visible) {
         return Err(ChatError::invalid(
             "content_empty",
             "content must not be empty",
@@ -42,6 +52,20 @@ pub fn content(s: &str, max: usize) -> Result<(), ChatError> {
         ));
     }
     Ok(())
+}
+
+/// Whether a character shows: not white space, and not one of Unicode's invisible format
+/// characters (zero-width spaces and joiners, direction marks, variation selectors, fillers,
+/// tags, the byte-order mark, ...).
+fn visible(c: char) -> bool {
+    !c.is_whitespace()
+        && !c.is_control()
+        && !matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// An idempotency key chosen by a client (`clientMessageId`, `eventId`): 1 to 128 printable
@@ -142,6 +166,19 @@ mod tests {
     fn content_limits_count_characters() {
         assert_eq!(content("", 5).unwrap_err().code(), "content_empty");
         assert_eq!(content(" \n\t", 5).unwrap_err().code(), "content_empty");
+        assert_eq!(
+            content("\u{200B}\u{200D}\u{FEFF}", 5).unwrap_err().code(),
+            "content_empty"
+        );
+        assert_eq!(
+            content("\u{2060}\u{E0041}", 5).unwrap_err().code(),
+            "content_empty"
+        );
+        assert_eq!(content("\0", 5).unwrap_err().code(), "content_invalid");
+        assert_eq!(content("a\u{7}b", 5).unwrap_err().code(), "content_invalid");
+        assert!(content("a\tb\r\nc", 9).is_ok());
+        assert!(content("👍🏽", 5).is_ok());
+        assert!(content("\u{200B}x", 5).is_ok());
         assert!(content("ééééé", 5).is_ok());
         assert_eq!(content("éééééé", 5).unwrap_err().code(), "content_too_long");
     }

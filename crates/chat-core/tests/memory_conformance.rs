@@ -11,6 +11,7 @@ use chat_core::model::{
     SessionId,
 };
 use chat_core::ports::{Appended, Store, StoreError};
+use chat_core::rate::{Limiter, MemoryLimiter, Rate};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,8 +35,10 @@ enum Fault {
     StatusAnyDirection,
     /// Lists every connection, not only the session's.
     ListsAllConnections,
-    /// Counters are shared by all keys.
-    OneCounter,
+    /// Unread counts stop at one page of 100.
+    UnreadOnePage,
+    /// Idempotency keys are never found by `find_by_key`.
+    KeysNeverFound,
     /// Sessions never expire.
     NoExpiry,
     /// Deleting an unknown connection fails.
@@ -49,7 +52,6 @@ struct Faulty {
     inner: MemoryStore,
     fault: Fault,
     global_seq: AtomicU64,
-    counter: AtomicU64,
     racy: Mutex<std::collections::HashMap<SessionId, u64>>,
 }
 
@@ -59,7 +61,6 @@ impl Faulty {
             inner: MemoryStore::new(),
             fault,
             global_seq: AtomicU64::new(0),
-            counter: AtomicU64::new(0),
             racy: Mutex::default(),
         }
     }
@@ -186,11 +187,19 @@ impl Store for Faulty {
         Ok(v)
     }
 
-    async fn increment_counter(&self, key: &str, expires_at: Millis) -> Result<u64, StoreError> {
-        if let Fault::OneCounter = self.fault {
-            return Ok(self.counter.fetch_add(1, Ordering::SeqCst) + 1);
+    async fn find_by_key(&self, s: &SessionId, key: &str) -> Result<Option<Message>, StoreError> {
+        if let Fault::KeysNeverFound = self.fault {
+            return Ok(None);
         }
-        self.inner.increment_counter(key, expires_at).await
+        self.inner.find_by_key(s, key).await
+    }
+
+    async fn count_unread(&self, s: &SessionId, after: u64) -> Result<u64, StoreError> {
+        let n = self.inner.count_unread(s, after).await?;
+        Ok(match self.fault {
+            Fault::UnreadOnePage => n.min(100),
+            _ => n,
+        })
     }
 }
 
@@ -234,7 +243,11 @@ async fn the_suite_catches_broken_stores_and_names_the_check() {
             Fault::ListsAllConnections,
             "connections_put_get_list_delete",
         ),
-        (Fault::OneCounter, "increment_counter_counts_per_key"),
+        (
+            Fault::UnreadOnePage,
+            "count_unread_counts_every_message_not_from_the_user",
+        ),
+        (Fault::KeysNeverFound, "find_by_key_reads_without_writing"),
         (Fault::NoExpiry, "session_expires_at_its_expiry"),
         (Fault::NoExpiry, "append_to_expired_session_writes_nothing"),
         (Fault::DeleteUnknownFails, "delete_unknown_connection_is_ok"),
@@ -251,9 +264,45 @@ async fn the_suite_catches_broken_stores_and_names_the_check() {
         );
     }
     // A healthy store is not reported: the names only appear for failing checks.
-    let text = failure_of(Fault::OneCounter).await;
+    let text = failure_of(Fault::UnreadOnePage).await;
     assert!(
         !text.contains("`append_assigns_gapless_seqs`"),
         "a check unrelated to the fault was reported:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn memory_limiter_conforms() {
+    chat_core::conformance::run_limiter(|| async { MemoryLimiter::new() }).await;
+}
+
+/// A fixed-window counter (what the limits were before): bursts at once are right, but it
+/// refuses without telling the real wait and lets a refused request count.
+struct FixedWindow(Mutex<std::collections::HashMap<(String, Millis), u64>>);
+
+#[async_trait]
+impl Limiter for FixedWindow {
+    async fn take(&self, key: &str, now: Millis, rate: Rate) -> Result<Option<Millis>, StoreError> {
+        let window = now.div_euclid(rate.period_ms);
+        let mut m = self.0.lock().unwrap();
+        let n = m.entry((key.to_string(), window)).or_insert(0);
+        *n += 1;
+        Ok((*n > rate.limit).then(|| (window + 1) * rate.period_ms - now))
+    }
+}
+
+#[tokio::test]
+async fn the_limiter_suite_catches_a_fixed_window() {
+    let joined = tokio::spawn(chat_core::conformance::run_limiter(|| async {
+        FixedWindow(Mutex::default())
+    }))
+    .await;
+    let text = joined
+        .expect_err("a fixed window must fail the limiter suite")
+        .into_panic();
+    let text = text.downcast_ref::<String>().expect("a text panic");
+    assert!(
+        text.contains("`limiter_applies_gcra_per_key` failed"),
+        "{text}"
     );
 }

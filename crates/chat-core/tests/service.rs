@@ -87,6 +87,7 @@ impl H {
                 queue: queue.clone(),
                 push: push.clone(),
                 clock: clock.clone(),
+                limiter: Arc::new(chat_core::rate::MemoryLimiter::new()),
             },
             config,
         );
@@ -214,7 +215,7 @@ impl H {
 
     async fn webhook(&self, body: Value) -> Response {
         let (ts, sig, bytes) = self.signed(&body);
-        api::webhook(&self.svc, Some(&ts), Some(&sig), &bytes).await
+        api::webhook(&self.svc, "192.0.2.1", Some(&ts), Some(&sig), &bytes).await
     }
 }
 
@@ -381,7 +382,11 @@ async fn fourth_session_per_ip_in_5_minutes_is_429() {
     }
     let r = api::create_session(&h.svc, "203.0.113.7", None, b"").await;
     assert_eq!((r.status, code_of(&r).as_str()), (429, "rate_limited"));
-    assert_eq!(r.retry_after, Some(240), "the rest of the 5-minute window");
+    assert_eq!(
+        r.retry_after,
+        Some(100),
+        "a token comes every 100 s (3 per 5 minutes)"
+    );
     assert_eq!(
         api::create_session(&h.svc, "203.0.113.8", None, b"")
             .await
@@ -389,13 +394,21 @@ async fn fourth_session_per_ip_in_5_minutes_is_429() {
         201,
         "per IP"
     );
-    h.clock.set(T0 + 300_000);
+    h.clock.set(T0 + 60_000 + 99_000);
+    assert_eq!(
+        api::create_session(&h.svc, "203.0.113.7", None, b"")
+            .await
+            .status,
+        429,
+        "before the next token"
+    );
+    h.clock.set(T0 + 60_000 + 100_000);
     assert_eq!(
         api::create_session(&h.svc, "203.0.113.7", None, b"")
             .await
             .status,
         201,
-        "next window"
+        "the next token"
     );
 }
 
@@ -479,13 +492,7 @@ async fn send_stores_received_queues_and_pushes_ack_first_to_origin_only() {
     );
     assert_eq!(m.created_at, T0);
     assert_eq!(h.message(&s, &m.id).await, m, "stored as returned");
-    assert_eq!(
-        h.queue.drain(),
-        vec![DispatchJob {
-            session_id: s.id,
-            message_id: m.id
-        }]
-    );
+    assert_eq!(h.queue.drain(), vec![DispatchJob::dispatch(s.id, m.id)]);
 
     let frames = h.push.take();
     let parsed: Vec<(String, Value)> = frames
@@ -656,10 +663,7 @@ async fn a_repeat_after_an_enqueue_failure_enqueues_again() {
     assert_eq!(m.id, stored[0].id, "the retry returns the stored message");
     assert_eq!(
         h.queue.drain(),
-        vec![DispatchJob {
-            session_id: s.id,
-            message_id: m.id
-        }],
+        vec![DispatchJob::dispatch(s.id, m.id)],
         "the retry queues it"
     );
     assert_eq!(h.all_messages(&s.id).await.len(), 1);
@@ -795,8 +799,8 @@ async fn the_11th_message_in_a_minute_is_429_until_the_window_moves() {
     );
     assert_eq!(
         r.retry_after,
-        Some(45),
-        "Retry-After is the rest of the minute"
+        Some(6),
+        "Retry-After is when the next token comes (10 per minute: one every 6 s)"
     );
     assert_eq!(
         h.all_messages(&s.id).await.len(),
@@ -807,15 +811,59 @@ async fn the_11th_message_in_a_minute_is_429_until_the_window_moves() {
         .await
         .expect("the limit is per session");
 
-    h.clock.advance(44_000);
+    h.clock.advance(5_999);
     assert_eq!(
         h.send(&s, "m11", None, None).await.unwrap_err().status(),
         429,
-        "still in the window"
+        "before the next token"
     );
-    h.clock.advance(1_000);
-    let m = h.send(&s, "m11", None, None).await.expect("a new window");
+    h.clock.advance(1);
+    let m = h.send(&s, "m11", None, None).await.expect("the next token");
     assert_eq!(m.seq, 11);
+    assert_eq!(
+        h.send(&s, "m12", None, None).await.unwrap_err().status(),
+        429,
+        "one token, one message"
+    );
+}
+
+#[tokio::test]
+async fn a_minute_boundary_does_not_double_the_burst() {
+    // Fixed windows let 10 through at 0:59 and 10 more at 1:01.
+    let h = H::new();
+    let s = h.session().await;
+    let mut stored = 0;
+    for (at, n) in [(59_000, 10), (61_000, 10)] {
+        h.clock.set(T0 + at);
+        for i in 0..n {
+            if h.send(&s, &format!("m{at}-{i}"), None, None).await.is_ok() {
+                stored += 1;
+            }
+        }
+    }
+    assert_eq!(stored, 10, "10 per minute, whatever the clock says");
+}
+
+#[tokio::test]
+async fn a_retry_of_a_stored_message_is_answered_past_the_limit_and_spends_nothing() {
+    let h = H::new();
+    let s = h.session().await;
+    let first = h.send(&s, "m1", Some("c1"), None).await.unwrap();
+    for i in 2..=10 {
+        h.send(&s, &format!("m{i}"), None, None).await.unwrap();
+    }
+    assert_eq!(
+        h.send(&s, "m11", None, None).await.unwrap_err().status(),
+        429
+    );
+    // The client did not see the ack of m1 and retries it, many times: each answered.
+    for _ in 0..20 {
+        let again = h.send(&s, "m1", Some("c1"), None).await.expect("a retry");
+        assert_eq!(again.id, first.id);
+    }
+    // And the retries spent nothing: the next token comes when it would have anyway.
+    h.clock.advance(6_000);
+    h.send(&s, "m11", None, None).await.expect("the next token");
 }
 
 // ----- dispatch ------------------------------------------------------------------------------
@@ -858,10 +906,7 @@ async fn delivered_marks_dispatched_and_pushes_status_and_typing_and_redelivery_
     assert_eq!(h.message(&s, &m.id).await.status, MessageStatus::Dispatched);
 
     // A job for a message that does not exist is skipped too.
-    let ghost = DispatchJob {
-        session_id: s.id,
-        message_id: MessageId::new(),
-    };
+    let ghost = DispatchJob::dispatch(s.id, MessageId::new());
     assert_eq!(
         h.dispatcher.dispatch(ghost, 1).await.unwrap(),
         DispatchOutcome::Skipped
@@ -913,6 +958,7 @@ async fn a_failing_agent_is_retried_with_doubling_delays_then_dead_lettered() {
         vec![
             json!({"event":"status","sessionId":s.id.to_string(),"messageId":m.id.to_string(),"status":"failed"}),
             json!({"event":"message","message":msg_json(sys)}),
+            json!({"event":"typing","role":"assistant","isTyping":false}),
         ]
     );
     let v = msg_json(sys);
@@ -1172,15 +1218,21 @@ async fn reply_to_without_event_id_also_dedupes() {
     assert_eq!(h.all_messages(&s.id).await.len(), 2);
     assert!(h.push.take().is_empty());
 
-    // Without replyTo or eventId there is nothing to dedupe on: two calls, two messages.
-    for _ in 0..2 {
-        assert_eq!(
-            h.webhook(json!({"sessionId": s.id, "content": "news"}))
-                .await
-                .status,
-            200
-        );
+    // Without replyTo or eventId, the signature is the key: a captured call replayed within
+    // the timestamp window stores nothing new.
+    let news = json!({"sessionId": s.id, "content": "news"});
+    let (ts, sig, bytes) = h.signed(&news);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let r = api::webhook(&h.svc, "192.0.2.9", Some(&ts), Some(&sig), &bytes).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        ids.push(json_of(&r)["messageId"].clone());
     }
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "one reply: {ids:?}");
+    assert_eq!(h.all_messages(&s.id).await.len(), 3);
+    // Signed again later by n8n (a new timestamp), it is a new reply.
+    h.clock.advance(1_000);
+    assert_eq!(h.webhook(news).await.status, 200);
     assert_eq!(h.all_messages(&s.id).await.len(), 4);
 }
 
@@ -1200,7 +1252,7 @@ impl Agent for AnsweringAgent {
         let ts = (self.svc.now() / 1000).to_string();
         let sig = signature::sign(WEBHOOK_SECRET, &ts, &body);
         self.svc
-            .receive_reply(Some(&ts), Some(&sig), &body)
+            .receive_reply("192.0.2.1", Some(&ts), Some(&sig), &body)
             .await
             .map_err(|e| AgentError(e.to_string()))?;
         Ok(())
@@ -1273,7 +1325,7 @@ async fn webhook_signature_failures_are_401_and_write_nothing() {
     let good = signature::sign(WEBHOOK_SECRET, &now, &body);
     let call = |ts: Option<String>, sig: Option<String>, body: Vec<u8>| {
         let h = &h;
-        async move { api::webhook(&h.svc, ts.as_deref(), sig.as_deref(), &body).await }
+        async move { api::webhook(&h.svc, "192.0.2.1", ts.as_deref(), sig.as_deref(), &body).await }
     };
 
     let wrong_secret = signature::sign(b"not the secret", &now, &body);
@@ -1384,7 +1436,7 @@ async fn webhook_with_a_wrong_type_or_shape_is_400() {
         let sig = signature::sign(WEBHOOK_SECRET, &ts, &bytes);
         (ts, sig, bytes)
     };
-    let r = api::webhook(&h.svc, Some(&ts), Some(&sig), &bytes).await;
+    let r = api::webhook(&h.svc, "192.0.2.1", Some(&ts), Some(&sig), &bytes).await;
     assert_eq!((r.status, code_of(&r).as_str()), (400, "invalid_json"));
     assert!(h.all_messages(&s.id).await.is_empty());
 
@@ -1408,23 +1460,60 @@ async fn webhook_with_a_wrong_type_or_shape_is_400() {
 }
 
 #[tokio::test]
-async fn the_61st_webhook_call_in_a_minute_is_429() {
+async fn the_61st_webhook_call_in_a_minute_for_one_session_is_429() {
     let h = H::new();
     let s = h.session().await;
+    let other = h.session().await;
+    let reply = |s: &S, i: usize| json!({"sessionId": s.id, "content": format!("r{i}"), "eventId": format!("e{i}")});
     for i in 0..60 {
-        let r = h
-            .webhook(json!({"sessionId": s.id, "content": format!("r{i}")}))
-            .await;
+        let r = h.webhook(reply(&s, i)).await;
         assert_eq!(r.status, 200, "call {i}: {}", r.body);
     }
-    let r = h
-        .webhook(json!({"sessionId": s.id, "content": "r60"}))
-        .await;
+    let r = h.webhook(reply(&s, 60)).await;
     assert_eq!((r.status, code_of(&r).as_str()), (429, "rate_limited"));
-    assert_eq!(r.retry_after, Some(60));
-    h.clock.advance(60_000);
     assert_eq!(
-        h.webhook(json!({"sessionId": s.id, "content": "r60"}))
+        r.retry_after,
+        Some(1),
+        "60 per minute: a token every second"
+    );
+    // The limit is per session: another session's replies pass.
+    for i in 0..60 {
+        assert_eq!(
+            h.webhook(reply(&other, i)).await.status,
+            200,
+            "other session, call {i}"
+        );
+    }
+    // A repeat is answered from its idempotency record and counts against nothing.
+    let stored = h.webhook(reply(&s, 7)).await;
+    assert_eq!(stored.status, 200, "{}", stored.body);
+    h.clock.advance(1_000);
+    assert_eq!(h.webhook(reply(&s, 60)).await.status, 200, "the next token");
+}
+
+#[tokio::test]
+async fn refused_webhook_calls_are_limited_per_source_ip() {
+    let h = H::new();
+    let s = h.session().await;
+    let body = serde_json::to_vec(&json!({"sessionId": s.id, "content": "x"})).unwrap();
+    let ts = (h.now() / 1000).to_string();
+    for i in 0..60 {
+        let r = api::webhook(&h.svc, "198.51.100.1", Some(&ts), Some("sha256=00"), &body).await;
+        assert_eq!(
+            (r.status, code_of(&r).as_str()),
+            (401, "invalid_signature"),
+            "call {i}"
+        );
+    }
+    let r = api::webhook(&h.svc, "198.51.100.1", Some(&ts), Some("sha256=00"), &body).await;
+    assert_eq!((r.status, r.retry_after), (429, Some(1)), "{}", r.body);
+    let r = api::webhook(&h.svc, "198.51.100.1", None, None, &body).await;
+    assert_eq!(r.status, 429, "missing signatures count too");
+    // Another address, and the session's own signed replies, are not affected.
+    let r = api::webhook(&h.svc, "198.51.100.2", Some(&ts), Some("sha256=00"), &body).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        h.webhook(json!({"sessionId": s.id, "content": "ok"}))
             .await
             .status,
         200
@@ -1757,4 +1846,386 @@ fn secrets_in_the_harness_match_the_test_config() {
         c.auth_jwt_secret,
         Some(Secret::new(String::from_utf8(APP_SECRET.to_vec()).unwrap()))
     );
+}
+
+// ----- hardening -----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn every_message_is_queued_with_a_reply_deadline() {
+    let h = H::new();
+    let s = h.session().await;
+    let (m, job) = h.user_message(&s, "hi").await;
+    assert_eq!(
+        h.queue.drain_deadlines(),
+        vec![(job.deadline(), m.created_at + 120_000)],
+        "the deadline job, due CHAT_REPLY_TIMEOUT_MS (120 s) after the message was stored"
+    );
+}
+
+#[tokio::test]
+async fn a_message_n8n_accepted_but_never_answered_fails_at_its_deadline() {
+    let h = H::new();
+    let s = h.session().await;
+    h.connect(&s, "c1").await;
+    let (m, job) = h.user_message(&s, "hi").await;
+    let (deadline, due) = h.queue.drain_deadlines()[0];
+    assert_eq!(
+        h.dispatcher.run(job, 1).await.unwrap(),
+        DispatchOutcome::Delivered
+    );
+    h.push.take();
+
+    // Run early (a queue may deliver a little early): nothing happens yet.
+    h.clock.set(due - 10_000);
+    assert_eq!(
+        h.dispatcher.run(deadline, 1).await.unwrap(),
+        DispatchOutcome::Retry(Duration::from_secs(10))
+    );
+    assert_eq!(h.message(&s, &m.id).await.status, MessageStatus::Dispatched);
+
+    h.clock.set(due);
+    assert_eq!(
+        h.dispatcher.run(deadline, 1).await.unwrap(),
+        DispatchOutcome::DeadLettered
+    );
+    assert_eq!(h.message(&s, &m.id).await.status, MessageStatus::Failed);
+    let all = h.all_messages(&s.id).await;
+    let notice = &all[1];
+    assert_eq!(
+        (
+            notice.role,
+            notice.kind,
+            notice.reply_to,
+            notice.content.as_str()
+        ),
+        (
+            Role::System,
+            MessageType::Error,
+            Some(m.id),
+            chat_core::service::TIMED_OUT_TEXT
+        )
+    );
+    assert_eq!(
+        h.events("c1"),
+        vec!["status", "message", "typing"],
+        "failed, the notice, and the typing indicator turned off"
+    );
+    assert_eq!(h.frames("c1")[2]["isTyping"], false);
+
+    // A repeated deadline job changes nothing.
+    h.push.take();
+    assert_eq!(
+        h.dispatcher.run(deadline, 2).await.unwrap(),
+        DispatchOutcome::Skipped
+    );
+    assert!(h.push.take().is_empty());
+
+    // A late reply is still stored, shown, and answers the message.
+    let r = h
+        .webhook(json!({"sessionId": s.id, "replyTo": m.id, "content": "sorry, late", "eventId": "late"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(h.message(&s, &m.id).await.status, MessageStatus::Answered);
+    assert_eq!(h.events("c1"), vec!["message", "status"]);
+}
+
+#[tokio::test]
+async fn a_message_whose_delivery_never_finished_fails_at_its_deadline() {
+    // The dispatch Lambda died on its last attempt: SQS dead-lettered the record without our
+    // code running, so the message is still `received`.
+    let h = H::new();
+    let s = h.session().await;
+    let (m, _job) = h.user_message(&s, "hi").await;
+    let (deadline, due) = h.queue.drain_deadlines()[0];
+    h.clock.set(due + 5_000);
+    assert_eq!(
+        h.dispatcher.run(deadline, 1).await.unwrap(),
+        DispatchOutcome::DeadLettered
+    );
+    assert_eq!(h.message(&s, &m.id).await.status, MessageStatus::Failed);
+}
+
+#[tokio::test]
+async fn the_deadline_of_an_answered_message_does_nothing() {
+    let h = H::new();
+    let s = h.session().await;
+    let (m, job) = h.user_message(&s, "hi").await;
+    let (deadline, due) = h.queue.drain_deadlines()[0];
+    h.dispatcher.run(job, 1).await.unwrap();
+    h.webhook(json!({"sessionId": s.id, "replyTo": m.id, "content": "answer"}))
+        .await;
+    h.clock.set(due);
+    assert_eq!(
+        h.dispatcher.run(deadline, 1).await.unwrap(),
+        DispatchOutcome::Skipped
+    );
+    assert_eq!(h.all_messages(&s.id).await.len(), 2, "no failure notice");
+}
+
+#[tokio::test]
+async fn the_reply_timeout_is_configurable() {
+    let mut config = Config::for_tests();
+    config.dispatch.reply_timeout = Duration::from_secs(30);
+    let h = H::with_config(config);
+    let s = h.session().await;
+    let (m, _) = h.user_message(&s, "hi").await;
+    assert_eq!(h.queue.drain_deadlines()[0].1, m.created_at + 30_000);
+}
+
+#[tokio::test]
+async fn typing_frames_are_limited_per_connection() {
+    let h = H::new();
+    let s = h.session().await;
+    let c1 = h.connect(&s, "c1").await;
+    let c2 = h.connect(&s, "c2").await;
+    h.connect(&s, "c3").await;
+    for i in 0..40 {
+        h.svc
+            .handle_frame(
+                &c1,
+                format!(r#"{{"action":"typing","isTyping":{}}}"#, i % 2 == 0).as_bytes(),
+            )
+            .await;
+    }
+    assert_eq!(
+        h.events("c3").len(),
+        30,
+        "30 typing frames per minute per connection"
+    );
+    assert!(
+        h.events("c1").is_empty(),
+        "no error frames for dropped typing"
+    );
+    // Another connection has its own budget.
+    h.svc
+        .handle_frame(&c2, br#"{"action":"typing","isTyping":true}"#)
+        .await;
+    assert_eq!(h.events("c3").len(), 31);
+    h.clock.advance(2_000);
+    h.svc
+        .handle_frame(&c1, br#"{"action":"typing","isTyping":false}"#)
+        .await;
+    assert_eq!(h.events("c3").len(), 32, "one more every 2 s");
+}
+
+#[tokio::test]
+async fn a_lowercase_session_id_with_its_own_token_works() {
+    let h = H::new();
+    let s = h.session().await;
+    let lower = s.path().to_lowercase();
+    let r = api::get_session(&h.svc, &lower, Some(&s.bearer())).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let other = h.session().await;
+    let r = api::get_session(&h.svc, &other.path().to_lowercase(), Some(&s.bearer())).await;
+    assert_eq!(r.status, 403, "another session, lowercase or not");
+}
+
+#[tokio::test]
+async fn invisible_or_control_content_is_400() {
+    let h = H::new();
+    let s = h.session().await;
+    for (content, code) in [
+        ("\u{200B}\u{200C}\u{200D}", "content_empty"),
+        ("\u{FEFF}", "content_empty"),
+        ("\0", "content_invalid"),
+        ("hi\u{1b}[31m", "content_invalid"),
+    ] {
+        let body = serde_json::to_vec(&json!({ "content": content })).unwrap();
+        let r = api::post_message(&h.svc, &s.path(), Some(&s.bearer()), &body).await;
+        assert_eq!(
+            (r.status, code_of(&r)),
+            (400, code.to_string()),
+            "{content:?}"
+        );
+    }
+    assert!(h.all_messages(&s.id).await.is_empty());
+}
+
+#[tokio::test]
+async fn replies_have_their_own_length_limit() {
+    let h = H::new();
+    let s = h.session().await;
+    let long = "é".repeat(16_000);
+    let r = h.webhook(json!({"sessionId": s.id, "content": long})).await;
+    assert_eq!(r.status, 200, "a 16,000-character answer is fine");
+    let r = h
+        .webhook(json!({"sessionId": s.id, "content": "x".repeat(16_001)}))
+        .await;
+    assert_eq!((r.status, code_of(&r).as_str()), (400, "content_too_long"));
+    let r = h
+        .webhook(json!({"sessionId": s.id, "content": "\u{200B}"}))
+        .await;
+    assert_eq!((r.status, code_of(&r).as_str()), (400, "content_empty"));
+}
+
+#[tokio::test]
+async fn unread_count_counts_past_one_page() {
+    let h = H::new();
+    let s = h.session().await;
+    for i in 0..150 {
+        let r = h
+            .webhook(
+                json!({"sessionId": s.id, "content": format!("r{i}"), "eventId": format!("e{i}")}),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        h.clock.advance(1_000);
+    }
+    let r = api::get_session(&h.svc, &s.path(), Some(&s.bearer())).await;
+    assert_eq!(json_of(&r)["session"]["unreadCount"], 150);
+    let r = api::mark_read(&h.svc, &s.path(), Some(&s.bearer()), br#"{"upTo":20}"#).await;
+    assert_eq!(json_of(&r)["unreadCount"], 130);
+}
+
+/// A store whose first append answers late: until the second append is done (or 300 ms).
+struct SlowFirstAppend {
+    inner: MemoryStore,
+    appended: tokio::sync::Notify,
+    first: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Store for SlowFirstAppend {
+    async fn create_session(
+        &self,
+        s: &chat_core::model::Session,
+    ) -> Result<(), chat_core::ports::StoreError> {
+        self.inner.create_session(s).await
+    }
+    async fn get_session(
+        &self,
+        id: &SessionId,
+        now: Millis,
+    ) -> Result<Option<chat_core::model::Session>, chat_core::ports::StoreError> {
+        self.inner.get_session(id, now).await
+    }
+    async fn append_message(
+        &self,
+        m: chat_core::model::NewMessage,
+    ) -> Result<Option<chat_core::ports::Appended>, chat_core::ports::StoreError> {
+        let r = self.inner.append_message(m).await;
+        if self.first.swap(false, Ordering::SeqCst) {
+            let _ =
+                tokio::time::timeout(Duration::from_millis(300), self.appended.notified()).await;
+        } else {
+            self.appended.notify_one();
+        }
+        r
+    }
+    async fn get_message(
+        &self,
+        s: &SessionId,
+        id: &MessageId,
+    ) -> Result<Option<Message>, chat_core::ports::StoreError> {
+        self.inner.get_message(s, id).await
+    }
+    async fn list_messages(
+        &self,
+        s: &SessionId,
+        q: PageQuery,
+    ) -> Result<chat_core::model::Page, chat_core::ports::StoreError> {
+        self.inner.list_messages(s, q).await
+    }
+    async fn advance_status(
+        &self,
+        m: &Message,
+        st: MessageStatus,
+    ) -> Result<Option<Message>, chat_core::ports::StoreError> {
+        self.inner.advance_status(m, st).await
+    }
+    async fn mark_read(
+        &self,
+        s: &SessionId,
+        up_to: u64,
+    ) -> Result<Option<chat_core::model::Session>, chat_core::ports::StoreError> {
+        self.inner.mark_read(s, up_to).await
+    }
+    async fn put_connection(&self, c: &Connection) -> Result<(), chat_core::ports::StoreError> {
+        self.inner.put_connection(c).await
+    }
+    async fn get_connection(
+        &self,
+        id: &str,
+    ) -> Result<Option<Connection>, chat_core::ports::StoreError> {
+        self.inner.get_connection(id).await
+    }
+    async fn delete_connection(&self, c: &Connection) -> Result<(), chat_core::ports::StoreError> {
+        self.inner.delete_connection(c).await
+    }
+    async fn list_connections(
+        &self,
+        s: &SessionId,
+    ) -> Result<Vec<Connection>, chat_core::ports::StoreError> {
+        self.inner.list_connections(s).await
+    }
+    async fn find_by_key(
+        &self,
+        s: &SessionId,
+        key: &str,
+    ) -> Result<Option<Message>, chat_core::ports::StoreError> {
+        self.inner.find_by_key(s, key).await
+    }
+    async fn count_unread(
+        &self,
+        s: &SessionId,
+        after: u64,
+    ) -> Result<u64, chat_core::ports::StoreError> {
+        self.inner.count_unread(s, after).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_senders_push_a_sessions_messages_in_seq_order() {
+    let store = Arc::new(SlowFirstAppend {
+        inner: MemoryStore::new(),
+        appended: tokio::sync::Notify::new(),
+        first: std::sync::atomic::AtomicBool::new(false),
+    });
+    let push = Arc::new(RecordingPush::default());
+    let svc = ChatService::new(
+        Ports {
+            store: store.clone(),
+            queue: Arc::new(MemoryQueue::default()),
+            push: push.clone(),
+            clock: Arc::new(ManualClock::new(T0)),
+            limiter: Arc::new(chat_core::rate::MemoryLimiter::new()),
+        },
+        Config::for_tests(),
+    );
+    let created = svc.create_session("10.0.0.1", None).await.unwrap();
+    let claims = svc
+        .authorize(Some(&created.token), &created.session_id.to_string())
+        .unwrap();
+    svc.connect(
+        Some(&created.session_id.to_string()),
+        Some(&created.token),
+        "c1",
+    )
+    .await
+    .unwrap();
+    store.first.store(true, Ordering::SeqCst);
+    let send = |text: &'static str| {
+        let svc = svc.clone();
+        let sref = SessionRef::from(&claims);
+        tokio::spawn(async move {
+            let input = SendInput {
+                content: text.into(),
+                client_message_id: None,
+                metadata: None,
+            };
+            svc.send(sref, input, None).await.unwrap()
+        })
+    };
+    let first = send("first");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = send("second");
+    let (a, b) = (first.await.unwrap(), second.await.unwrap());
+    assert_eq!((a.seq, b.seq), (1, 2));
+    let seqs: Vec<u64> = push
+        .frames_for("c1")
+        .iter()
+        .filter(|f| f["event"] == "message")
+        .map(|f| f["message"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![1, 2], "pushed in seq order");
 }

@@ -7,6 +7,7 @@ use crate::queue::{self, JobQueue};
 use crate::store::SqliteStore;
 use chat_core::config::{ConfigError, Secret};
 use chat_core::ports::{Clock, SystemClock};
+use chat_core::rate::MemoryLimiter;
 use chat_core::service::Ports;
 use chat_core::{ChatService, Config, Dispatcher};
 use chat_n8n::N8nClient;
@@ -149,13 +150,18 @@ pub async fn run(
     store.clear_connections().await?;
     let purged = store.purge_expired(clock.now_ms()).await?;
     let jobs = JobQueue::new(db.clone(), clock.clone());
-    let pending = jobs.recover().await?;
+    let pending = jobs
+        .recover(config.dispatch.reply_timeout.as_millis() as i64)
+        .await?;
     let hub = Arc::new(Hub::default());
     let ports = Ports {
         store: store.clone(),
         queue: Arc::new(jobs.clone()),
         push: hub.clone(),
         clock: clock.clone(),
+        // One process owns every request, so rate limits live in its memory (a restart
+        // refills the buckets) and cost no disk write.
+        limiter: Arc::new(MemoryLimiter::new()),
     };
     let service = ChatService::new(ports, config.clone());
 
@@ -211,7 +217,7 @@ pub async fn run(
     result.map_err(StartError::Serve)
 }
 
-/// Removes expired sessions, messages, connections, counters and idempotency keys every hour
+/// Removes expired sessions, messages, connections and idempotency keys every hour
 /// (what DynamoDB's TTL does on AWS), so a long-running server does not grow without bound.
 async fn purge_hourly(
     store: Arc<SqliteStore>,

@@ -77,18 +77,23 @@ CREATE TABLE IF NOT EXISTS connections (
     expires_at   INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS connections_by_session ON connections (session_id);
-CREATE TABLE IF NOT EXISTS counters (
-    key        TEXT PRIMARY KEY,
-    count      INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS jobs (
-    message_id TEXT PRIMARY KEY,
+-- The dispatch queue: per user message a delivery job and a reply-deadline job.
+CREATE TABLE IF NOT EXISTS queue (
+    message_id TEXT NOT NULL,
+    kind       TEXT NOT NULL,
     session_id TEXT NOT NULL,
     attempts   INTEGER NOT NULL DEFAULT 0,
-    due_at     INTEGER NOT NULL
+    due_at     INTEGER NOT NULL,
+    PRIMARY KEY (message_id, kind)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS jobs_by_due ON jobs (due_at);
+CREATE INDEX IF NOT EXISTS queue_by_due ON queue (due_at);
+-- Earlier versions kept deliveries in `jobs` and rate-limit counters on disk (limits now live
+-- in memory): pending deliveries move to `queue`, the old tables go.
+CREATE TABLE IF NOT EXISTS jobs (message_id TEXT PRIMARY KEY, session_id TEXT, attempts INTEGER, due_at INTEGER);
+INSERT OR IGNORE INTO queue (message_id, kind, session_id, attempts, due_at)
+    SELECT message_id, 'dispatch', session_id, attempts, due_at FROM jobs;
+DROP TABLE jobs;
+DROP TABLE IF EXISTS counters;
 "#;
 
 impl Db {
@@ -219,7 +224,7 @@ mod tests {
         let key = key.to_string();
         move |c| {
             c.execute(
-                "INSERT INTO counters (key, count, expires_at) VALUES (?1, 1, 0)",
+                "INSERT INTO idempotency (session_id, key, seq, expires_at) VALUES ('s', ?1, 0, 0)",
                 [key],
             )
             .map(|_| ())
@@ -227,7 +232,7 @@ mod tests {
     }
 
     fn keys(c: &Connection) -> rusqlite::Result<Vec<String>> {
-        let mut s = c.prepare("SELECT key FROM counters ORDER BY key")?;
+        let mut s = c.prepare("SELECT key FROM idempotency ORDER BY key")?;
         s.query_map([], |r| r.get(0))?.collect()
     }
 

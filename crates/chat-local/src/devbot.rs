@@ -5,6 +5,9 @@
 //! POSTs a signed reply to the payload's `callbackUrl` (our `/webhook`) with `replyTo` and an
 //! `eventId`. So the whole production path runs locally, both signatures included.
 //!
+//! A callback answered 429 or 5xx (or not at all) is retried with backoff, honouring
+//! `Retry-After`, as the shipped n8n workflow does.
+//!
 //! The reply contains the user's text verbatim. A message starting with `/<type>` (for
 //! example `/confirmation Book it?`) gets a reply of that type, to try the widget's rendering.
 
@@ -65,7 +68,7 @@ impl DevBot {
             "data": { "bot": "chat-local dev bot" },
         })
         .to_string();
-        for attempt in 1..=3u32 {
+        for attempt in 1..=CALLBACK_ATTEMPTS {
             let ts = (chat_core::ports::Clock::now_ms(&chat_core::ports::SystemClock) / 1000)
                 .to_string();
             let sig = signature::sign(self.secret.expose().as_bytes(), &ts, body.as_bytes());
@@ -78,18 +81,58 @@ impl DevBot {
                 .body(body.clone())
                 .send()
                 .await;
-            match sent {
+            let wait = match sent {
                 Ok(r) if r.status().is_success() => return,
-                Ok(r) => tracing::warn!(
-                    status = r.status().as_u16(),
-                    attempt,
-                    "dev bot: callback refused"
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e.without_url(), attempt, "dev bot: callback failed")
+                Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
+                    tracing::warn!(
+                        status = r.status().as_u16(),
+                        attempt,
+                        "dev bot: callback refused for now; will retry"
+                    );
+                    retry_after(&r).unwrap_or_else(|| backoff(attempt))
                 }
+                Ok(r) => {
+                    // Another 4xx will not change by retrying.
+                    tracing::warn!(
+                        status = r.status().as_u16(),
+                        "dev bot: callback refused; giving up"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.without_url(), attempt, "dev bot: callback failed; will retry");
+                    backoff(attempt)
+                }
+            };
+            if attempt < CALLBACK_ATTEMPTS {
+                tokio::time::sleep(wait.min(MAX_WAIT)).await;
             }
-            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
         }
+        tracing::warn!(
+            attempts = CALLBACK_ATTEMPTS,
+            "dev bot: gave up on a callback; the message's reply deadline will tell the user"
+        );
     }
+}
+
+/// Callback attempts before the dev bot gives up, and the longest wait between two.
+const CALLBACK_ATTEMPTS: u32 = 8;
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// 250 ms, doubled each attempt, at most 8 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250u64 << attempt.saturating_sub(1).min(5))
+}
+
+/// The server's `Retry-After` in seconds (the only form this server sends).
+fn retry_after(r: &reqwest::Response) -> Option<Duration> {
+    let secs: u64 = r
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
 }

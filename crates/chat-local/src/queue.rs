@@ -1,14 +1,15 @@
-//! The in-process dispatch queue, persisted in the `jobs` table.
+//! The in-process dispatch queue, persisted in the `queue` table.
 //!
-//! It gives `chat-local` the same semantics SQS gives the Lambdas: a job is written (durably)
-//! before the user's send is acknowledged, delivered at least once, retried with the
-//! dispatcher's backoff, and dropped after success or dead-letter. Which jobs are being worked
-//! on is known only in memory, so after a crash or `kill -9` every remaining job runs again.
+//! It gives `chat-local` the same semantics SQS gives the Lambdas: a user message's delivery
+//! job and its reply-deadline job are written (durably, together) before the user's send is
+//! acknowledged, each run at least once, a delivery retried with the dispatcher's backoff,
+//! and dropped after success or dead-letter. Which jobs are being worked on is known only in
+//! memory, so after a crash or `kill -9` every remaining job runs again.
 
 use crate::db::Db;
 use async_trait::async_trait;
 use chat_core::Dispatcher;
-use chat_core::model::{DispatchJob, MessageId, Millis, SessionId};
+use chat_core::model::{DispatchJob, JobKind, MessageId, Millis, SessionId};
 use chat_core::ports::{Clock, Queue, QueueError};
 use chat_core::service::DispatchOutcome;
 use rusqlite::params;
@@ -28,6 +29,9 @@ pub struct JobQueue {
     wake: Arc<Notify>,
 }
 
+/// A job's identity in the table.
+type JobKey = (MessageId, JobKind);
+
 impl JobQueue {
     pub fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
         Self {
@@ -37,18 +41,27 @@ impl JobQueue {
         }
     }
 
-    /// Prepares the queue after a start: queues any user message still `received` without a
-    /// job (one cut off between store and queue by a crash). Returns the jobs waiting.
-    pub async fn recover(&self) -> Result<usize, QueueError> {
+    /// Prepares the queue after a start: queues a delivery for any user message still
+    /// `received` without one (cut off between store and queue by a crash), and a reply
+    /// deadline (`reply_timeout_ms` after it was stored) for any still unanswered. Returns the
+    /// jobs waiting.
+    pub async fn recover(&self, reply_timeout_ms: Millis) -> Result<usize, QueueError> {
         let now = self.clock.now_ms();
         self.db
             .call(move |c| {
                 c.execute(
-                    "INSERT OR IGNORE INTO jobs (message_id, session_id, attempts, due_at)
-                     SELECT id, session_id, 0, ?1 FROM messages WHERE role = 'user' AND status = 'received'",
+                    "INSERT OR IGNORE INTO queue (message_id, kind, session_id, attempts, due_at)
+                     SELECT id, 'dispatch', session_id, 0, ?1 FROM messages
+                     WHERE role = 'user' AND status = 'received'",
                     [now],
                 )?;
-                let n: usize = c.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0))?;
+                c.execute(
+                    "INSERT OR IGNORE INTO queue (message_id, kind, session_id, attempts, due_at)
+                     SELECT id, 'deadline', session_id, 0, created_at + ?1 FROM messages
+                     WHERE role = 'user' AND status IN ('received', 'dispatched')",
+                    [reply_timeout_ms],
+                )?;
+                let n: usize = c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get(0))?;
                 Ok(n)
             })
             .await
@@ -58,32 +71,51 @@ impl JobQueue {
     async fn due(
         &self,
         now: Millis,
-        skip: Vec<String>,
+        skip: Vec<JobKey>,
     ) -> Result<(Vec<(DispatchJob, u32)>, Option<Millis>), QueueError> {
         self.db
             .call(move |c| {
                 let mut stmt = c.prepare_cached(
-                    "SELECT message_id, session_id, attempts, due_at FROM jobs ORDER BY due_at LIMIT ?1",
+                    "SELECT message_id, kind, session_id, attempts, due_at FROM queue ORDER BY due_at LIMIT ?1",
                 )?;
                 let rows = stmt.query_map([(CONCURRENCY * 2) as i64], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?, r.get::<_, Millis>(3)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, u32>(3)?,
+                        r.get::<_, Millis>(4)?,
+                    ))
                 })?;
                 let mut due = Vec::new();
                 let mut next = None;
                 for row in rows {
-                    let (mid, sid, attempts, due_at) = row?;
-                    if skip.contains(&mid) {
+                    let (mid, kind, sid, attempts, due_at) = row?;
+                    let parsed = (
+                        ulid::Ulid::from_string(&mid),
+                        JobKind::parse(&kind),
+                        ulid::Ulid::from_string(&sid),
+                    );
+                    let (Ok(m), Some(kind), Ok(s)) = parsed else {
+                        c.execute(
+                            "DELETE FROM queue WHERE message_id = ?1 AND kind = ?2",
+                            [&mid, &kind],
+                        )?;
+                        continue;
+                    };
+                    if skip.contains(&(MessageId(m), kind)) {
                         continue;
                     }
                     if due_at > now {
                         next = Some(due_at);
                         break;
                     }
-                    let (Ok(m), Ok(s)) = (ulid::Ulid::from_string(&mid), ulid::Ulid::from_string(&sid)) else {
-                        c.execute("DELETE FROM jobs WHERE message_id = ?1", [&mid])?;
-                        continue;
+                    let job = DispatchJob {
+                        session_id: SessionId(s),
+                        message_id: MessageId(m),
+                        kind,
                     };
-                    due.push((DispatchJob { session_id: SessionId(s), message_id: MessageId(m) }, attempts + 1));
+                    due.push((job, attempts + 1));
                 }
                 Ok((due, next))
             })
@@ -92,11 +124,14 @@ impl JobQueue {
     }
 
     async fn finish(&self, job: DispatchJob) -> Result<(), QueueError> {
-        let id = job.message_id.to_string();
+        let (id, kind) = (job.message_id.to_string(), job.kind.as_str());
         self.db
             .call(move |c| {
-                c.execute("DELETE FROM jobs WHERE message_id = ?1", [id])
-                    .map(|_| ())
+                c.execute(
+                    "DELETE FROM queue WHERE message_id = ?1 AND kind = ?2",
+                    [id.as_str(), kind],
+                )
+                .map(|_| ())
             })
             .await
             .map_err(|e| QueueError(e.to_string()))
@@ -108,12 +143,12 @@ impl JobQueue {
         attempts: u32,
         due_at: Millis,
     ) -> Result<(), QueueError> {
-        let id = job.message_id.to_string();
+        let (id, kind) = (job.message_id.to_string(), job.kind.as_str());
         self.db
             .call(move |c| {
                 c.execute(
-                    "UPDATE jobs SET attempts = ?2, due_at = ?3 WHERE message_id = ?1",
-                    params![id, attempts, due_at],
+                    "UPDATE queue SET attempts = ?3, due_at = ?4 WHERE message_id = ?1 AND kind = ?2",
+                    params![id, kind, attempts, due_at],
                 )
                 .map(|_| ())
             })
@@ -124,15 +159,18 @@ impl JobQueue {
 
 #[async_trait]
 impl Queue for JobQueue {
-    async fn enqueue(&self, job: DispatchJob) -> Result<(), QueueError> {
+    async fn enqueue(&self, job: DispatchJob, deadline_at: Millis) -> Result<(), QueueError> {
         let now = self.clock.now_ms();
         self.db
             .call(move |c| {
-                c.execute(
-                    "INSERT OR IGNORE INTO jobs (message_id, session_id, attempts, due_at) VALUES (?1, ?2, 0, ?3)",
-                    params![job.message_id.to_string(), job.session_id.to_string(), now],
-                )
-                .map(|_| ())
+                let mut insert = c.prepare_cached(
+                    "INSERT OR IGNORE INTO queue (message_id, kind, session_id, attempts, due_at)
+                     VALUES (?1, ?2, ?3, 0, ?4)",
+                )?;
+                let (mid, sid) = (job.message_id.to_string(), job.session_id.to_string());
+                insert.execute(params![mid, JobKind::Dispatch.as_str(), sid, now])?;
+                insert.execute(params![mid, JobKind::Deadline.as_str(), sid, deadline_at])?;
+                Ok(())
             })
             .await
             .map_err(|e| QueueError(e.to_string()))?;
@@ -147,14 +185,14 @@ pub async fn run_worker(
     dispatcher: Dispatcher,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let in_flight: Arc<Mutex<HashSet<JobKey>>> = Arc::default();
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     loop {
         if *shutdown.borrow() {
             break;
         }
         let now = queue.clock.now_ms();
-        let skip: Vec<String> = in_flight.lock().unwrap().iter().cloned().collect();
+        let skip: Vec<JobKey> = in_flight.lock().unwrap().iter().copied().collect();
         let (due, next) = match queue.due(now, skip).await {
             Ok(x) => x,
             Err(e) => {
@@ -166,7 +204,7 @@ pub async fn run_worker(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            in_flight.lock().unwrap().insert(job.message_id.to_string());
+            in_flight.lock().unwrap().insert((job.message_id, job.kind));
             let (queue, dispatcher, in_flight) =
                 (queue.clone(), dispatcher.clone(), in_flight.clone());
             tokio::spawn(async move {
@@ -174,7 +212,7 @@ pub async fn run_worker(
                 in_flight
                     .lock()
                     .unwrap()
-                    .remove(&job.message_id.to_string());
+                    .remove(&(job.message_id, job.kind));
                 drop(permit);
                 queue.wake.notify_one();
             });
@@ -197,7 +235,7 @@ pub async fn run_worker(
 }
 
 async fn run_job(queue: &JobQueue, dispatcher: &Dispatcher, job: DispatchJob, attempt: u32) {
-    let outcome = dispatcher.dispatch(job, attempt).await;
+    let outcome = dispatcher.run(job, attempt).await;
     let now = queue.clock.now_ms();
     let written = match outcome {
         Ok(

@@ -257,12 +257,18 @@ async fn mark_read(
     )
 }
 
-async fn webhook(State(s): State<AppState>, headers: HeaderMap, Body(body): Body) -> Response {
+async fn webhook(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Response {
     let (ts, sig) = (
         header(&headers, TIMESTAMP_HEADER),
         header(&headers, SIGNATURE_HEADER),
     );
-    reply(api::webhook(&s.service, ts, sig, &body).await)
+    let ip = peer.ip().to_string();
+    reply(api::webhook(&s.service, &ip, ts, sig, &body).await)
 }
 
 async fn dev_bot(State(s): State<AppState>, headers: HeaderMap, Body(body): Body) -> Response {

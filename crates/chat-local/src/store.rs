@@ -31,7 +31,7 @@ impl SqliteStore {
         Self { db }
     }
 
-    /// Removes expired sessions (with their messages), counters and idempotency keys.
+    /// Removes expired sessions (with their messages), connections and idempotency keys.
     pub async fn purge_expired(&self, now: Millis) -> Result<usize, StoreError> {
         self.db
             .call(move |c| {
@@ -39,7 +39,6 @@ impl SqliteStore {
                 n += c.execute("DELETE FROM idempotency WHERE expires_at <= ?1", [now])?;
                 n += c.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
                 n += c.execute("DELETE FROM connections WHERE expires_at <= ?1", [now])?;
-                n += c.execute("DELETE FROM counters WHERE expires_at <= ?1", [now])?;
                 Ok(n)
             })
             .await
@@ -391,14 +390,41 @@ impl Store for SqliteStore {
             .map_err(err)
     }
 
-    async fn increment_counter(&self, key: &str, expires_at: Millis) -> Result<u64, StoreError> {
-        let key = key.to_string();
+    async fn find_by_key(
+        &self,
+        session: &SessionId,
+        key: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        let (sid, key) = (session.to_string(), key.to_string());
         self.db
             .call(move |c| {
                 c.query_row(
-                    "INSERT INTO counters (key, count, expires_at) VALUES (?1, 1, ?2)
-                     ON CONFLICT (key) DO UPDATE SET count = count + 1 RETURNING count",
-                    params![key, expires_at],
+                    &format!(
+                        "SELECT {} FROM idempotency i JOIN messages m
+                         ON m.session_id = i.session_id AND m.seq = i.seq
+                         WHERE i.session_id = ?1 AND i.key = ?2",
+                        MESSAGE_COLUMNS
+                            .split(", ")
+                            .map(|col| format!("m.{col}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    params![sid, key],
+                    message_row,
+                )
+                .optional()
+            })
+            .await
+            .map_err(err)
+    }
+
+    async fn count_unread(&self, session: &SessionId, after: u64) -> Result<u64, StoreError> {
+        let sid = session.to_string();
+        self.db
+            .call(move |c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM messages WHERE session_id = ?1 AND seq > ?2 AND role <> 'user'",
+                    params![sid, seq(after)],
                     |r| r.get(0),
                 )
             })

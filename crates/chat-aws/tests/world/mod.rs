@@ -203,6 +203,25 @@ impl World {
         body["messages"].as_array().unwrap().clone()
     }
 
+    /// One receive of at most `max` (≤ 10) visible jobs, as an SQS event (maybe empty).
+    pub async fn receive_up_to(&self, max: i32) -> SqsEvent {
+        let out = aws_sdk_sqs::Client::new(&self.f.sdk)
+            .receive_message()
+            .queue_url(&self.f.queue_url)
+            .max_number_of_messages(max)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let records: Vec<Value> = out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(record_of)
+            .collect();
+        serde_json::from_value(json!({ "Records": records })).unwrap()
+    }
+
     /// Receives the queued dispatch jobs as an SQS event the dispatch function would get.
     pub async fn receive_jobs(&self, expect: usize) -> SqsEvent {
         let sqs = aws_sdk_sqs::Client::new(&self.f.sdk);
@@ -216,20 +235,7 @@ impl World {
                 .send()
                 .await
                 .unwrap();
-            for m in out.messages.unwrap_or_default() {
-                let mut r = event("dispatch-batch")["Records"][0].clone();
-                r["messageId"] = json!(m.message_id.unwrap());
-                r["receiptHandle"] = json!(m.receipt_handle.unwrap());
-                r["body"] = json!(m.body.unwrap());
-                let attrs: HashMap<String, String> = m
-                    .attributes
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k.as_str().to_string(), v))
-                    .collect();
-                r["attributes"] = json!(attrs);
-                records.push(r);
-            }
+            records.extend(out.messages.unwrap_or_default().into_iter().map(record_of));
             if records.len() >= expect {
                 break;
             }
@@ -297,6 +303,22 @@ impl World {
             .map(|v| v.parse::<usize>().unwrap())
             .sum()
     }
+}
+
+/// An SQS message as a record of the dispatch function's event.
+fn record_of(m: aws_sdk_sqs::types::Message) -> Value {
+    let mut r = event("dispatch-batch")["Records"][0].clone();
+    r["messageId"] = json!(m.message_id.unwrap());
+    r["receiptHandle"] = json!(m.receipt_handle.unwrap());
+    r["body"] = json!(m.body.unwrap());
+    let attrs: HashMap<String, String> = m
+        .attributes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.as_str().to_string(), v))
+        .collect();
+    r["attributes"] = json!(attrs);
+    r
 }
 
 pub fn e_route(req: &ApiGatewayWebsocketProxyRequest) -> String {
