@@ -32,6 +32,8 @@ export interface ChatMessage {
   pending?: boolean;
   /** Why the server refused it (status `failed`). */
   error?: string;
+  /** A `failed` message whose text was sent again with `retry` (this session only). */
+  retried?: boolean;
 }
 
 export interface StoredSession {
@@ -123,7 +125,9 @@ export class ChatClient {
   forgetSession(): void;
   /** Shows the message at once and sends it (now, or after the reconnect). */
   send(content: string, options?: { metadata?: Record<string, unknown>; clientMessageId?: string }): ChatMessage;
-  retry(clientMessageId: string): void;
+  /** Sends a failed message again: one the server refused (by `clientMessageId`), or one the
+   * server marked `failed` (by `id` or `clientMessageId`; its text goes out as a new message). */
+  retry(key: string): ChatMessage | undefined;
   /** Call on every keystroke (debounced); `false` stops the indicator at once. */
   sendTyping(isTyping?: boolean): void;
   markRead(upTo?: number): void;

@@ -458,12 +458,26 @@ export class ChatClient {
     return this._messages.find((m) => m.clientMessageId === clientMessageId);
   }
 
-  /** Sends a failed message again. */
-  retry(clientMessageId) {
-    if (!this._pending.has(clientMessageId)) return;
-    this._pending = setPendingState(this._pending, clientMessageId, 'queued');
-    this._updateLocal(clientMessageId, { status: 'queued', error: undefined });
-    this._flushSends(false);
+  /**
+   * Sends a failed message again: one the server refused (by its `clientMessageId`, resent
+   * as it was), or one the server marked `failed` because no answer came (by its `id` or
+   * `clientMessageId`: its text goes out as a new message; the failed one stays in the
+   * history, marked `retried`). Returns the new message in the second case.
+   */
+  retry(key) {
+    if (this._pending.has(key)) {
+      this._pending = setPendingState(this._pending, key, 'queued');
+      this._updateLocal(key, { status: 'queued', error: undefined });
+      this._flushSends(false);
+      return undefined;
+    }
+    const failed = this._messages.find((m) => (m.id === key || (key && m.clientMessageId === key))
+      && m.role === 'user' && m.status === 'failed' && !m.pending && !m.retried);
+    if (!failed) return undefined;
+    const next = { ...failed, retried: true };
+    this._messages = this._messages.map((x) => (x === failed ? next : x));
+    this._emit('message', { message: next, isNew: false });
+    return this.send(failed.content, failed.metadata ? { metadata: failed.metadata } : {});
   }
 
   /** Call on every keystroke: sends a debounced typing indicator. */

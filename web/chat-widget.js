@@ -219,6 +219,14 @@ export function mountChatWidget(options = {}) {
         retry.addEventListener('click', () => client.retry(m.clientMessageId));
         meta.append(retry);
         if (m.error) status.title = m.error;
+      } else if (m.status === 'failed' && !m.retried) {
+        // Stored, but no answer came (the assistant was unreachable or too slow).
+        status.textContent = 'Not answered';
+        const retry = el('button', { class: 'retry', type: 'button', text: 'Retry', 'aria-label': `Send again: ${m.content}` });
+        retry.addEventListener('click', () => client.retry(m.id));
+        meta.append(retry);
+      } else if (m.status === 'failed') {
+        status.textContent = 'Not answered (sent again)';
       }
       parts.push(meta);
     } else {
