@@ -17,11 +17,12 @@
 //!   and then a token without the claim is refused; unset, they are not looked at.
 //!
 //! The JWKS is fetched lazily, by the first token that needs it (a Lambda cold start or a
-//! guest session pays nothing), through the [`JwksSource`] port, then cached. A token naming
-//! an unknown `kid` refetches it (key rotation), and keys older than [`JWKS_MAX_AGE_MS`] are
-//! refetched on next use; but fetches are at most one per [`JWKS_REFETCH_MS`] (one per
-//! [`JWKS_RETRY_MS`] after a failure), so tokens with random `kid`s cannot make us fetch in a
-//! loop. While no key set could be had, tokens that need one get 503 `unavailable`.
+//! guest session pays nothing), through the [`JwksSource`] port, then cached; keys older than
+//! [`JWKS_MAX_AGE_MS`] are refetched on next use (and kept if that fails). A token naming an
+//! unknown `kid` refreshes the set once (the provider may have rotated its keys), but such
+//! refreshes happen at most once per [`JWKS_REFRESH_MS`], and no fetch at all follows a
+//! failed one within [`JWKS_RETRY_MS`], so tokens with random `kid`s cannot make us fetch in
+//! a loop. While no key set could be had, tokens that need one get 503 `unavailable`.
 
 use crate::ChatError;
 use crate::config::{Config, ConfigError};
@@ -35,9 +36,9 @@ use std::sync::Arc;
 
 /// Tolerance for the clocks of the token's issuer and ours, on `exp` and `nbf`.
 pub const LEEWAY_SECS: i64 = 60;
-/// Least time between two JWKS fetches while a key set is held.
-pub const JWKS_REFETCH_MS: Millis = 60_000;
-/// Least time between two JWKS fetches after a failed one.
+/// Least time between two refreshes of the JWKS for unknown `kid`s.
+pub const JWKS_REFRESH_MS: Millis = 60_000;
+/// Least time from a failed JWKS fetch to the next fetch.
 pub const JWKS_RETRY_MS: Millis = 5_000;
 /// Age after which the cached key set is refetched on next use (kept if that fetch fails).
 pub const JWKS_MAX_AGE_MS: Millis = 3_600_000;
@@ -275,8 +276,10 @@ struct Jwks {
 struct CacheState {
     keys: Option<Arc<KeySet>>,
     fetched_at: Millis,
-    /// No fetch before this time (the refetch limit).
-    next_fetch_at: Millis,
+    /// No refresh for an unknown `kid` before this time.
+    refresh_at: Millis,
+    /// No fetch at all before this time (after a failure).
+    retry_at: Millis,
 }
 
 enum Lookup {
@@ -307,7 +310,7 @@ impl Jwks {
             .as_ref()
             .is_none_or(|_| now.saturating_sub(st.fetched_at) >= JWKS_MAX_AGE_MS);
         let mut fetched = false;
-        if stale && now >= st.next_fetch_at {
+        if stale && now >= st.retry_at {
             fetched = true;
             // On failure an older set, if any, is still used.
             let _ = self.refetch(&mut st, now).await;
@@ -318,13 +321,14 @@ impl Jwks {
         match keys.find(kid, alg) {
             Lookup::Key(k) => return Ok(k),
             Lookup::NoFit => return Err(no_fit(alg)),
-            Lookup::UnknownKid if fetched || now < st.next_fetch_at => {
+            Lookup::UnknownKid if fetched || now < st.refresh_at.max(st.retry_at) => {
                 return Err(unknown_kid());
             }
             Lookup::UnknownKid => {}
         }
         // A kid we do not know: maybe the provider rotated its keys. Once, within the limit.
         tracing::info!("app token names an unknown key id; refetching the JWKS");
+        st.refresh_at = now.saturating_add(JWKS_REFRESH_MS);
         let keys = self.refetch(&mut st, now).await?;
         match keys.find(kid, alg) {
             Lookup::Key(k) => Ok(k),
@@ -344,12 +348,11 @@ impl Jwks {
                 tracing::info!(keys = keys.keys.len(), "JWKS fetched");
                 st.keys = Some(keys.clone());
                 st.fetched_at = now;
-                st.next_fetch_at = now.saturating_add(JWKS_REFETCH_MS);
                 Ok(keys)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "JWKS fetch failed");
-                st.next_fetch_at = now.saturating_add(JWKS_RETRY_MS);
+                st.retry_at = now.saturating_add(JWKS_RETRY_MS);
                 Err(keys_unavailable())
             }
         }

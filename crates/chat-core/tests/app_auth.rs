@@ -8,7 +8,7 @@ mod jwt_keys;
 
 use async_trait::async_trait;
 use chat_core::api::{self, Response};
-use chat_core::auth::{AppAuthConfig, JWKS_MAX_AGE_MS, JWKS_REFETCH_MS, JWKS_RETRY_MS};
+use chat_core::auth::{AppAuthConfig, JWKS_MAX_AGE_MS, JWKS_REFRESH_MS, JWKS_RETRY_MS};
 use chat_core::config::Config;
 use chat_core::memory::{ManualClock, MemoryQueue, MemoryStore, RecordingPush};
 use chat_core::model::{Millis, SessionId};
@@ -307,48 +307,49 @@ async fn exp_and_nbf_are_checked_against_the_service_clock_with_60_s_of_leeway()
 #[tokio::test]
 async fn crafted_dates_neither_overflow_nor_panic() {
     let h = H::new();
-    let rsa = TestKey::rsa_a("rsa-1");
+    // ES256: signing is much faster than RSA's in a debug build.
+    let ec = TestKey::ec_p256("ec-1");
     h.accepted(
         "exp i64::MAX",
-        &rsa.sign(&with(claims("u"), "exp", json!(i64::MAX))),
+        &ec.sign(&with(claims("u"), "exp", json!(i64::MAX))),
         "u",
     )
     .await;
     h.accepted(
         "exp u64::MAX",
-        &rsa.sign(&with(claims("u"), "exp", json!(u64::MAX))),
+        &ec.sign(&with(claims("u"), "exp", json!(u64::MAX))),
         "u",
     )
     .await;
     h.accepted(
         "exp 1e300",
-        &rsa.sign(&with(claims("u"), "exp", json!(1e300))),
+        &ec.sign(&with(claims("u"), "exp", json!(1e300))),
         "u",
     )
     .await;
     h.refused(
         "exp i64::MIN",
-        &rsa.sign(&with(claims("u"), "exp", json!(i64::MIN))),
+        &ec.sign(&with(claims("u"), "exp", json!(i64::MIN))),
         401,
         "auth_expired",
     )
     .await;
     h.accepted(
         "nbf i64::MIN",
-        &rsa.sign(&with(claims("u"), "nbf", json!(i64::MIN))),
+        &ec.sign(&with(claims("u"), "nbf", json!(i64::MIN))),
         "u",
     )
     .await;
     h.refused(
         "nbf i64::MAX",
-        &rsa.sign(&with(claims("u"), "nbf", json!(i64::MAX))),
+        &ec.sign(&with(claims("u"), "nbf", json!(i64::MAX))),
         401,
         "auth_not_yet_valid",
     )
     .await;
     h.refused(
         "exp a string",
-        &rsa.sign(&with(claims("u"), "exp", json!("tomorrow"))),
+        &ec.sign(&with(claims("u"), "exp", json!("tomorrow"))),
         401,
         "invalid_auth",
     )
@@ -400,39 +401,54 @@ async fn a_token_signed_by_another_key_under_a_known_kid_is_401() {
 #[tokio::test]
 async fn an_unknown_kid_refetches_once_then_401_and_refetches_are_rate_limited() {
     let h = H::new();
-    let stranger = TestKey::rsa_b("who-knows");
+    let stranger = TestKey::rsa_b("who-knows").sign(&claims("u"));
     h.accepted("warm up", &TestKey::rsa_a("rsa-1").sign(&claims("u")), "u")
         .await;
     assert_eq!(h.jwks.fetches(), 1);
-    h.clock.advance(JWKS_REFETCH_MS);
     let v = h
-        .refused(
-            "unknown kid",
-            &stranger.sign(&claims("u")),
-            401,
-            "invalid_auth",
-        )
+        .refused("unknown kid", &stranger, 401, "invalid_auth")
         .await;
     assert!(v["error"]["message"].as_str().unwrap().contains("kid"));
     assert_eq!(h.jwks.fetches(), 2, "one refetch for the unknown kid");
     for i in 0..20 {
-        let t = TestKey::rsa_b(&format!("random-{i}")).sign(&claims("u"));
+        let t = TestKey::ec_p256(&format!("random-{i}")).sign(&claims("u"));
         h.refused("random kid", &t, 401, "invalid_auth").await;
     }
     assert_eq!(h.jwks.fetches(), 2, "no refetch within the limit");
-    h.clock.advance(JWKS_REFETCH_MS);
-    h.refused(
-        "after the limit",
-        &stranger.sign(&claims("u")),
-        401,
-        "invalid_auth",
-    )
-    .await;
+    h.clock.advance(JWKS_REFRESH_MS - 1);
+    h.refused("just before", &stranger, 401, "invalid_auth")
+        .await;
+    assert_eq!(h.jwks.fetches(), 2);
+    h.clock.advance(1);
+    h.refused("after the limit", &stranger, 401, "invalid_auth")
+        .await;
     assert_eq!(
         h.jwks.fetches(),
         3,
         "one more refetch once the limit has passed"
     );
+
+    // An unknown kid in the very first token: the first fetch is the only one.
+    let h = H::new();
+    h.refused("first token", &stranger, 401, "invalid_auth")
+        .await;
+    assert_eq!(h.jwks.fetches(), 1);
+
+    // A refresh that fails is a 503 (the kid may be new), and is not retried at once.
+    let h = H::new();
+    h.accepted("warm up", &TestKey::rsa_a("rsa-1").sign(&claims("u")), "u")
+        .await;
+    h.jwks.down.store(true, Ordering::SeqCst);
+    h.refused("refresh fails", &stranger, 503, "unavailable")
+        .await;
+    h.refused("again", &stranger, 401, "invalid_auth").await;
+    h.accepted(
+        "known keys still work",
+        &TestKey::rsa_a("rsa-1").sign(&claims("u")),
+        "u",
+    )
+    .await;
+    assert_eq!(h.jwks.fetches(), 2);
 }
 
 #[tokio::test]
@@ -443,7 +459,6 @@ async fn a_rotated_key_is_found_by_the_refetch() {
     // The provider publishes a new key and starts signing with it.
     let new = TestKey::rsa_b("rsa-2");
     *h.jwks.doc.lock().unwrap() = jwks(&[&TestKey::rsa_a("rsa-1"), &new]);
-    h.clock.advance(JWKS_REFETCH_MS);
     h.accepted("new key", &new.sign(&claims("u")), "u").await;
     assert_eq!(h.jwks.fetches(), 2);
 }

@@ -10,6 +10,7 @@ use chat_core::ports::{Clock, SystemClock};
 use chat_core::service::Ports;
 use chat_core::{ChatService, Config, Dispatcher};
 use chat_n8n::N8nClient;
+use chat_n8n::jwks::HttpJwks;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -157,7 +158,11 @@ pub async fn run(
         push: hub.clone(),
         clock: clock.clone(),
     };
-    let service = ChatService::new(ports, config.clone());
+    let mut service = ChatService::new(ports, config.clone());
+    // App JWTs from an identity provider: its JWKS is fetched by the first token needing it.
+    if let Some(jwks) = HttpJwks::from_config(&config) {
+        service = service.with_jwks(jwks);
+    }
 
     let (agent_url, dev_bot) = match &local.n8n_url {
         Some(u) => (u.clone(), None),
