@@ -14,6 +14,7 @@ use chat_core::ports::{Agent, Clock, Push, SystemClock};
 use chat_core::service::Ports;
 use chat_core::{ChatService, Config, Dispatcher};
 use chat_n8n::N8nClient;
+use chat_n8n::jwks::HttpJwks;
 use std::sync::Arc;
 
 /// The service, its adapters, and (for the dispatch function) the dispatcher.
@@ -188,7 +189,12 @@ impl App {
 
     /// The app on any ports (the in-memory ones of `chat_core::memory` in benchmarks).
     pub fn from_ports(ports: Ports, config: Config, agent: Option<Arc<dyn Agent>>) -> Self {
-        let service = ChatService::new(ports, config);
+        let mut service = ChatService::new(ports, config);
+        // App JWTs from an identity provider: its JWKS is fetched by the first token that
+        // needs it, not at cold start.
+        if let Some(jwks) = HttpJwks::from_config(service.config()) {
+            service = service.with_jwks(jwks);
+        }
         let dispatcher = agent.map(|a| Dispatcher::new(service.clone(), a));
         Self {
             service,

@@ -118,6 +118,8 @@ pub struct Config {
     pub session_secret: Secret,
     /// Verifies the app's own JWTs; `None`: guest sessions only.
     pub auth_jwt_secret: Option<Secret>,
+    /// JWKS, audience and issuer of app JWTs ([`crate::auth`]).
+    pub app_auth: crate::auth::AppAuthConfig,
     /// Base URL n8n calls back (`<public_url>/webhook`).
     pub public_url: String,
     /// The WebSocket URL clients connect to (without query).
@@ -133,6 +135,7 @@ impl Config {
             webhook_secret: Secret::new("test-webhook-secret"),
             session_secret: Secret::new("test-session-secret"),
             auth_jwt_secret: Some(Secret::new("test-app-jwt-secret")),
+            app_auth: Default::default(),
             public_url: "http://127.0.0.1:3000".into(),
             websocket_url: "ws://127.0.0.1:3000/ws".into(),
             limits: Limits::default(),
@@ -226,6 +229,7 @@ impl Config {
             webhook_secret,
             session_secret,
             auth_jwt_secret,
+            app_auth: crate::auth::AppAuthConfig::from_env(env)?,
             public_url,
             websocket_url,
             limits,

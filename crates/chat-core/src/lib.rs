@@ -1,16 +1,18 @@
 //! The chat backend's core: what a chat *is*, independent of where it runs.
 //!
 //! Everything that decides behaviour lives here: domain types ([`model`]), input limits
-//! ([`validate`]), session tokens ([`token`]), the n8n signature ([`signature`]), the wire
-//! events ([`events`]) and the [`service::ChatService`] that ties them together. The service
-//! talks to the outside world only through the traits in [`ports`] (`Store`, `Queue`, `Push`,
-//! `Clock`, `Agent`), so the same code runs on AWS Lambda (DynamoDB, SQS, API Gateway) and in
-//! the single-process `chat-local` server (SQLite, an in-process queue, local WebSockets).
+//! ([`validate`]), session tokens ([`token`]), app JWTs ([`auth`]), the n8n signature
+//! ([`signature`]), the wire events ([`events`]) and the [`service::ChatService`] that ties
+//! them together. The service talks to the outside world only through the traits in
+//! [`ports`] (`Store`, `Queue`, `Push`, `Clock`, `Agent`, `JwksSource`), so the same code
+//! runs on AWS Lambda (DynamoDB, SQS, API Gateway) and in the single-process `chat-local`
+//! server (SQLite, an in-process queue, local WebSockets).
 //!
 //! [`api`] is the framework-neutral HTTP layer both deployments share: it turns raw request
 //! parts into service calls and results into status codes and JSON bodies of the contract.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -161,6 +161,18 @@ pub struct SignedRequest {
     pub signature: String,
 }
 
+/// Why the identity provider's key set could not be had. Its text goes to logs only.
+#[derive(Debug, thiserror::Error)]
+#[error("jwks: {0}")]
+pub struct JwksError(pub String);
+
+/// Gets the identity provider's JWKS document (`CHAT_AUTH_JWKS_URL`): the JSON bytes as
+/// served, parsed and cached by [`crate::auth`]. Bounded in time and size by the adapter.
+#[async_trait]
+pub trait JwksSource: Send + Sync {
+    async fn fetch(&self) -> Result<Vec<u8>, JwksError>;
+}
+
 /// Delivers a user message to the agent (n8n); any non-2xx, error or timeout is a failure.
 #[async_trait]
 pub trait Agent: Send + Sync {

@@ -10,13 +10,14 @@
 //! (client retries, queue redelivery, n8n callbacks) is idempotent.
 
 use crate::ChatError;
+use crate::auth::AppAuth;
 use crate::config::Config;
 use crate::events::{ClientAction, ServerEvent};
 use crate::model::{
     Connection, DispatchJob, JobKind, Message, MessageId, MessageStatus, MessageType, Millis,
     NewMessage, Page, PageQuery, Role, Session, SessionId,
 };
-use crate::ports::{Agent, Clock, Push, PushError, Queue, SignedRequest, Store};
+use crate::ports::{Agent, Clock, JwksSource, Push, PushError, Queue, SignedRequest, Store};
 use crate::rate::{Limiter, Rate};
 use crate::token::{SessionClaims, SessionTokens};
 use crate::{rate, signature, validate};
@@ -74,7 +75,7 @@ impl From<&SessionClaims> for SessionRef {
     fn from(c: &SessionClaims) -> Self {
         Self {
             id: c.sid,
-            expires_at: c.exp * 1000,
+            expires_at: c.exp.saturating_mul(1000),
         }
     }
 }
@@ -196,17 +197,26 @@ pub struct ChatService {
     config: Arc<Config>,
     tokens: SessionTokens,
     locks: Arc<SessionLocks>,
+    auth: AppAuth,
 }
 
 impl ChatService {
     pub fn new(ports: Ports, config: Config) -> Self {
         let tokens = SessionTokens::new(config.session_secret.expose().as_bytes());
+        let auth = AppAuth::new(&config, None);
         Self {
             ports,
             config: Arc::new(config),
             tokens,
             locks: Arc::default(),
+            auth,
         }
+    }
+
+    /// Plugs in the source of `CHAT_AUTH_JWKS_URL`'s key set (fetched on first use).
+    pub fn with_jwks(mut self, source: Arc<dyn JwksSource>) -> Self {
+        self.auth = AppAuth::new(&self.config, Some(source));
+        self
     }
 
     fn limiter(&self) -> &dyn Limiter {
@@ -236,19 +246,7 @@ impl ChatService {
         let now = self.now();
         let user_id = match app_token {
             None => None,
-            Some(t) => {
-                let Some(secret) = &self.config.auth_jwt_secret else {
-                    return Err(ChatError::unauthorized(
-                        "auth_not_configured",
-                        "user sessions are not enabled on this server; omit Authorization for a guest session",
-                    ));
-                };
-                Some(crate::token::verify_app_jwt(
-                    secret.expose().as_bytes(),
-                    t,
-                    now,
-                )?)
-            }
+            Some(t) => Some(self.auth.verify(t, now).await?),
         };
         let limits = &self.config.limits;
         rate::hit(

@@ -1,10 +1,10 @@
-//! Session tokens and the app's own JWTs.
+//! Session tokens.
 //!
 //! A session token is an HS256 JWT signed with `CHAT_SESSION_SECRET` that names exactly one
 //! session (`sid`) and expires with it. Browsers send it as `Authorization: Bearer` on HTTP
-//! and as `?token=` on the WebSocket URL. An app JWT (HS256, `CHAT_AUTH_JWT_SECRET`, `sub` =
-//! user id) turns a new session into a user session. Expiry is checked against the service's
-//! [`Clock`](crate::ports::Clock), not the system clock, so tests can move time.
+//! and as `?token=` on the WebSocket URL. Expiry is checked against the service's
+//! [`Clock`](crate::ports::Clock), not the system clock, so tests can move time. (App JWTs,
+//! which turn a new session into a user session, are [`crate::auth`]'s.)
 
 use crate::ChatError;
 use crate::model::{Millis, SessionId};
@@ -63,7 +63,7 @@ impl SessionTokens {
     pub fn verify(&self, token: &str, now: Millis) -> Result<SessionClaims, ChatError> {
         let data = jsonwebtoken::decode::<SessionClaims>(token, &self.decoding, &validation())
             .map_err(|_| ChatError::unauthorized("invalid_token", "session token is invalid"))?;
-        if data.claims.exp * 1000 <= now {
+        if data.claims.exp.saturating_mul(1000) <= now {
             return Err(ChatError::unauthorized(
                 "token_expired",
                 "session token has expired; create a new session",
@@ -71,33 +71,6 @@ impl SessionTokens {
         }
         Ok(data.claims)
     }
-}
-
-#[derive(Deserialize)]
-struct AppClaims {
-    sub: String,
-    exp: i64,
-}
-
-/// Verifies an app JWT (HS256) and returns its `sub`, the user id.
-pub fn verify_app_jwt(secret: &[u8], token: &str, now: Millis) -> Result<String, ChatError> {
-    let data =
-        jsonwebtoken::decode::<AppClaims>(token, &DecodingKey::from_secret(secret), &validation())
-            .map_err(|_| ChatError::unauthorized("invalid_auth", "app token is invalid"))?;
-    if data.claims.exp * 1000 <= now {
-        return Err(ChatError::unauthorized(
-            "auth_expired",
-            "app token has expired",
-        ));
-    }
-    let sub = data.claims.sub.trim();
-    if sub.is_empty() || sub.len() > 256 {
-        return Err(ChatError::unauthorized(
-            "invalid_auth",
-            "app token has no usable sub",
-        ));
-    }
-    Ok(sub.to_string())
 }
 
 /// The token of an `Authorization: Bearer <token>` header value.
@@ -146,30 +119,12 @@ mod tests {
     }
 
     #[test]
-    fn app_jwt_gives_the_user_id() {
-        #[derive(Serialize)]
-        struct C<'a> {
-            sub: &'a str,
-            exp: i64,
+    fn a_crafted_far_future_exp_does_not_overflow() {
+        let t = SessionTokens::new(b"k");
+        for exp in [i64::MAX, i64::MAX / 999, i64::MIN] {
+            let r = t.verify(&t.issue(&claims(exp)), 1_700_000_000_000);
+            assert_eq!(r.is_ok(), exp > 0, "exp {exp}");
         }
-        let tok = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &C {
-                sub: "user-42",
-                exp: 10,
-            },
-            &EncodingKey::from_secret(b"app"),
-        )
-        .unwrap();
-        assert_eq!(verify_app_jwt(b"app", &tok, 9_000).unwrap(), "user-42");
-        assert_eq!(
-            verify_app_jwt(b"app", &tok, 10_000).unwrap_err().code(),
-            "auth_expired"
-        );
-        assert_eq!(
-            verify_app_jwt(b"nope", &tok, 0).unwrap_err().code(),
-            "invalid_auth"
-        );
     }
 
     #[test]

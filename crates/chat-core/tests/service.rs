@@ -321,7 +321,8 @@ async fn user_session_lives_7_days_from_an_app_jwt() {
 async fn bad_app_jwts_are_401() {
     let h = H::new();
     let cases = [
-        (app_jwt(APP_SECRET, "u", T0 / 1000), "auth_expired"),
+        // Expired a minute ago: past the 60 s of leeway for clock skew.
+        (app_jwt(APP_SECRET, "u", T0 / 1000 - 60), "auth_expired"),
         (
             app_jwt(b"another secret", "u", T0 / 1000 + 600),
             "invalid_auth",

@@ -11,6 +11,7 @@ use chat_core::rate::MemoryLimiter;
 use chat_core::service::Ports;
 use chat_core::{ChatService, Config, Dispatcher};
 use chat_n8n::N8nClient;
+use chat_n8n::jwks::HttpJwks;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -163,7 +164,11 @@ pub async fn run(
         // refills the buckets) and cost no disk write.
         limiter: Arc::new(MemoryLimiter::new()),
     };
-    let service = ChatService::new(ports, config.clone());
+    let mut service = ChatService::new(ports, config.clone());
+    // App JWTs from an identity provider: its JWKS is fetched by the first token needing it.
+    if let Some(jwks) = HttpJwks::from_config(&config) {
+        service = service.with_jwks(jwks);
+    }
 
     let (agent_url, dev_bot) = match &local.n8n_url {
         Some(u) => (u.clone(), None),

@@ -5,6 +5,9 @@
 //! dispatch timeout. Any non-2xx answer, connection error or timeout is a failure for the
 //! dispatcher to retry. The client (and its TLS roots) is built once and reused.
 
+// The identity provider's key set for app JWTs (`CHAT_AUTH_JWKS_URL`), fetched over HTTPS.
+pub mod jwks;
+
 use async_trait::async_trait;
 use chat_core::ports::{Agent, AgentError, SignedRequest};
 use chat_core::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
