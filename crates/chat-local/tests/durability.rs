@@ -83,8 +83,9 @@ async fn sigterm_closes_sockets_exits_cleanly_and_keeps_data() {
 
     let status = server.terminate().await;
     assert!(status.success(), "exit status {status:?}");
-    // The socket was closed by the server.
-    while let Some(_frame) = ws.next().await {}
+    // The socket was closed by the server, with 1001 (going away).
+    let (code, reason) = ws.close_frame().await.expect("a close frame");
+    assert_eq!(code, 1001, "{reason}");
 
     let server = Server::start_in(dir.path(), &[]).await;
     let h = server.history(&s, "after=0").await;
