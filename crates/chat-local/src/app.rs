@@ -263,3 +263,48 @@ async fn purge_hourly(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<LocalConfig, LocalConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        LocalConfig::from_env(&move |k: &str| map.get(k).cloned(), 1024)
+    }
+
+    #[test]
+    fn beyond_loopback_both_secrets_must_be_set() {
+        let both = [
+            ("CHAT_WEBHOOK_SECRET", "a long webhook secret"),
+            ("CHAT_SESSION_SECRET", "a long session secret"),
+        ];
+        for addr in ["0.0.0.0:3000", "[::]:3000", "192.0.2.1:80"] {
+            for secrets in [&both[..0], &both[..1], &both[1..]] {
+                let mut vars = secrets.to_vec();
+                vars.push(("CHAT_ADDR", addr));
+                let e = config(&vars).expect_err(addr);
+                assert!(
+                    matches!(e, LocalConfigError::PublicWithDevSecrets { .. }),
+                    "{e}"
+                );
+                assert!(!e.to_string().contains("long"), "no secret in {e}");
+            }
+            let mut vars = both.to_vec();
+            vars.push(("CHAT_ADDR", addr));
+            assert!(config(&vars).is_ok(), "{addr} with both secrets");
+        }
+        for addr in [
+            "127.0.0.1:3000",
+            "127.0.0.5:0",
+            "[::1]:3000",
+            "[::ffff:127.0.0.1]:3000",
+        ] {
+            assert!(config(&[("CHAT_ADDR", addr)]).is_ok(), "{addr} on loopback");
+        }
+    }
+}
