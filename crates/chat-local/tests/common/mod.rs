@@ -296,10 +296,12 @@ pub async fn tcp_from(from: &str, to: std::net::SocketAddr, recv_buffer: Option<
     socket
         .bind(std::net::SocketAddr::new(from.parse().unwrap(), 0))
         .unwrap_or_else(|e| panic!("bind {from}: {e}"));
-    tokio::time::timeout(WAIT, socket.connect(to))
+    let tcp = tokio::time::timeout(WAIT, socket.connect(to))
         .await
         .expect("connects in time")
-        .expect("connects")
+        .expect("connects");
+    tcp.set_nodelay(true).unwrap();
+    tcp
 }
 
 impl Ws {
