@@ -140,6 +140,15 @@ impl Server {
         self.child.kill().await.expect("kill -9");
     }
 
+    /// Sends SIGTERM and returns at once.
+    pub fn sigterm(&self) {
+        std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+    }
+
     /// SIGTERM, then waits (bounded) for a clean exit; returns the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("running") as i32;
