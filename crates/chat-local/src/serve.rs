@@ -29,6 +29,9 @@ use tower::Layer;
 
 /// How long shutdown waits for requests under way and WebSockets to close.
 const DRAIN: Duration = Duration::from_secs(10);
+/// The most a request's headers may take (431 past it), and about the most a connection
+/// buffers while reading (hyper's default, ~400 KB, times every socket is a lot of memory).
+const READ_BUFFER: usize = 64 * 1024;
 
 /// What a client over its address's cap is told before its socket is closed.
 const TOO_MANY: &str = r#"{"error":{"code":"too_many_connections","message":"too many connections from this address; close some and retry"}}"#;
@@ -47,7 +50,9 @@ pub async fn serve(
     });
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(READ_BUFFER)
+        .max_buf_size(READ_BUFFER);
     let mut full = Throttle::default();
     let mut refused = Throttle::default();
     let mut failed = Throttle::default();

@@ -236,3 +236,24 @@ async fn a_body_that_does_not_arrive_gets_408_and_the_connection_closes() {
     let (status, v) = server.send(&s, "in time", None).await;
     assert_eq!(status, 202, "{v}");
 }
+
+#[tokio::test]
+async fn request_headers_over_64_kb_are_refused() {
+    let (server, _dir) = Server::start(&[]).await;
+    let mut c = server.tcp_from("127.0.0.2").await;
+    let filler = "x".repeat(1000);
+    let mut head = String::from("GET /health HTTP/1.1\r\nhost: x\r\n");
+    for i in 0..70 {
+        head.push_str(&format!("x-filler-{i}: {filler}\r\n"));
+    }
+    head.push_str("\r\n");
+    // The server may stop reading (and close) before all of it is written.
+    let _ = c.write_all(head.as_bytes()).await;
+    let answer = String::from_utf8_lossy(&read_to_close(c).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // Headers of a normal size are fine.
+    let (status, _, _) = server
+        .request("GET", "/health", None, None, &[("x-filler", &filler)])
+        .await;
+    assert_eq!(status, 200);
+}
