@@ -40,11 +40,24 @@ async function server(opts = {}) {
   return { ...s, dataDir };
 }
 
+// Content-Security-Policy violations, as the page sees them (window.__cspViolations).
+const CSP_WATCH = `(() => {
+  window.__cspViolations = [];
+  document.addEventListener('securitypolicyviolation', (e) => {
+    window.__cspViolations.push(e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline'));
+  });
+})();`;
+
+/** A page at `url`; `page.errors` collects uncaught errors and CSP violations reported on the console. */
 async function newPage(context, url, { viewport } = {}) {
   const page = await context.newPage();
   if (viewport) await page.setViewportSize(viewport);
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) errors.push(`CSP: ${m.text()}`);
+  });
+  await page.addInitScript(CSP_WATCH);
   await page.addInitScript(CONFIG);
   await page.goto(url);
   page.errors = errors;
@@ -221,6 +234,39 @@ describe('chat widget in Chromium', () => {
     await waitFor(async () => tab1.locator('[data-chat-widget] .badge').isHidden(), { what: 'the badge to clear' });
     assert.deepEqual(tab1.errors, []);
     await context.close();
+    await srv.stop();
+  });
+
+  test('the page and embed.html work under their Content-Security-Policy, with no violation', async () => {
+    const srv = await server();
+    for (const [path, title] of [['/', 'Chat (chat-local)'], ['/embed.html', 'Support']]) {
+      const res = await fetch(`${srv.url}${path}`);
+      const csp = res.headers.get('content-security-policy') ?? '';
+      assert.match(csp, /frame-ancestors 'none'/, `${path}: ${csp}`);
+      assert.doesNotMatch(csp, /script-src[^;]*'unsafe-inline'/, `${path}: ${csp}`);
+      assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+      const context = await browser.newContext();
+      const page = await newPage(context, `${srv.url}${path}`);
+      await openWidget(page);
+      // The page's inline configuration script ran (allowed by its hash).
+      assert.equal(await page.locator('[data-chat-widget] h2').textContent(), title);
+      await connected(page);
+      await send(page, `under the policy of ${path}`);
+      const ms = await settled(page, 2);
+      assert.equal(ms[1].text, `You said: under the policy of ${path}`);
+      assert.deepEqual(await page.evaluate(() => window.__cspViolations), [], path);
+      assert.deepEqual(page.errors, [], path);
+
+      // The watch above can fail: an inline script the policy does not name is blocked and reported.
+      await page.evaluate(() => {
+        const s = document.createElement('script');
+        s.textContent = 'window.__injected = true;';
+        document.body.append(s);
+      });
+      await waitFor(() => page.evaluate(() => window.__cspViolations.length > 0), { what: 'the violation to be reported' });
+      assert.equal(await page.evaluate(() => window.__injected), undefined, 'the injected script did not run');
+      await context.close();
+    }
     await srv.stop();
   });
 

@@ -149,18 +149,24 @@ async fn run(secs: usize, interval: Duration, tmpfs: bool) {
             futures_util::future::join_all(chunk.iter().map(|_| server.create_session())).await;
         sessions.extend(made);
     }
+    // Each session's sockets come from an address of their own (127.0.1.1, 127.0.1.2, ...),
+    // as browsers do, so the server's default caps per address hold.
     let mut sockets: Vec<Option<Socket>> = Vec::with_capacity(CLIENTS);
-    let urls: Vec<String> = (0..CLIENTS)
+    let clients: Vec<(String, String)> = (0..CLIENTS)
         .map(|c| {
-            let s = &sessions[c / PER_SESSION];
-            format!("{}?sessionId={}&token={}", server.ws_url, s.id, s.token)
+            let n = c / PER_SESSION;
+            let s = &sessions[n];
+            let url = format!("{}?sessionId={}&token={}", server.ws_url, s.id, s.token);
+            (url, format!("127.0.{}.{}", 1 + n / 250, 1 + n % 250))
         })
         .collect();
-    for chunk in urls.chunks(50) {
-        let opened = futures_util::future::join_all(chunk.iter().map(|u| async move {
+    let to = server.addr();
+    for chunk in clients.chunks(50) {
+        let opened = futures_util::future::join_all(chunk.iter().map(|(u, from)| async move {
+            let tcp = common::tcp_from(from, to, None).await;
             let (ws, _) = tokio::time::timeout(
                 common::WAIT,
-                tokio_tungstenite::connect_async_with_config(u.as_str(), None, true),
+                tokio_tungstenite::client_async(u.as_str(), MaybeTlsStream::Plain(tcp)),
             )
             .await
             .expect("WebSocket connects in time")

@@ -2,7 +2,8 @@
 
 use crate::db::Db;
 use crate::devbot::DevBot;
-use crate::hub::Hub;
+use crate::hub::{Hub, HubLimits};
+use crate::limits::ServerLimits;
 use crate::queue::{self, JobQueue};
 use crate::store::SqliteStore;
 use chat_core::config::{ConfigError, Secret};
@@ -24,6 +25,7 @@ pub struct AppState {
     pub service: ChatService,
     pub hub: Arc<Hub>,
     pub dev_bot: Option<DevBot>,
+    pub limits: ServerLimits,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -36,6 +38,20 @@ pub struct LocalConfig {
     pub webhook_secret: Secret,
     pub session_secret: Secret,
     pub n8n_url: Option<String>,
+    pub limits: ServerLimits,
+}
+
+/// Why the settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalConfigError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "CHAT_ADDR is not a loopback address, and {missing} not set: the development secrets \
+         are public, so set both CHAT_WEBHOOK_SECRET and CHAT_SESSION_SECRET before listening \
+         beyond this machine"
+    )]
+    PublicWithDevSecrets { missing: &'static str },
 }
 
 /// Failures that stop `chat-local` from starting.
@@ -56,15 +72,18 @@ pub enum StartError {
     Queue(#[from] chat_core::ports::QueueError),
     #[error("{0}")]
     Store(#[from] chat_core::ports::StoreError),
-    #[error("server failed: {0}")]
-    Serve(std::io::Error),
 }
 
 const DEV_WEBHOOK_SECRET: &str = "chat-local-dev-webhook-secret";
 const DEV_SESSION_SECRET: &str = "chat-local-dev-session-secret";
 
 impl LocalConfig {
-    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    /// Reads the settings; `open_files` is the process's open-file limit (see
+    /// [`crate::limits::raise_open_file_limit`]).
+    pub fn from_env(
+        env: &dyn Fn(&str) -> Option<String>,
+        open_files: u64,
+    ) -> Result<Self, LocalConfigError> {
         let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
         let addr = match set("CHAT_ADDR") {
             None => SocketAddr::from(([127, 0, 0, 1], 3000)),
@@ -73,6 +92,19 @@ impl LocalConfig {
                 expected: "an address like 127.0.0.1:3000",
             })?,
         };
+        // Anyone who can reach the server could sign webhooks and mint session tokens with
+        // the public development secrets: only this machine may, unless both are set.
+        if !addr.ip().to_canonical().is_loopback() {
+            let missing = match (set("CHAT_WEBHOOK_SECRET"), set("CHAT_SESSION_SECRET")) {
+                (Some(_), Some(_)) => None,
+                (None, Some(_)) => Some("CHAT_WEBHOOK_SECRET is"),
+                (Some(_), None) => Some("CHAT_SESSION_SECRET is"),
+                (None, None) => Some("CHAT_WEBHOOK_SECRET and CHAT_SESSION_SECRET are"),
+            };
+            if let Some(missing) = missing {
+                return Err(LocalConfigError::PublicWithDevSecrets { missing });
+            }
+        }
         let secret = |name: &'static str, dev: &str| match set(name) {
             Some(s) => Secret::new(s),
             None => {
@@ -95,7 +127,8 @@ impl LocalConfig {
                 return Err(ConfigError::Invalid {
                     name,
                     expected: "an http:// or https:// URL",
-                });
+                }
+                .into());
             }
         }
         Ok(Self {
@@ -106,6 +139,7 @@ impl LocalConfig {
             webhook_secret: secret("CHAT_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
             session_secret: secret("CHAT_SESSION_SECRET", DEV_SESSION_SECRET),
             n8n_url,
+            limits: ServerLimits::from_env(env, open_files)?,
         })
     }
 }
@@ -154,7 +188,11 @@ pub async fn run(
     let pending = jobs
         .recover(config.dispatch.reply_timeout.as_millis() as i64)
         .await?;
-    let hub = Arc::new(Hub::default());
+    let hub = Arc::new(Hub::new(HubLimits {
+        per_session: local.limits.max_websockets_per_session,
+        per_address: local.limits.max_websockets_per_ip,
+        outbox_bytes: local.limits.websocket_outbox_bytes,
+    }));
     let ports = Ports {
         store: store.clone(),
         queue: Arc::new(jobs.clone()),
@@ -183,43 +221,38 @@ pub async fn run(
         service,
         hub: hub.clone(),
         dev_bot,
+        limits: local.limits.clone(),
         shutdown: stop_rx.clone(),
     };
     let worker = tokio::spawn(queue::run_worker(jobs, dispatcher, stop_rx.clone()));
     tokio::spawn(purge_hourly(store.clone(), clock.clone(), stop_rx.clone()));
 
-    let app = crate::routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = crate::routes::router(state);
+    let limits = &local.limits;
     tracing::info!(
         %addr,
         data_dir = %local.data_dir.display(),
         n8n = if local.n8n_url.is_some() { "external" } else { "built-in dev bot" },
         pending_dispatches = pending,
         purged_expired = purged,
+        max_connections = limits.max_connections,
+        max_connections_per_ip = limits.max_connections_per_ip,
+        header_timeout_ms = limits.header_timeout.as_millis() as u64,
+        body_timeout_ms = limits.body_timeout.as_millis() as u64,
         "chat-local ready"
     );
     ready(addr);
 
-    let mut shutdown_rx = stop_rx.clone();
     tokio::spawn(async move {
         stop.await;
         tracing::info!("shutting down: no new connections; finishing work under way");
         let _ = stop_tx.send(true);
     });
-    // Small frames must leave at once: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown_rx.wait_for(|s| *s).await;
-        })
-        .await;
+    crate::serve::serve(listener, app, limits, stop_rx.clone()).await;
     hub.close_all();
     let _ = worker.await;
     tracing::info!("stopped");
-    result.map_err(StartError::Serve)
+    Ok(())
 }
 
 /// Removes expired sessions, messages, connections and idempotency keys every hour
@@ -238,6 +271,51 @@ async fn purge_hourly(
                 Err(e) => tracing::warn!(error = %e, "purge of expired data failed; will retry in an hour"),
             },
             _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<LocalConfig, LocalConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        LocalConfig::from_env(&move |k: &str| map.get(k).cloned(), 1024)
+    }
+
+    #[test]
+    fn beyond_loopback_both_secrets_must_be_set() {
+        let both = [
+            ("CHAT_WEBHOOK_SECRET", "a long webhook secret"),
+            ("CHAT_SESSION_SECRET", "a long session secret"),
+        ];
+        for addr in ["0.0.0.0:3000", "[::]:3000", "192.0.2.1:80"] {
+            for secrets in [&both[..0], &both[..1], &both[1..]] {
+                let mut vars = secrets.to_vec();
+                vars.push(("CHAT_ADDR", addr));
+                let e = config(&vars).expect_err(addr);
+                assert!(
+                    matches!(e, LocalConfigError::PublicWithDevSecrets { .. }),
+                    "{e}"
+                );
+                assert!(!e.to_string().contains("long"), "no secret in {e}");
+            }
+            let mut vars = both.to_vec();
+            vars.push(("CHAT_ADDR", addr));
+            assert!(config(&vars).is_ok(), "{addr} with both secrets");
+        }
+        for addr in [
+            "127.0.0.1:3000",
+            "127.0.0.5:0",
+            "[::1]:3000",
+            "[::ffff:127.0.0.1]:3000",
+        ] {
+            assert!(config(&[("CHAT_ADDR", addr)]).is_ok(), "{addr} on loopback");
         }
     }
 }

@@ -14,6 +14,45 @@ use std::path::Path;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
+/// Creates `dir` (and missing parents) 0700, or warns when an existing one is open to others.
+fn private_folder(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::metadata(dir) {
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+            tracing::warn!(
+                mode = format!("{:o}", m.permissions().mode() & 0o777),
+                "CHAT_DATA_DIR can be read by other users; its files are private (0600), but \
+                 consider chmod 700 on it"
+            );
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(_) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir),
+    }
+}
+
+/// Makes `path` 0600: created so when `create`, narrowed when it exists with a wider mode.
+fn private_file(path: &Path, create: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o777 != 0o600 => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        }
+        Ok(_) => Ok(()),
+        Err(_) if create => std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map(drop),
+        Err(_) => Ok(()),
+    }
+}
+
 /// The most calls one commit covers.
 const MAX_BATCH: usize = 256;
 
@@ -97,10 +136,20 @@ DROP TABLE IF EXISTS counters;
 "#;
 
 impl Db {
-    /// Opens (creating if needed) `<dir>/chat.db`.
+    /// Opens (creating if needed) `<dir>/chat.db`. The data is private: a folder it creates
+    /// is 0700, and the database and its `-wal` and `-shm` files are made 0600 (SQLite gives
+    /// the last two the database's mode), also when they exist with wider modes. A folder
+    /// that exists already keeps its mode (it may be shared, like `/tmp`); a warning says if
+    /// other users can read it.
     pub fn open(dir: &Path) -> Result<Self, DbError> {
-        std::fs::create_dir_all(dir)?;
-        let conn = Connection::open(dir.join("chat.db"))?;
+        private_folder(dir)?;
+        let db = dir.join("chat.db");
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = db.clone().into_os_string();
+            path.push(suffix);
+            private_file(Path::new(&path), suffix.is_empty())?;
+        }
+        let conn = Connection::open(db)?;
         Self::init(conn)
     }
 

@@ -3,14 +3,18 @@
 //! The same core as on AWS, with local adapters: SQLite for the [`Store`](store::SqliteStore)
 //! and the durable [`queue`], a [`hub`] of WebSockets for `Push`, and a [`devbot`] that
 //! stands in for n8n over the real signed HTTP path. [`routes`] and [`ws`] are thin axum
-//! handlers over `chat_core::api`.
+//! handlers over `chat_core::api`, served by the accept loop of [`serve`] within the
+//! [`limits`] that protect the process from slow, greedy and hostile clients.
 
 pub mod app;
 pub mod db;
 pub mod devbot;
 pub mod hub;
+pub mod limits;
 pub mod queue;
 pub mod routes;
+pub mod security;
+pub mod serve;
 pub mod store;
 pub mod ws;
 

@@ -14,7 +14,9 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let env = |k: &str| std::env::var(k).ok();
-    let local = match chat_local::LocalConfig::from_env(&env) {
+    // More descriptors, more connections: the caps are derived from this limit.
+    let open_files = chat_local::limits::raise_open_file_limit();
+    let local = match chat_local::LocalConfig::from_env(&env, open_files) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("chat-local: {e}");

@@ -4,6 +4,7 @@
 //! framework-neutral API, which the Lambdas call too, so both deployments answer alike.
 
 use crate::app::AppState;
+use crate::security;
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, FromRequest, Path, RawQuery, Request, State};
@@ -14,9 +15,12 @@ use axum::routing::{get, post};
 use chat_core::api;
 use chat_core::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// The chat page (the widget, with how to embed it).
 const PAGE: &str = include_str!("../../../web/index.html");
+/// A complete page embedding the widget, as a page of another site would.
+const EMBED: &str = include_str!("../../../web/embed.html");
 
 /// The browser client and widget (`web/`), embedded so the binary stays self-contained.
 const ASSETS: [(&str, &str, &str); 4] = [
@@ -35,14 +39,13 @@ const ASSETS: [(&str, &str, &str); 4] = [
         "text/javascript; charset=utf-8",
         include_str!("../../../web/chat-widget.js"),
     ),
-    (
-        "/embed.html",
-        "text/html; charset=utf-8",
-        include_str!("../../../web/embed.html"),
-    ),
+    ("/embed.html", "text/html; charset=utf-8", EMBED),
 ];
 
 pub fn router(state: AppState) -> Router {
+    let policy = security::page_policy(&[PAGE, EMBED], &state.service.config().websocket_url);
+    let policy =
+        Arc::new(HeaderValue::from_str(&policy).expect("the page policy is a valid header value"));
     let mut router = Router::new();
     for (path, content_type, body) in ASSETS {
         router = router.route(path, get(move || asset(content_type, body)));
@@ -62,8 +65,38 @@ pub fn router(state: AppState) -> Router {
         .route("/dev/n8n", post(dev_bot))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_large))
         .layer(middleware::from_fn(cors))
+        .layer(middleware::from_fn_with_state(policy, security::headers))
         .with_state(state)
+}
+
+/// A body announced (`Content-Length`) over the limit is refused at once with 413, before
+/// any of it is read; one sent without a length is cut off at the limit by [`Body`].
+async fn refuse_large(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = s.service.config().limits.max_body_bytes;
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return too_large(limit);
+    }
+    next.run(req).await
+}
+
+fn too_large(limit: usize) -> Response {
+    closing(reply(api::Response::error(
+        &chat_core::ChatError::TooLarge(format!("body is larger than {limit} bytes")),
+    )))
+}
+
+/// A refusal before the body was read: the connection is not kept for another request.
+fn closing(mut res: Response) -> Response {
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 /// CORS, as the HTTP API has on AWS (`template.yaml`): pages on other origins embed the widget,
@@ -131,7 +164,8 @@ pub fn reply(r: api::Response) -> Response {
     res
 }
 
-/// The raw body, at most the configured limit (413 in the contract's shape past it).
+/// The raw body, at most the configured limit (413 in the contract's shape past it), read
+/// within the body timeout (408 in the contract's shape past it, and the connection closes).
 pub struct Body(pub axum::body::Bytes);
 
 impl FromRequest<AppState> for Body {
@@ -139,11 +173,21 @@ impl FromRequest<AppState> for Body {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let limit = state.service.config().limits.max_body_bytes;
-        match axum::body::to_bytes(req.into_body(), limit).await {
-            Ok(b) => Ok(Self(b)),
-            Err(_) => Err(reply(api::Response::error(
-                &chat_core::ChatError::TooLarge(format!("body is larger than {limit} bytes")),
-            ))),
+        let within = state.limits.body_timeout;
+        match tokio::time::timeout(within, axum::body::to_bytes(req.into_body(), limit)).await {
+            Ok(Ok(b)) => Ok(Self(b)),
+            Ok(Err(_)) => Err(too_large(limit)),
+            Err(_) => {
+                let body = serde_json::json!({"error": {
+                    "code": "request_timeout",
+                    "message": format!("the request body did not arrive within {within:?}"),
+                }});
+                Err(closing(reply(api::Response {
+                    status: 408,
+                    body: body.to_string(),
+                    retry_after: None,
+                })))
+            }
         }
     }
 }

@@ -1,23 +1,38 @@
 //! `GET /ws?sessionId=&token=`: the WebSocket of the contract.
 //!
-//! The token is checked before the upgrade (401/403/404 in the contract's shape). The
+//! The token is checked before the upgrade (401/403/404 in the contract's shape), then the
+//! caps of open WebSockets per session and per client address (429 with `Retry-After`). The
 //! connection is registered in the hub *before* it is stored, so no broadcast can find it
 //! stored but unreachable. Frames are handled in order by the core; the writer task drains
-//! the connection's outbox; on shutdown sockets close with 1001 (going away).
+//! the connection's outbox. The server closes a socket with 1001 when it shuts down, 1008 when
+//! its client does not read its frames (see [`crate::hub`]), and 1009 when a frame is over
+//! the body limit.
 
 use crate::app::AppState;
+use crate::hub::{Close, Outbox, Refused};
 use crate::routes::reply;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::response::Response;
 use chat_core::api;
 use chat_core::model::Connection;
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Read buffer per socket (tungstenite's default, 128 KiB, is held by every idle socket).
+const READ_BUFFER: usize = 4 * 1024;
+/// How long a closing socket may take to take its close frame before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+/// `Retry-After` of a WebSocket refused for a cap, in seconds.
+const RETRY_AFTER_SECS: u64 = 10;
 
 pub async fn upgrade(
     State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -44,8 +59,20 @@ pub async fn upgrade(
             _ => {}
         }
     }
+    // What is wrong with the token is said first, then whether a cap is reached.
+    if let Some(sid) = session.as_deref().filter(|s| !s.is_empty())
+        && let Err(e) = s.service.authorize(token.as_deref(), sid)
+    {
+        return reply(api::Response::error(&e));
+    }
     let id = ulid::Ulid::new().to_string();
-    let outbox = s.hub.register(&id);
+    let outbox = match s
+        .hub
+        .register(&id, session.as_deref().unwrap_or(""), peer.ip())
+    {
+        Ok(outbox) => outbox,
+        Err(refused) => return too_many(&refused),
+    };
     let connection = match s
         .service
         .connect(session.as_deref(), token.as_deref(), &id)
@@ -60,43 +87,53 @@ pub async fn upgrade(
     let limit = s.service.config().limits.max_body_bytes;
     let failed = s.clone();
     let failed_id = id.clone();
-    ws.max_message_size(limit.saturating_mul(4))
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .on_failed_upgrade(move |_| {
             failed.hub.unregister(&failed_id);
         })
         .on_upgrade(move |socket| run(socket, s, connection, outbox))
 }
 
-async fn run(
-    socket: WebSocket,
-    s: AppState,
-    connection: Connection,
-    mut outbox: mpsc::Receiver<String>,
-) {
-    let (mut sink, mut stream) = socket.split();
-    let mut shutdown = s.shutdown.clone();
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = outbox.recv().await {
-            if sink.send(Message::Text(frame.into())).await.is_err() {
-                return;
-            }
-        }
-        let _ = sink
-            .send(Message::Close(Some(CloseFrame {
-                code: 1001,
-                reason: "server closing this connection".into(),
-            })))
-            .await;
+fn too_many(refused: &Refused) -> Response {
+    tracing::info!(%refused, "WebSocket refused");
+    let body = serde_json::json!({
+        "error": {"code": "too_many_connections", "message": refused.to_string()}
     });
+    reply(api::Response {
+        status: 429,
+        body: body.to_string(),
+        retry_after: Some(RETRY_AFTER_SECS),
+    })
+}
+
+async fn run(socket: WebSocket, s: AppState, connection: Connection, outbox: Outbox) {
+    let (sink, mut stream) = socket.split();
+    let link = outbox.link.clone();
+    let mut closing = link.closing();
+    let writer = tokio::spawn(write(sink, outbox));
+    let mut shutdown = s.shutdown.clone();
+    let limit = s.service.config().limits.max_body_bytes;
     loop {
         tokio::select! {
             msg = stream.next() => match msg {
                 Some(Ok(Message::Text(t))) => s.service.handle_frame(&connection, t.as_bytes()).await,
                 Some(Ok(Message::Binary(b))) => s.service.handle_frame(&connection, &b).await,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Err(e)) if too_big(&e) => {
+                    tracing::info!(connection_id = %connection.id, limit, "frame over the limit; closing (1009)");
+                    link.close(Close::too_big(limit));
+                    break;
+                }
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
             },
-            _ = shutdown.changed() => break,
+            _ = until(&mut shutdown, |s| *s) => {
+                link.close(Close::going_away());
+                break;
+            }
+            _ = until(&mut closing, Option::is_some) => break,
         }
     }
     s.hub.unregister(&connection.id);
@@ -104,4 +141,58 @@ async fn run(
         tracing::warn!(error = %e, connection_id = %connection.id, "could not forget a closed connection");
     }
     let _ = writer.await;
+}
+
+/// Writes the outbox's frames until the connection is to close; then sends the close frame
+/// (bounded: a client that does not read never takes it) and ends.
+async fn write(mut sink: SplitSink<WebSocket, Message>, mut outbox: Outbox) {
+    let mut closing = outbox.link.closing();
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = until(&mut closing, Option::is_some) => break,
+            frame = outbox.frames.recv() => match frame {
+                Some(frame) => frame,
+                None => break,
+            },
+        };
+        let bytes = frame.len();
+        // A frame stuck on a client that does not read is abandoned when the close comes.
+        let sent = tokio::select! {
+            biased;
+            _ = until(&mut closing, Option::is_some) => break,
+            sent = sink.send(Message::Text(frame.into())) => sent,
+        };
+        outbox.link.sent(bytes);
+        if sent.is_err() {
+            return;
+        }
+    }
+    let close = closing.borrow().clone();
+    let closed = async {
+        match close {
+            Some(Close { code, reason }) => {
+                sink.send(Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                })))
+                .await
+            }
+            // The client closed or the reader ended: finish the closing handshake.
+            None => sink.close().await,
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, closed).await;
+}
+
+/// Resolves once `rx` holds a value `pred` accepts (or its sender is gone).
+async fn until<T>(rx: &mut watch::Receiver<T>, pred: impl FnMut(&T) -> bool) {
+    let _ = rx.wait_for(pred).await;
+}
+
+/// Whether a read failed because the client's frame is over the size limit.
+fn too_big(e: &axum::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
 }

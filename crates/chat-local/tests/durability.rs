@@ -4,9 +4,10 @@
 
 mod common;
 
-use common::{Server, closed_port, is_event};
+use common::{Server, WAIT, closed_port, is_event};
 use serde_json::json;
 use std::collections::HashSet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn kill_9_after_acknowledged_sends_loses_nothing_and_pending_dispatches_complete() {
@@ -83,12 +84,56 @@ async fn sigterm_closes_sockets_exits_cleanly_and_keeps_data() {
 
     let status = server.terminate().await;
     assert!(status.success(), "exit status {status:?}");
-    // The socket was closed by the server.
-    while let Some(_frame) = ws.next().await {}
+    // The socket was closed by the server, with 1001 (going away).
+    let (code, reason) = ws.close_frame().await.expect("a close frame");
+    assert_eq!(code, 1001, "{reason}");
 
     let server = Server::start_in(dir.path(), &[]).await;
     let h = server.history(&s, "after=0").await;
     assert_eq!(h.len(), 2);
     assert_eq!(h[0]["content"], "before shutdown");
     assert!(server.log().contains("stopped"));
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_request_under_way_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]).await;
+    let s = server.create_session().await;
+    let body = json!({"content": "sent during shutdown", "clientMessageId": "late-1"}).to_string();
+    let (first, rest) = body.split_at(10);
+    let mut c = server.tcp_from("127.0.0.2").await;
+    let head = format!(
+        "POST /sessions/{}/messages HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{first}",
+        s.id,
+        s.token,
+        body.len()
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    server.sigterm();
+    // New connections are no longer accepted...
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(server.addr()).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still accepting after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // ...but the request under way is finished and answered.
+    c.write_all(rest.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, c.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert!(server.terminate().await.success());
+
+    let server = Server::start_in(dir.path(), &[]).await;
+    let h = server.history(&s, "after=0").await;
+    assert_eq!(h[0]["content"], "sent during shutdown", "{h:#?}");
 }

@@ -26,6 +26,10 @@ impl N8nClient {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
+            // Servers close idle keep-alive connections (Node, so n8n, after 5 s; chat-local
+            // after its header timeout): reusing one they are closing fails a call. Let idle
+            // connections go first.
+            .pool_idle_timeout(Duration::from_secs(4))
             .user_agent(concat!("chat-backend/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {

@@ -38,6 +38,16 @@ impl Server {
 
     /// Starts a server on `data_dir`.
     pub async fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_limited(data_dir, env, None).await
+    }
+
+    /// Starts a server on `data_dir` whose open-file limit (soft and hard) is `open_files`
+    /// when given, as on a machine with a low limit.
+    pub async fn start_limited(
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        open_files: Option<u64>,
+    ) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -56,6 +66,12 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        if let Some(n) = open_files {
+            // SAFETY: only a setrlimit system call runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, n, n));
+            }
+        }
         let mut child = cmd.spawn().expect("chat-local starts");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
@@ -66,7 +82,7 @@ impl Server {
             .unwrap_or_else(|| panic!("chat-local exited: {}", log_of(data_dir)));
         let url = line.rsplit(' ').next().unwrap().to_string();
         assert!(
-            url.starts_with("http://127.0.0.1:"),
+            url.starts_with("http://127."),
             "unexpected first line {line:?}"
         );
         // Keep draining stdout so the child never blocks on it.
@@ -82,9 +98,55 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// How many file descriptors the server has open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// The server's `host:port`.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.url.trim_start_matches("http://").parse().unwrap()
+    }
+
+    /// An HTTP client whose connections come from the local address `from` (a 127.0.0.x).
+    pub fn http_from(from: &str) -> reqwest::Client {
+        reqwest::Client::builder()
+            .local_address(from.parse::<std::net::IpAddr>().unwrap())
+            .timeout(WAIT)
+            .build()
+            .unwrap()
+    }
+
+    /// A raw TCP connection to the server from the local address `from` (a 127.0.0.x).
+    pub async fn tcp_from(&self, from: &str) -> TcpStream {
+        tcp_from(from, self.addr(), None).await
+    }
+
+    /// A WebSocket of `s` from the local address `from` (a 127.0.0.x).
+    pub async fn connect_from(&self, s: &Session, from: &str) -> Ws {
+        let url = format!("{}?sessionId={}&token={}", self.ws_url, s.id, s.token);
+        Ws::connect_from(&url, self.addr(), from, None).await
+    }
+
     /// SIGKILL: no chance to clean up.
     pub async fn kill9(mut self) {
         self.child.kill().await.expect("kill -9");
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn sigterm(&self) {
+        std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
     }
 
     /// SIGTERM, then waits (bounded) for a clean exit; returns the exit status.
@@ -233,7 +295,68 @@ pub struct Ws {
     pub seen: Vec<Value>,
 }
 
+/// A TCP connection to `to` from the local address `from` (a 127.0.0.x), with a receive
+/// buffer of `recv_buffer` bytes when given.
+pub async fn tcp_from(from: &str, to: std::net::SocketAddr, recv_buffer: Option<u32>) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(n) = recv_buffer {
+        socket.set_recv_buffer_size(n).unwrap();
+    }
+    socket
+        .bind(std::net::SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+    let tcp = tokio::time::timeout(WAIT, socket.connect(to))
+        .await
+        .expect("connects in time")
+        .expect("connects");
+    tcp.set_nodelay(true).unwrap();
+    tcp
+}
+
 impl Ws {
+    /// A WebSocket to `url` (served at `to`) from the local address `from`, with a receive
+    /// buffer of `recv_buffer` bytes when given.
+    pub async fn connect_from(
+        url: &str,
+        to: std::net::SocketAddr,
+        from: &str,
+        recv_buffer: Option<u32>,
+    ) -> Ws {
+        let tcp = tcp_from(from, to, recv_buffer).await;
+        let (stream, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp)),
+        )
+        .await
+        .expect("WebSocket connects in time")
+        .expect("WebSocket connects");
+        Ws {
+            stream,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads until the server's close frame; its code and reason (`None`: closed without one).
+    pub async fn close_frame(&mut self) -> Option<(u16, String)> {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("the socket closes in time");
+            match msg {
+                Some(Ok(tungstenite::Message::Close(frame))) => {
+                    return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                }
+                Some(Ok(tungstenite::Message::Text(t))) => {
+                    if let Ok(v) = serde_json::from_str(&t) {
+                        self.seen.push(v);
+                    }
+                }
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => return None,
+            }
+        }
+    }
+
     pub async fn connect(url: &str) -> Ws {
         let (stream, _) = tokio::time::timeout(
             WAIT,
