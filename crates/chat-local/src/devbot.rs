@@ -136,3 +136,78 @@ fn retry_after(r: &reqwest::Response) -> Option<Duration> {
         .ok()?;
     Some(Duration::from_secs(secs))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    /// A callback endpoint that answers 429 (`Retry-After: 1`), then 503, then 200, and
+    /// records when each signed call came.
+    async fn flaky_webhook() -> (String, Arc<Mutex<Vec<(Instant, bool)>>>) {
+        let calls: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+        let seen = calls.clone();
+        let app = axum::Router::new().route(
+            "/webhook",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let seen = seen.clone();
+                    async move {
+                        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+                        let now =
+                            chat_core::ports::Clock::now_ms(&chat_core::ports::SystemClock) / 1000;
+                        let signed = signature::verify(
+                            b"s3cret",
+                            h(signature::TIMESTAMP_HEADER),
+                            h(signature::SIGNATURE_HEADER),
+                            &body,
+                            now,
+                        )
+                        .is_ok();
+                        let mut calls = seen.lock().unwrap();
+                        calls.push((Instant::now(), signed));
+                        match calls.len() {
+                            1 => (
+                                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                                [("retry-after", "1")],
+                            )
+                                .into_response(),
+                            2 => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                            _ => axum::http::StatusCode::OK.into_response(),
+                        }
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, calls)
+    }
+
+    use axum::response::IntoResponse;
+
+    #[tokio::test]
+    async fn a_refused_callback_is_retried_honouring_retry_after() {
+        let (url, calls) = flaky_webhook().await;
+        let bot = DevBot::new(Secret::new("s3cret"), reqwest::Client::new());
+        bot.reply(Dispatch {
+            session_id: "01HZZZZZZZZZZZZZZZZZZZZZZZ".into(),
+            message_id: "01HZZZZZZZZZZZZZZZZZZZZZZY".into(),
+            content: "hi".into(),
+            callback_url: url,
+        })
+        .await;
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 3, "429, 503, then 200");
+        assert!(
+            calls.iter().all(|(_, signed)| *signed),
+            "every attempt signed afresh"
+        );
+        assert!(
+            calls[1].0 - calls[0].0 >= Duration::from_secs(1),
+            "the second attempt waited for Retry-After"
+        );
+    }
+}

@@ -84,10 +84,13 @@ async fn one_hundred_fifty_people_sending_at_once_are_all_answered() {
             let messages = body["messages"].as_array().unwrap();
             let reply = messages.iter().find(|m| m["role"] == "assistant");
             let user = messages.iter().find(|m| m["role"] == "user").unwrap();
-            if let Some(reply) = reply {
+            // The reply and the message's `answered` status are two writes: wait for both.
+            if let Some(reply) = reply
+                && user["status"] == "answered"
+            {
                 let text = reply["content"].as_str().unwrap();
                 assert!(text.contains(&format!("hello from person {i}")), "{text}");
-                return (user["status"].clone(), start.elapsed());
+                return start.elapsed();
             }
             assert!(
                 start.elapsed() < WITHIN,
@@ -98,10 +101,7 @@ async fn one_hundred_fifty_people_sending_at_once_are_all_answered() {
         }
     });
     let results = futures_util::future::join_all(answered).await;
-    let last = results.iter().map(|(_, t)| *t).max().unwrap();
-    for (i, (status, _)) in results.iter().enumerate() {
-        assert_eq!(status, "answered", "person {i}'s message");
-    }
+    let last = results.iter().max().unwrap();
     println!(
         "{PEOPLE} people, one message each at once, default settings: all answered; \
          the last answer after {:.2} s",

@@ -142,3 +142,86 @@ async fn n8n_coming_back_before_the_last_attempt_gets_the_message_answered() {
     assert_eq!(h.len(), 2);
     assert_eq!(h[0]["status"], "answered");
 }
+
+#[tokio::test]
+async fn a_message_n8n_accepted_but_never_answered_fails_at_the_reply_deadline() {
+    let (n8n, url) = FakeN8n::start_on(0).await;
+    *n8n.reply.lock().unwrap() = false; // accepts with 200, never calls back
+    let (server, _dir) = Server::start(&[
+        ("CHAT_N8N_WEBHOOK_URL", &url),
+        ("CHAT_REPLY_TIMEOUT_MS", "1000"),
+    ])
+    .await;
+    let s = server.create_session().await;
+    let mut ws = server.connect(&s).await;
+    ws.send(json!({"action":"sendMessage","content":"hello?","clientMessageId":"d1"}))
+        .await;
+    let id = ws.until("ack", |v| is_event(v, "ack")).await["messageId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ws.until("dispatched", |v| {
+        is_event(v, "status") && v["status"] == "dispatched"
+    })
+    .await;
+    ws.until("failed at the deadline", |v| {
+        is_event(v, "status") && v["status"] == "failed" && v["messageId"] == id.as_str()
+    })
+    .await;
+    let notice = ws
+        .until("the notice", |v| {
+            is_event(v, "message") && v["message"]["role"] == "system"
+        })
+        .await;
+    assert_eq!(notice["message"]["type"], "error");
+    assert_eq!(notice["message"]["replyTo"], id.as_str());
+    ws.until("typing off", |v| {
+        is_event(v, "typing") && v["role"] == "assistant" && v["isTyping"] == false
+    })
+    .await;
+    assert_eq!(n8n.count(), 1, "delivered once, not retried");
+
+    // n8n answers late: the reply is still stored, shown, and answers the message.
+    let reply =
+        json!({"sessionId": s.id, "replyTo": id, "content": "late but here", "eventId": "late-1"});
+    let (status, _) = common::post_signed(
+        &server.http,
+        &format!("{}/webhook", server.url),
+        &reply.to_string(),
+        common::unix_now(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    ws.until("the late reply", |v| {
+        is_event(v, "message") && v["message"]["content"] == "late but here"
+    })
+    .await;
+    let h = server.history(&s, "after=0").await;
+    assert_eq!(h[0]["status"], "answered");
+    assert_eq!(h.len(), 3);
+}
+
+#[tokio::test]
+async fn a_deadline_survives_a_restart() {
+    let (n8n, url) = FakeN8n::start_on(0).await;
+    *n8n.reply.lock().unwrap() = false;
+    let env = [
+        ("CHAT_N8N_WEBHOOK_URL", url.as_str()),
+        ("CHAT_REPLY_TIMEOUT_MS", "3000"),
+    ];
+    let (server, dir) = Server::start(&env).await;
+    let s = server.create_session().await;
+    let (status, body) = server.send(&s, "will anyone answer?", Some("r1")).await;
+    assert_eq!(status, 202, "{body}");
+    server
+        .wait_history(&s, "dispatched", |h| h[0]["status"] == "dispatched")
+        .await;
+    server.kill9().await;
+    let server = Server::start_in(dir.path(), &env).await;
+    let h = server
+        .wait_history(&s, "failed after the restart", |h| {
+            h[0]["status"] == "failed"
+        })
+        .await;
+    assert_eq!(h[1]["role"], "system");
+}
