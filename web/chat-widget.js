@@ -186,7 +186,7 @@ export function mountChatWidget(options = {}) {
       rows.set(key, li);
     }
     // Rebuild a row only when it changed, so screen readers hear each message once.
-    const sig = JSON.stringify([m.id, m.seq, m.type, m.role, m.status, m.content, m.pending, m.error, m.data]);
+    const sig = JSON.stringify([m.id, m.seq, m.type, m.role, m.status, m.content, m.pending, m.error, m.data, m.retried]);
     if (li._sig === sig) return fresh;
     li._sig = sig;
     const type = m.type || 'text';

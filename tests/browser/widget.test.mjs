@@ -197,6 +197,61 @@ describe('chat widget in Chromium', () => {
     await second.stop();
   });
 
+  test('a message no answer came for is marked failed with Retry; Retry sends its text again', async () => {
+    // An n8n that accepts every message; it answers (signed, on the callback) only from the
+    // second one on, so the first runs into the reply deadline.
+    const secret = 'browser-test-webhook-secret';
+    let calls = 0;
+    const n8n = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => { body += d; });
+      req.on('end', async () => {
+        calls += 1;
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"accepted":true}');
+        if (calls < 2) return;
+        const d = JSON.parse(body);
+        const reply = JSON.stringify({ sessionId: d.sessionId, replyTo: d.messageId, eventId: `e-${d.messageId}`, content: `Answer to: ${d.content}` });
+        const ts = String(Math.floor(Date.now() / 1000));
+        const { createHmac } = await import('node:crypto');
+        const sig = 'sha256=' + createHmac('sha256', secret).update(`${ts}.`).update(reply).digest('hex');
+        await fetch(d.callbackUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'x-chat-timestamp': ts, 'x-chat-signature': sig }, body: reply });
+      });
+    });
+    await new Promise((r) => n8n.listen(0, '127.0.0.1', r));
+    const srv = await server({ env: {
+      CHAT_N8N_WEBHOOK_URL: `http://127.0.0.1:${n8n.address().port}/webhook/chat`,
+      CHAT_WEBHOOK_SECRET: secret,
+      CHAT_REPLY_TIMEOUT_MS: '1000',
+    } });
+    const context = await browser.newContext();
+    const page = await newPage(context, srv.url);
+    await openWidget(page);
+    await connected(page);
+    await send(page, 'Is anyone there?');
+    const retry = page.locator('[data-chat-widget] li.msg[data-role=user] .retry');
+    await retry.waitFor({ state: 'visible', timeout: 15_000 });
+    let ms = await readMessages(page);
+    assert.equal(ms[0].status, 'failed');
+    assert.equal(ms[1].role, 'system', 'the user is told');
+    await retry.click();
+    ms = await waitFor(async () => {
+      const all = await readMessages(page);
+      return all.length === 4 && all[3].role === 'assistant' && all;
+    }, { what: 'the resent message answered' });
+    assert.deepEqual(ms.map((m) => [m.role, m.text]), [
+      ['user', 'Is anyone there?'],
+      ['system', ms[1].text],
+      ['user', 'Is anyone there?'],
+      ['assistant', 'Answer to: Is anyone there?'],
+    ]);
+    assert.equal(ms[2].status, 'answered');
+    assert.equal(await retry.count(), 0, 'no Retry on a message already sent again');
+    assert.deepEqual(page.errors, []);
+    await context.close();
+    await srv.stop();
+    await new Promise((r) => n8n.close(r));
+  });
+
   test('two tabs of one session both see a reply; the closed one shows an unread badge', async () => {
     const srv = await server();
     const context = await browser.newContext(); // shared localStorage: one session
