@@ -75,13 +75,19 @@ async function dispatch(callbackUrl, sign = ({ ts, body }) => ({ headers: signed
 }
 const signed = (secret, ts, body) => ({ 'X-Chat-Timestamp': String(ts), 'X-Chat-Signature': rustSign(secret, ts, body) });
 
-/** Checks one request to the callback: signed with SECRET at the time it arrived. */
-function assertFreshlySigned(request, what) {
-  const ts = request.headers['x-chat-timestamp'];
-  const sig = request.headers['x-chat-signature'];
-  const arrived = Math.floor(request.atMs / 1000);
-  assert.equal(rustVerify(SECRET, ts, sig, arrived, request.body), 'ok', `${what}: Rust verifies it`);
-  assert.ok(arrived - Number(ts) >= 0 && arrived - Number(ts) <= 1, `${what}: signed at ${ts}, arrived at ${arrived}`);
+/**
+ * Checks the attempts that reached the callback: each signed with SECRET, valid when it
+ * arrived, and signed anew: no earlier than the second the previous attempt arrived in.
+ */
+function assertFreshlySigned(attempts) {
+  attempts.forEach((a, i) => {
+    const ts = Number(a.headers['x-chat-timestamp']);
+    const arrived = Math.floor(a.atMs / 1000);
+    const what = `attempt ${i + 1} (signed at ${ts}, arrived at ${arrived})`;
+    assert.equal(rustVerify(SECRET, String(ts), a.headers['x-chat-signature'], arrived, a.body), 'ok', what);
+    assert.ok(ts <= arrived && arrived - ts <= 5, what);
+    if (i > 0) assert.ok(ts >= Math.floor(attempts[i - 1].atMs / 1000), `${what}: not re-signed`);
+  });
 }
 
 /** The error executions of the workflow whose data mentions `text`. */
@@ -171,11 +177,14 @@ describe('the workflow on a real n8n 2.8.4', () => {
       await sleep(1500); // a fourth attempt would come within 1 s
       const attempts = backend.requests;
       assert.equal(attempts.length, 3, 'the third attempt succeeded, no fourth');
-      attempts.forEach((a, i) => {
-        assertFreshlySigned(a, `attempt ${i + 1}`);
+      assertFreshlySigned(attempts);
+      // The waits are >= 1 s, so each attempt's timestamp is a later second than the last.
+      const stamps = attempts.map((a) => Number(a.headers['x-chat-timestamp']));
+      assert.ok(stamps[0] < stamps[1] && stamps[1] < stamps[2], `timestamps ${stamps}`);
+      for (const a of attempts) {
         assert.equal(a.path, '/webhook');
         assert.equal(a.body.toString(), attempts[0].body.toString(), 'the same reply each time');
-      });
+      }
       const reply = JSON.parse(attempts[0].body);
       assert.equal(reply.replyTo, r.messageId);
       assert.equal(reply.content, `You said: ${r.content}`);
@@ -201,7 +210,7 @@ describe('the workflow on a real n8n 2.8.4', () => {
       assert.equal(execution.status, 'error');
       assert.match(JSON.stringify(execution), /after 5 attempts/);
       assert.equal(backend.requests.length, 5, 'five attempts, then it stopped');
-      backend.requests.forEach((a, i) => assertFreshlySigned(a, `attempt ${i + 1}`));
+      assertFreshlySigned(backend.requests);
     } finally {
       await backend.close();
     }
