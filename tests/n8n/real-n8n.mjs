@@ -112,7 +112,7 @@ async function stopGroup({ child, exited }, graceMs = 15_000) {
   }
 }
 
-/** Runs an n8n CLI command to completion (bounded), returning its output; throws on failure. */
+/** Runs an n8n CLI command to completion (bounded); throws with the log's tail if it fails. */
 async function n8nCli(args, { env, log, timeoutMs = 120_000 }) {
   const started = launch(N8N_BIN, args, { env, log });
   const timer = setTimeout(() => stopGroup(started, 2000), timeoutMs);
@@ -133,7 +133,7 @@ const tail = (file, lines = 40) => {
 
 /**
  * Imports and publishes the workflow into a fresh n8n user folder, starts n8n and waits until
- * the workflow is active. Resolves to {baseUrl, webhookUrl, log, executions(), stop()}.
+ * the workflow is active. Resolves to {baseUrl, webhookUrl, log, workflowId, rest, stop}.
  */
 export async function startN8n({ secret, workflowPath = WORKFLOW }) {
   if (!fs.existsSync(N8N_BIN)) throw new Error(`no n8n at ${N8N_BIN}: run tests/n8n/install`);
@@ -163,15 +163,19 @@ export async function startN8n({ secret, workflowPath = WORKFLOW }) {
     N8N_AI_ENABLED: 'false',
     N8N_LICENSE_AUTO_RENEW_ENABLED: 'false',
     N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS: 'false',
-    N8N_SECURE_COOKIE: 'false',
     // What the workflow needs (infra/n8n/README.md).
     NODE_FUNCTION_ALLOW_BUILTIN: 'crypto',
     N8N_BLOCK_ENV_ACCESS_IN_NODE: 'false',
     CHAT_WEBHOOK_SECRET: secret,
   };
   const { id } = JSON.parse(fs.readFileSync(workflowPath, 'utf8'));
-  await n8nCli(['import:workflow', `--input=${workflowPath}`], { env, log });
-  await n8nCli(['publish:workflow', `--id=${id}`], { env, log });
+  try {
+    await n8nCli(['import:workflow', `--input=${workflowPath}`], { env, log });
+    await n8nCli(['publish:workflow', `--id=${id}`], { env, log });
+  } catch (e) {
+    removeFolder(folder);
+    throw e;
+  }
 
   const n8n = launch(N8N_BIN, ['start'], { env, log });
   const baseUrl = `http://127.0.0.1:${port}`;
@@ -182,7 +186,7 @@ export async function startN8n({ secret, workflowPath = WORKFLOW }) {
   try {
     // /healthz answers before the published workflows are active: wait for n8n to say so.
     await waitFor('n8n to activate the workflow', 180_000, () => {
-      if (n8n.child.exitCode !== null) throw new Error(`n8n exited:\n${tail(log)}`);
+      if (n8n.child.exitCode !== null) throw new Error(`n8n exited with ${n8n.child.exitCode}`);
       const text = fs.readFileSync(log, 'utf8');
       return text.includes('Editor is now accessible') && new RegExp(`Activated workflow .*ID: ${id}`).test(text);
     });
