@@ -42,9 +42,13 @@ const hostRequire = createRequire(import.meta.url);
  * items: its input items ({json, binary?}); env: what `$env` holds (or 'blocked' to make
  * reading it throw, as n8n does with N8N_BLOCK_ENV_ACCESS_IN_NODE=true); nodes: outputs of
  * earlier nodes by name, for `$('Name')`; nowMs: what `Date.now()` returns; allowCrypto: false
- * acts as n8n without NODE_FUNCTION_ALLOW_BUILTIN=crypto.
+ * acts as n8n without NODE_FUNCTION_ALLOW_BUILTIN=crypto; httpRequest: stands in for
+ * `this.helpers.httpRequest` (n8n runs it in its main process and hands back the result, or
+ * the error as a plain object); clock: a fake clock `{ nowMs, sleeps: [] }` for code that
+ * waits: `Date.now()` reads it, and `setTimeout(fn, ms)` records ms, moves it on by ms and
+ * calls fn at once.
  */
-export async function runCodeNode(code, { items = [], env = {}, nodes = {}, nowMs, allowCrypto = true } = {}) {
+export async function runCodeNode(code, { items = [], env = {}, nodes = {}, nowMs, allowCrypto = true, httpRequest, clock } = {}) {
   const envProxy = new Proxy(env === 'blocked' ? {} : env, {
     get(target, key) {
       if (env === 'blocked') throw new Error('access to env vars denied');
@@ -72,10 +76,30 @@ export async function runCodeNode(code, { items = [], env = {}, nodes = {}, nowM
         if (!binary) throw new Error(`no binary property ${property} on item ${itemIndex}`);
         return Buffer.from(binary.data, 'base64');
       },
+      async httpRequest(options) {
+        if (!httpRequest) throw new Error('this test gave no httpRequest stand-in');
+        // Both ways through JSON, as over the task runner's connection.
+        try {
+          return JSON.parse(JSON.stringify(await httpRequest(JSON.parse(JSON.stringify(options)))));
+        } catch (e) {
+          throw JSON.parse(JSON.stringify({ message: e.message, code: e.code }));
+        }
+      },
+    },
+    setTimeout(fn, ms) {
+      if (!clock) throw new Error('this test gave no clock for setTimeout');
+      clock.sleeps.push(ms);
+      clock.nowMs += ms;
+      return setImmediate(fn);
     },
   };
   const context = vm.createContext(sandbox);
-  if (nowMs !== undefined) vm.runInContext(`Date.now = () => ${Number(nowMs)}`, context);
+  if (clock) {
+    sandbox.readClock = () => clock.nowMs;
+    vm.runInContext('Date.now = () => readClock()', context);
+  } else if (nowMs !== undefined) {
+    vm.runInContext(`Date.now = () => ${Number(nowMs)}`, context);
+  }
   // The n8n 2.x JS task runner runs `module.exports = async function VmCodeWrapper() {<code>\n}()`
   // in such a context, so `this` inside the code is the context's global (with `helpers`).
   const wrapped = [

@@ -19,7 +19,8 @@ import {
 const workflow = loadWorkflow();
 const VERIFY = codeOf(workflow, 'Verify signature');
 const AGENT = codeOf(workflow, 'AI agent (replace me)');
-const SIGN = codeOf(workflow, 'Build and sign reply');
+const BUILD = codeOf(workflow, 'Build reply');
+const SEND = codeOf(workflow, 'Sign and send reply');
 
 const SECRET = 'test secret: ünïcødé 🔑 and spaces';
 const OTHER_SECRET = 'another secret';
@@ -198,7 +199,10 @@ describe('Rust signs, the workflow verifies (b)', () => {
   });
 });
 
-/** Runs the workflow's own chain: Verify signature -> agent output -> Build and sign reply. */
+/**
+ * Runs the workflow's own chain: Verify signature -> agent output -> Build reply -> Sign and
+ * send reply, and returns what the last one sent: {callbackUrl, body, timestamp, signature}.
+ */
 async function workflowReply(agentOutput, { nowMs = NOW * 1000 + 123, content = 'hi 👋' } = {}) {
   const body = dispatch(content);
   const request = await runCodeNode(VERIFY, {
@@ -208,13 +212,23 @@ async function workflowReply(agentOutput, { nowMs = NOW * 1000 + 123, content = 
   });
   assert.equal(request[0].json.valid, true);
   const agent = agentOutput ?? (await runCodeNode(AGENT, { items: request, nowMs }));
-  const [out] = await runCodeNode(SIGN, {
-    items: agent,
+  const built = await runCodeNode(BUILD, { items: agent, nodes: { 'Verify signature': request }, nowMs });
+  const sent = [];
+  const [out] = await runCodeNode(SEND, {
+    items: built,
     env: { CHAT_WEBHOOK_SECRET: SECRET },
-    nodes: { 'Verify signature': request },
-    nowMs,
+    clock: { nowMs, sleeps: [] },
+    httpRequest: async (options) => {
+      sent.push(options);
+      return { statusCode: 200, headers: {}, body: { messageId: 'reply-id' } };
+    },
   });
-  return out.json;
+  assert.equal(sent.length, 1, 'one POST when the backend answers 200');
+  assert.deepEqual(out.json, { callbackUrl: CALLBACK, status: 200, attempts: 1, response: { messageId: 'reply-id' } });
+  const [{ method, url, headers, body: sentBody }] = sent;
+  assert.equal(method, 'POST');
+  assert.equal(headers['Content-Type'], 'application/json');
+  return { callbackUrl: url, body: sentBody, timestamp: headers['X-Chat-Timestamp'], signature: headers['X-Chat-Signature'] };
 }
 
 describe('the workflow signs, Rust verifies (a)', () => {
@@ -272,13 +286,22 @@ describe('the workflow signs, Rust verifies (a)', () => {
   });
 
   test('a missing secret stops the run instead of sending an unsigned reply', async () => {
-    await assert.rejects(
-      runCodeNode(SIGN, {
-        items: [{ json: { content: 'x' } }],
-        env: 'blocked',
-        nodes: { 'Verify signature': [{ json: { sessionId: SESSION, messageId: MESSAGE, callbackUrl: CALLBACK } }] },
-      }),
-    );
+    for (const env of ['blocked', {}]) {
+      let posts = 0;
+      await assert.rejects(
+        runCodeNode(SEND, {
+          items: [{ json: { callbackUrl: CALLBACK, body: '{}' } }],
+          env,
+          clock: { nowMs: NOW * 1000, sleeps: [] },
+          httpRequest: async () => {
+            posts++;
+            return { statusCode: 200, headers: {}, body: {} };
+          },
+        }),
+        /CHAT_WEBHOOK_SECRET/,
+      );
+      assert.equal(posts, 0);
+    }
   });
 });
 
@@ -300,36 +323,30 @@ describe('the workflow JSON is wired as the contract needs', () => {
     assert.ok(hook.webhookId, 'a webhookId, so the production URL is stable');
   });
 
-  test('wiring: verify, 401 or 200 first, then agent, sign, send', () => {
+  test('wiring: verify, 401 or 200 first, then agent, build, sign and send', () => {
     const next = (name, output = 0) => workflow.connections[name].main[output].map((c) => c.node);
     assert.deepEqual(next('Webhook'), ['Verify signature']);
     assert.deepEqual(next('Verify signature'), ['Signature valid?']);
     assert.deepEqual(next('Signature valid?', 0), ['Accept (200)']);
     assert.deepEqual(next('Signature valid?', 1), ['Reject (401)']);
     assert.deepEqual(next('Accept (200)'), ['AI agent (replace me)']);
-    assert.deepEqual(next('AI agent (replace me)'), ['Build and sign reply']);
-    assert.deepEqual(next('Build and sign reply'), ['POST reply to callbackUrl']);
+    assert.deepEqual(next('AI agent (replace me)'), ['Build reply']);
+    assert.deepEqual(next('Build reply'), ['Sign and send reply']);
     const reject = nodeNamed(workflow, 'Reject (401)');
     assert.equal(reject.type, 'n8n-nodes-base.respondToWebhook');
     assert.equal(reject.parameters.options.responseCode, '={{ $json.status }}');
     assert.equal(nodeNamed(workflow, 'Accept (200)').parameters.options.responseCode, 200);
   });
 
-  test('HTTP Request sends the signed string raw (not JSON mode) with both headers', () => {
-    const http = nodeNamed(workflow, 'POST reply to callbackUrl');
-    const p = http.parameters;
-    assert.equal(http.type, 'n8n-nodes-base.httpRequest');
-    assert.equal(p.method, 'POST');
-    assert.equal(p.url, '={{ $json.callbackUrl }}');
-    assert.equal(p.sendBody, true);
-    assert.equal(p.contentType, 'raw');
-    assert.equal(p.rawContentType, 'application/json');
-    assert.equal(p.body, '={{ $json.body }}');
-    const headers = Object.fromEntries(p.headerParameters.parameters.map((h) => [h.name.toLowerCase(), h.value]));
-    assert.deepEqual(headers, {
-      'x-chat-timestamp': '={{ $json.timestamp }}',
-      'x-chat-signature': '={{ $json.signature }}',
-    });
+  test('Sign and send reply: a Code node whose give-up fails the execution', () => {
+    const send = nodeNamed(workflow, 'Sign and send reply');
+    assert.equal(send.type, 'n8n-nodes-base.code');
+    assert.equal(send.parameters.mode, 'runOnceForAllItems');
+    // It retries itself (re-signing each attempt); n8n's own "Retry On Fail" would multiply the
+    // attempts, and "On Error: Continue" would turn a give-up into a successful execution.
+    assert.notEqual(send.retryOnFail, true);
+    assert.ok(send.onError === undefined || send.onError === 'stopWorkflow', `onError is ${send.onError}`);
+    assert.equal(workflow.connections['Sign and send reply'], undefined, 'it is the last node');
   });
 
   test('Code nodes only need the crypto built-in', () => {
