@@ -107,8 +107,36 @@ def functions():
         queues = [evaluate(m["Properties"]["EventSourceArn"]) for m in res.values()
                   if m["Type"] == "AWS::Lambda::EventSourceMapping"
                   and m["Properties"]["FunctionName"] == {"Ref": logical}]
+        reserved = evaluate({"x": r["Properties"].get("ReservedConcurrentExecutions",
+                                                     {"Ref": "AWS::NoValue"})}).get("x")
         out[r["Metadata"]["BuildProperties"]["Binary"]] = {
-            "logicalId": logical, "statements": statements, "eventSourceQueues": queues}
+            "logicalId": logical, "statements": statements, "eventSourceQueues": queues,
+            "reservedConcurrency": reserved}
+    return out
+
+
+def depends_on(r):
+    d = r.get("DependsOn", [])
+    return d if isinstance(d, list) else [d]
+
+
+def apis():
+    """Each API's stages (throttling settings, dependencies) and routes, for the tests."""
+    out = {}
+    for logical, r in res.items():
+        if r["Type"] != "AWS::ApiGatewayV2::Api":
+            continue
+        of_api = lambda t: {k: x for k, x in res.items()
+                            if x["Type"] == t and x["Properties"]["ApiId"] == {"Ref": logical}}
+        out[logical] = {
+            "protocol": r["Properties"]["ProtocolType"],
+            "stages": {k: {"dependsOn": depends_on(x),
+                           "defaultRouteSettings": evaluate(x["Properties"].get("DefaultRouteSettings")),
+                           "routeSettings": evaluate(x["Properties"].get("RouteSettings", {}))}
+                       for k, x in of_api("AWS::ApiGatewayV2::Stage").items()},
+            "routes": {k: {"routeKey": x["Properties"]["RouteKey"], "dependsOn": depends_on(x)}
+                       for k, x in of_api("AWS::ApiGatewayV2::Route").items()},
+        }
     return out
 
 
@@ -140,4 +168,6 @@ print(json.dumps({
     "pseudo": PSEUDO,
     "webSocketStage": websocket_stage,
     "functions": functions(),
+    "apis": apis(),
+    "environment": evaluate(template["Globals"]["Function"]["Environment"]["Variables"]),
 }))
