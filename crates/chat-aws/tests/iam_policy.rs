@@ -638,12 +638,15 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
         )
         .await;
     assert_eq!(s, 201, "a user session: {b}");
-    let mut statuses = Vec::new();
-    for _ in 0..3 {
+    for i in 0.. {
+        assert!(i < 5, "the per-IP session limit never refused");
         let e = create_session_event("198.51.100.3", None);
-        statuses.push(rec.run("session", http(session, e)).await.0);
+        match rec.run("session", http(session, e)).await {
+            (201, _) => {}
+            (429, _) => break,
+            (s, b) => panic!("{s} {b}"),
+        }
     }
-    assert_eq!(statuses, [201, 201, 429], "the per-IP session limit");
 
     // connect: a live connection, one whose pushes will answer 410, a refused token.
     let live = conn_id();
