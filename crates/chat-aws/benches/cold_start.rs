@@ -4,8 +4,11 @@
 //! The event is queued before `exec`, as on a cold start caused by an invocation; every answer
 //! is checked. Then the same process answers a second event (warm). Beside them, in the same
 //! run, the `hello_lambda` example (the smallest `lambda_runtime` function, same profile) is
-//! the floor. Prints, per binary: file size, and median and p99 of exec → first `next`
-//! (init), of exec → the answer posted (first response), and of a warm invocation.
+//! the floor. Each function runs twice: with its secrets in plain environment variables, and
+//! with them read from SSM Parameter Store at cold start (`*_PARAM` variables naming
+//! SecureString parameters in the emulator; the production option, one `GetParameters` call).
+//! Prints, per binary: file size, and median and p99 of exec → first `next` (init), of exec →
+//! the answer posted (first response), and of a warm invocation.
 //!
 //! Binaries: `target/release` (next to this benchmark), or `CHAT_BENCH_BIN_DIR`.
 //! Run with `tests/bench` (or `tests/bench-lambdas`), which builds them first.
@@ -31,6 +34,34 @@ struct Ctx {
     fresh: common::Fresh,
     app: chat_aws::App,
     n8n_url: String,
+    /// The `*_PARAM` variables naming the secrets in the emulator's Parameter Store.
+    ssm_params: Vec<(String, String)>,
+}
+
+/// Stores the test secrets as SecureString parameters: the `*_PARAM` variables naming them.
+async fn put_ssm_secrets(fresh: &common::Fresh) -> Vec<(String, String)> {
+    let ssm = aws_sdk_ssm::Client::new(&fresh.sdk);
+    let prefix = format!(
+        "/chat-bench-{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    let mut vars = Vec::new();
+    for (var, value) in [
+        ("CHAT_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("CHAT_SESSION_SECRET", SESSION_SECRET),
+        ("CHAT_AUTH_JWT_SECRET", AUTH_JWT_SECRET),
+    ] {
+        let name = format!("{prefix}/{}", var.to_lowercase());
+        ssm.put_parameter()
+            .name(&name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send()
+            .await
+            .expect("parameter stored");
+        vars.push((format!("{var}_PARAM"), name));
+    }
+    vars
 }
 
 fn main() {
@@ -55,11 +86,18 @@ async fn run() {
         "hello_lambda",
         "cargo build --release -p chat-aws --example hello_lambda",
     ));
-    let names = FUNCTIONS.iter().copied().chain(["hello_lambda"]);
+    // Each function with plain secrets, then with secrets from SSM; the floor last.
+    let runs: Vec<(&str, bool, &PathBuf)> = FUNCTIONS
+        .iter()
+        .zip(&bins)
+        .flat_map(|(f, b)| [(*f, false, b), (*f, true, b)])
+        .chain([("hello_lambda", false, bins.last().unwrap())])
+        .collect();
 
     let fresh = common::fresh().await;
     let app = app(&fresh).await;
     let ctx = Ctx {
+        ssm_params: put_ssm_secrets(&fresh).await,
         fresh,
         app,
         n8n_url: fake_n8n().await,
@@ -71,21 +109,26 @@ async fn run() {
     );
 
     let mut rows = Vec::new();
-    for (function, bin) in names.zip(&bins) {
+    for (function, ssm, bin) in runs {
         // One untimed start first, so every timed run finds the binary in the page cache.
-        cold_start(function, bin, 1_000_000, &ctx).await;
+        let offset = if ssm { 2_000_000 } else { 0 };
+        cold_start(function, ssm, bin, 1_000_000 + offset, &ctx).await;
         let mut init = Vec::new();
         let mut first = Vec::new();
         let mut warm = Vec::new();
         for i in 0..RUNS {
-            let (a, b, c) = cold_start(function, bin, i, &ctx).await;
+            let (a, b, c) = cold_start(function, ssm, bin, offset + i, &ctx).await;
             init.push(a);
             first.push(b);
             warm.push(c);
         }
         let size = std::fs::metadata(bin).unwrap().len();
-        rows.push((function, size, init, first, warm));
-        eprintln!("cold_start: {function} done");
+        let label = match ssm {
+            true => format!("{function} (SSM)"),
+            false => function.to_string(),
+        };
+        rows.push((label, ssm, size, init, first, warm));
+        eprintln!("cold_start: {function} (secrets from SSM: {ssm}) done");
     }
     let floor = {
         let (.., init, _, _) = rows.last().expect("the floor ran");
@@ -98,7 +141,7 @@ async fn run() {
         dir.display()
     );
     println!(
-        "{:<13} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10} {:>9} {:>9}",
+        "{:<19} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10} {:>9} {:>9}",
         "binary",
         "size",
         "init p50",
@@ -109,14 +152,14 @@ async fn run() {
         "warm p50",
         "warm p99"
     );
-    for (function, size, mut init, mut first, mut warm) in rows {
+    for (function, ssm, size, mut init, mut first, mut warm) in rows {
         let mib = size as f64 / (1024.0 * 1024.0);
         let (i50, i99) = (median(&mut init), p99(&mut init));
         let (a50, a99) = (median(&mut first), p99(&mut first));
         let (w50, w99) = (median(&mut warm), p99(&mut warm));
         let ratio = i50.as_secs_f64() / floor.as_secs_f64();
         println!(
-            "{:<13} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10} {:>9} {:>9}",
+            "{:<19} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10} {:>9} {:>9}",
             function,
             format!("{mib:.1} MiB"),
             ms(i50),
@@ -153,12 +196,15 @@ async fn run() {
             "ms",
             "",
         );
-        bench_report::report("Release binary size", function, mib, None, "MiB", "");
+        if !ssm {
+            bench_report::report("Release binary size", &function, mib, None, "MiB", "");
+        }
     }
     println!(
         "init = exec -> first GET /invocation/next; answer = exec -> the response POSTed \
          (event queued before exec); warm = a second event to the same process, queued -> \
-         answered; {RUNS} runs, p99 nearest-rank; ×floor = init p50 / hello_lambda init p50"
+         answered; {RUNS} runs, p99 nearest-rank; ×floor = init p50 / hello_lambda init p50; \
+         (SSM) = secrets read from Parameter Store at init (one GetParameters to the emulator)"
     );
 }
 
@@ -185,6 +231,7 @@ fn p99(v: &mut [Duration]) -> Duration {
 /// (init, first answer, warm answer).
 async fn cold_start(
     function: &str,
+    ssm: bool,
     bin: &Path,
     run: usize,
     ctx: &Ctx,
@@ -197,6 +244,12 @@ async fn cold_start(
     };
     if function == "dispatch" {
         env.insert("CHAT_N8N_WEBHOOK_URL".into(), ctx.n8n_url.clone());
+    }
+    if ssm {
+        for (param_var, name) in &ctx.ssm_params {
+            env.remove(param_var.trim_end_matches("_PARAM"));
+            env.insert(param_var.clone(), name.clone());
+        }
     }
     let api = RuntimeApi::start(&format!("chat-{function}")).await;
     let id = api.invoke(&event);

@@ -3,11 +3,14 @@
 //! One `SdkConfig` is loaded (credentials, region, and `AWS_ENDPOINT_URL` for an emulator) and
 //! every client is built from it, so they share one HTTP client and TLS setup ([`https_client`]). The management
 //! API client gets its endpoint from `WEBSOCKET_ENDPOINT`, which the template builds from the
-//! API id, region and stage. Missing or malformed variables stop the cold start with a message
-//! naming the variable, never its value.
+//! API id, region and stage. Secrets come from the environment or, where `*_PARAM` variables
+//! name them, from SSM Parameter Store in one call ([`crate::secrets`]). Missing or malformed
+//! variables and unreadable parameters stop the cold start with a message naming the variable
+//! or parameter, never its value.
 
 use crate::dynamo::DynamoStore;
 use crate::push::ApiGatewayPush;
+use crate::secrets::{self, SecretsError};
 use crate::sqs::SqsQueue;
 use chat_core::config::{ConfigError, Secret};
 use chat_core::ports::{Agent, Clock, Push, SystemClock};
@@ -84,6 +87,19 @@ impl LambdaEnv {
     }
 }
 
+/// Checks the environment as [`LambdaEnv::from_lookup`] does, with a stand-in for each secret
+/// that Parameter Store will give.
+fn check_without_secrets(
+    env: &dyn Fn(&str) -> Option<String>,
+    wanted: &[secrets::Wanted],
+) -> Result<(), ConfigError> {
+    LambdaEnv::from_lookup(&|k| match wanted.iter().any(|w| w.variable == k) {
+        true => Some("read from Parameter Store".into()),
+        false => env(k),
+    })
+    .map(drop)
+}
+
 /// The one HTTPS client every AWS client of a Lambda shares: rustls on ring, the crypto
 /// reqwest already brings for n8n, so a binary carries one TLS stack (the SDK's default,
 /// aws-lc, is not linked). It trusts the Mozilla root certificates compiled into the binary
@@ -120,24 +136,62 @@ fn pem(der: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Why a cold start failed: a variable, or a secret parameter.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+}
+
 impl App {
-    /// A Lambda's cold start: reads the environment and builds the clients, or logs (as a
-    /// JSON line) which variable is missing or malformed and fails the start.
+    /// A Lambda's cold start: reads the environment (and the secrets it names in Parameter
+    /// Store) and builds the clients, or logs (as a JSON line) which variable or parameter is
+    /// missing, malformed or unreadable and fails the start.
     pub async fn start() -> Result<Self, lambda_runtime::Error> {
         Self::from_env().await.map_err(|e| {
-            tracing::error!(error = %e, "cold start failed: configuration");
+            match &e {
+                StartError::Config(e) => {
+                    tracing::error!(error = %e, "cold start failed: configuration")
+                }
+                StartError::Secrets(s) => tracing::error!(
+                    error = %s,
+                    parameter = %s.parameter(),
+                    "cold start failed: secret parameter"
+                ),
+            }
             lambda_runtime::Error::from(format!("configuration: {e}"))
         })
     }
 
     /// Reads the process environment and builds the AWS clients.
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        let env = LambdaEnv::from_lookup(&|k| std::env::var(k).ok())?;
+    pub async fn from_env() -> Result<Self, StartError> {
+        let lookup = |k: &str| std::env::var(k).ok();
+        let wanted = secrets::wanted(&lookup)?;
+        // Every other variable is checked before any AWS work.
+        check_without_secrets(&lookup, &wanted)?;
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(https_client())
             .load()
             .await;
-        Self::with_sdk(env, &sdk, None)
+        Self::from_lookup(&lookup, &sdk).await
+    }
+
+    /// Reads the environment `env`, and the secrets it names from Parameter Store through
+    /// `sdk`, and builds the app (as [`App::from_env`] does, on another environment).
+    pub async fn from_lookup(
+        env: &dyn Fn(&str) -> Option<String>,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, StartError> {
+        let wanted = secrets::wanted(env)?;
+        let values = if wanted.is_empty() {
+            Default::default()
+        } else {
+            secrets::read(&aws_sdk_ssm::Client::new(sdk), &wanted).await?
+        };
+        let env = LambdaEnv::from_lookup(&|k| values.get(k).cloned().or_else(|| env(k)))?;
+        Ok(Self::with_sdk(env, sdk, None)?)
     }
 
     /// Builds the app on a loaded SDK configuration. `push` replaces the API Gateway push

@@ -5,6 +5,7 @@
 //! - [`push::ApiGatewayPush`]: the `Push` on the API Gateway Management API.
 //! - [`app::App`]: configuration from the environment and the clients, built once per cold
 //!   start and shared by every invocation.
+//! - [`secrets`]: secrets from SSM Parameter Store, read once per cold start.
 //! - [`handlers`]: one plain async function per Lambda, from its event to its response; the
 //!   binaries under `functions/` only wire one of them to `lambda_runtime`.
 
@@ -12,6 +13,7 @@ pub mod app;
 pub mod dynamo;
 pub mod handlers;
 pub mod push;
+pub mod secrets;
 pub mod sqs;
 
 pub use app::App;

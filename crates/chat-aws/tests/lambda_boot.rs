@@ -316,3 +316,72 @@ async fn a_missing_variable_stops_the_cold_start_naming_it_without_secrets() {
     env.remove("CHAT_N8N_WEBHOOK_URL");
     assert_init_fails("dispatch", &env, "CHAT_N8N_WEBHOOK_URL").await;
 }
+
+/// Stores `value` as a SecureString parameter `name` in the emulator.
+async fn put_secure_parameter(fresh: &common::Fresh, name: &str, value: &str) {
+    aws_sdk_ssm::Client::new(&fresh.sdk)
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .expect("parameter stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_from_ssm_serve_requests_and_a_missing_one_stops_the_cold_start() {
+    let fresh = common::fresh().await;
+    let prefix = format!(
+        "/chat-boot-{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    let (webhook, session) = (format!("{prefix}/webhook"), format!("{prefix}/session"));
+    let ssm_values = ["ssm-webhook-BOOT-1f3e5d7c", "ssm-session-BOOT-2a4c6e8b"];
+    put_secure_parameter(&fresh, &webhook, ssm_values[0]).await;
+    put_secure_parameter(&fresh, &session, ssm_values[1]).await;
+    let mut env = function_env("session", &fresh);
+    env.remove("CHAT_WEBHOOK_SECRET");
+    env.remove("CHAT_SESSION_SECRET");
+    env.insert("CHAT_WEBHOOK_SECRET_PARAM".into(), webhook.clone());
+    env.insert("CHAT_SESSION_SECRET_PARAM".into(), session.clone());
+
+    // The binary reads them and answers: a session created, then served with its token.
+    let mut f = Lambda::start(&debug_binary("session"), "session", &env).await;
+    let (status, body) = http(&f.call(&event("session-create.json")).await);
+    assert_eq!(status, 201, "{body}");
+    let (id, token) = (
+        body["sessionId"].as_str().unwrap(),
+        body["token"].as_str().unwrap(),
+    );
+    let (status, view) = http(&f.call(&http_event_for("session-get.json", id, token)).await);
+    assert_eq!(status, 200, "{view}");
+    let out = f.stop().await;
+    assert_no_secrets("session", &out);
+    for v in ssm_values {
+        assert!(!out.contains(v), "a value from SSM in the output:\n{out}");
+    }
+    // The token was signed with the session secret from SSM.
+    let claims = chat_core::token::SessionTokens::new(ssm_values[1].as_bytes()).verify(token, 0);
+    assert!(claims.is_ok(), "{claims:?}");
+
+    // A parameter that does not exist: the start fails with a JSON line naming it.
+    let missing = format!("{prefix}/nothing-here");
+    env.insert("CHAT_SESSION_SECRET_PARAM".into(), missing.clone());
+    let mut f = Lambda::start(&debug_binary("session"), "session", &env).await;
+    let status = f.exit(WAIT).await.expect("the cold start stops");
+    assert!(!status.success());
+    assert_eq!(f.api.next_calls(), 0, "polled for an event");
+    let out = f.output();
+    let line = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["level"] == "ERROR")
+        .unwrap_or_else(|| panic!("no JSON error line:\n{out}"));
+    assert_eq!(line["parameter"], json!(missing), "{line}");
+    assert!(line["error"].as_str().unwrap().contains(&missing), "{line}");
+    assert_no_secrets("session", &out);
+    for v in ssm_values {
+        assert!(!out.contains(v), "a value from SSM in the output:\n{out}");
+    }
+}

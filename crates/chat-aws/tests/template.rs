@@ -1,0 +1,226 @@
+//! What `template.yaml` deploys, beyond what the linters check: API throttling on both stages
+//! with route settings that can deploy, reserved concurrency only when asked for, and the
+//! functions' secret variables in both modes (plain values, or SSM parameter names that a
+//! function started from the template's own environment reads). Read through
+//! `infra/template_resources.py`, which evaluates the template's conditions for given
+//! parameter values.
+
+mod common;
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::process::Command;
+
+fn template_with(params: &[(&str, &str)]) -> Value {
+    let out = Command::new(common::repo().join(".venv/bin/python"))
+        .arg(common::repo().join("infra/template_resources.py"))
+        .arg(common::repo().join("template.yaml"))
+        .args(params.iter().map(|(k, v)| format!("{k}={v}")))
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn number(v: &Value) -> f64 {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_f64())
+        .unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn both_api_stages_throttle_and_name_only_routes_that_exist_before_them() {
+    let t = template_with(&[]);
+    let apis = t["apis"].as_object().unwrap();
+    assert_eq!(apis.len(), 2, "an HTTP and a WebSocket API");
+    for (api, a) in apis {
+        let stages = a["stages"].as_object().unwrap();
+        assert_eq!(stages.len(), 1, "{api}: one stage");
+        let (stage_id, stage) = stages.iter().next().unwrap();
+        let d = &stage["defaultRouteSettings"];
+        let (rate, burst) = (
+            number(&d["ThrottlingRateLimit"]),
+            number(&d["ThrottlingBurstLimit"]),
+        );
+        assert!(rate > 0.0 && burst >= rate, "{api}: default throttling {d}");
+        let routes = a["routes"].as_object().unwrap();
+        let settings = stage["routeSettings"].as_object().unwrap();
+        assert!(
+            !settings.is_empty(),
+            "{api}: no route is throttled on its own"
+        );
+        for (key, s) in settings {
+            // RouteSettings may only name routes that exist when the stage is created.
+            let (route_id, route) = routes
+                .iter()
+                .find(|(_, r)| r["routeKey"] == key.as_str())
+                .unwrap_or_else(|| panic!("{api}: RouteSettings names no route {key}"));
+            let depends: Vec<_> = stage["dependsOn"].as_array().unwrap().iter().collect();
+            assert!(
+                depends.iter().any(|d| d == &route_id),
+                "{api}: {stage_id} must depend on {route_id}, which its RouteSettings name"
+            );
+            assert!(
+                !route["dependsOn"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|d| d == stage_id),
+                "{api}: {route_id} and {stage_id} depend on each other"
+            );
+            let (r, b) = (
+                number(&s["ThrottlingRateLimit"]),
+                number(&s["ThrottlingBurstLimit"]),
+            );
+            assert!(
+                r > 0.0 && r < rate && b < burst,
+                "{api} {key}: not tighter than the stage"
+            );
+        }
+    }
+    let key = |api: &str| -> Vec<String> {
+        let mut k: Vec<_> = t["apis"][api]["stages"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|s| s["routeSettings"].as_object().unwrap().keys().cloned())
+            .collect();
+        k.sort();
+        k
+    };
+    assert_eq!(key("HttpApi"), ["POST /sessions"]);
+    assert_eq!(key("WebSocketApi"), ["ping", "typing"]);
+}
+
+#[test]
+fn reserved_concurrency_is_set_only_when_a_positive_value_is_given() {
+    let functions = |t: &Value| -> HashMap<String, Value> {
+        t["functions"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v["reservedConcurrency"].clone()))
+            .collect()
+    };
+    let defaults = functions(&template_with(&[]));
+    assert_eq!(defaults.len(), 6);
+    assert!(
+        defaults.values().all(Value::is_null),
+        "unset by default: {defaults:?}"
+    );
+    let zero = functions(&template_with(&[("DispatchReservedConcurrency", "0")]));
+    assert!(zero["dispatch"].is_null(), "0 means unset");
+    let set = template_with(&[
+        ("SessionReservedConcurrency", "5"),
+        ("SendReservedConcurrency", "7"),
+        ("WebhookReservedConcurrency", "2"),
+        ("ConnectReservedConcurrency", "3"),
+        ("DisconnectReservedConcurrency", "4"),
+        ("DispatchReservedConcurrency", "6"),
+    ]);
+    let set = functions(&set);
+    let got: Vec<(&str, f64)> = [
+        "session",
+        "send",
+        "webhook",
+        "connect",
+        "disconnect",
+        "dispatch",
+    ]
+    .iter()
+    .map(|f| (*f, number(&set[*f])))
+    .collect();
+    assert_eq!(
+        got,
+        [
+            ("session", 5.0),
+            ("send", 7.0),
+            ("webhook", 2.0),
+            ("connect", 3.0),
+            ("disconnect", 4.0),
+            ("dispatch", 6.0)
+        ]
+    );
+}
+
+#[test]
+fn plain_secret_parameters_become_plain_variables() {
+    let t = template_with(&[
+        ("WebhookSecret", "a-webhook-secret-of-length"),
+        ("SessionSecret", "a-session-secret-of-length"),
+    ]);
+    let env = t["environment"].as_object().unwrap();
+    assert_eq!(env["CHAT_WEBHOOK_SECRET"], "a-webhook-secret-of-length");
+    assert_eq!(env["CHAT_SESSION_SECRET"], "a-session-secret-of-length");
+    for k in env.keys() {
+        assert!(!k.ends_with("_PARAM"), "{k} set with plain secrets");
+    }
+    assert!(!env.contains_key("CHAT_AUTH_JWT_SECRET"), "no app JWTs");
+    for (name, f) in t["functions"].as_object().unwrap() {
+        assert!(
+            !f["statements"].to_string().contains("ssm:"),
+            "{name} may read SSM with plain secrets"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_function_started_from_the_template_environment_reads_its_secrets_from_ssm() {
+    let f = common::fresh().await;
+    let prefix = format!("/chat-tpl-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let names = [format!("{prefix}/webhook"), format!("{prefix}/session")];
+    let values = ["webhook-secret-in-ssm", "session-secret-in-ssm"];
+    let ssm = aws_sdk_ssm::Client::new(&f.sdk);
+    for (n, v) in names.iter().zip(values) {
+        ssm.put_parameter()
+            .name(n)
+            .value(v)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send()
+            .await
+            .unwrap();
+    }
+    let t = template_with(&[
+        ("WebhookSecretParameter", &names[0]),
+        ("SessionSecretParameter", &names[1]),
+        ("N8nWebhookUrl", "http://127.0.0.1:9/n8n"),
+    ]);
+    let env = t["environment"].as_object().unwrap();
+    assert!(!env.contains_key("CHAT_WEBHOOK_SECRET"));
+    assert!(!env.contains_key("CHAT_SESSION_SECRET"));
+    // The template's environment, on this test's table, queue and emulator.
+    let mut vars: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    vars.insert("TABLE_NAME".into(), f.table.clone());
+    vars.insert("QUEUE_URL".into(), f.queue_url.clone());
+    vars.insert("WEBSOCKET_ENDPOINT".into(), common::emulator().url.clone());
+    let app = chat_aws::App::from_lookup(&|k| vars.get(k).cloned(), &f.sdk)
+        .await
+        .expect("starts from the template's environment");
+    let c = app.service.config();
+    assert_eq!(c.webhook_secret.expose(), values[0]);
+    assert_eq!(c.session_secret.expose(), values[1]);
+    // Each function may read exactly those parameters.
+    let arn = |n: &str| format!("arn:aws:ssm:us-east-1:123456789012:parameter{n}");
+    for (name, f) in t["functions"].as_object().unwrap() {
+        let secrets: Vec<_> = f["statements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["actions"] == serde_json::json!(["ssm:GetParameters"]))
+            .collect();
+        assert_eq!(secrets.len(), 1, "{name}");
+        assert_eq!(
+            secrets[0]["resources"],
+            serde_json::json!([arn(&names[0]), arn(&names[1])]),
+            "{name}"
+        );
+    }
+}
