@@ -55,6 +55,15 @@ export function furthestStatus(a, b) {
   return (STATUS_RANK[b] ?? 1) >= (STATUS_RANK[a] ?? 1) ? b : a;
 }
 
+/** The status a message implies for the one it replies to: `answered` for a reply from the
+ * assistant or an agent, `failed` for a system error about it; `null` otherwise. */
+export function impliedStatus(m) {
+  if (!m.replyTo || m.content === undefined) return null;
+  if (m.role === 'assistant' || m.role === 'agent') return 'answered';
+  if (m.role === 'system' && m.type === 'error') return 'failed';
+  return null;
+}
+
 /** Orders messages: by seq; messages without a seq (not yet stored) come last, in send order. */
 export function compareMessages(a, b) {
   const as = a.seq ?? Infinity;
@@ -295,6 +304,9 @@ export class ChatClient {
     this._messages = [];
     this._pending = new Map();
     this._known = new Set();
+    // Statuses pushed for messages not held yet (a catch-up page in flight may bring them
+    // with an older status): applied when the message arrives.
+    this._earlyStatus = new Map();
     this._cursor = 0;
     this._session = null;
     this._state = 'idle';
@@ -543,6 +555,7 @@ export class ChatClient {
     if (changed) {
       this._messages = [];
       this._known = new Set();
+      this._earlyStatus = new Map();
       this._cursor = 0;
       this._readUpTo = 0;
       this._loaded = false;
@@ -845,6 +858,10 @@ export class ChatClient {
       case 'status': {
         const m = this._messages.find((x) => x.id === ev.messageId);
         if (m) this._merge([{ id: ev.messageId, status: ev.status }]);
+        else if (ev.messageId) {
+          this._earlyStatus.set(ev.messageId, furthestStatus(this._earlyStatus.get(ev.messageId), ev.status));
+          if (this._earlyStatus.size > 500) this._earlyStatus.delete(this._earlyStatus.keys().next().value);
+        }
         this._emit('status', { messageId: ev.messageId, status: ev.status });
         break;
       }
@@ -884,7 +901,26 @@ export class ChatClient {
 
   _merge(incoming) {
     // Updates (status, ack) for a message we do not hold are ignored, except full messages.
-    const full = incoming.filter((m) => m.content !== undefined || this._messages.some((x) => x.id === m.id || (m.clientMessageId && x.clientMessageId === m.clientMessageId)));
+    const full = incoming
+      .filter((m) => m.content !== undefined || this._messages.some((x) => x.id === m.id || (m.clientMessageId && x.clientMessageId === m.clientMessageId)))
+      .map((m) => {
+        const early = this._earlyStatus.get(m.id);
+        if (early === undefined) return m;
+        this._earlyStatus.delete(m.id);
+        return { ...m, status: furthestStatus(m.status, early) };
+      });
+    // A reply answers the message it replies to, and a system error about it means it failed,
+    // exactly as the server moves their statuses. A catch-up page (`after=<seq>`) brings the
+    // reply but not the older message, whose status push may have come while offline.
+    for (const m of [...full]) {
+      const implied = impliedStatus(m);
+      if (!implied) continue;
+      if (this._messages.some((x) => x.id === m.replyTo) || full.some((x) => x.id === m.replyTo && x.content !== undefined)) {
+        full.push({ id: m.replyTo, status: implied });
+      } else {
+        this._earlyStatus.set(m.replyTo, furthestStatus(this._earlyStatus.get(m.replyTo), implied));
+      }
+    }
     if (!full.length) return;
     const { list, changes } = mergeMessages(this._messages, full);
     this._messages = list;

@@ -236,3 +236,45 @@ describe('sessions and ids', () => {
     for (const id of ids) assert.match(id, /^[\x21-\x7e]{1,128}$/);
   });
 });
+
+describe('ChatClient frames', () => {
+  test('a status pushed before its message arrives is not lost when a catch-up page brings the message older', async () => {
+    const { ChatClient } = await import('../../web/chat-client.js');
+    const client = new ChatClient({ baseUrl: 'http://127.0.0.1:1', fetch: async () => { throw new Error('offline'); } });
+    const ws = {};
+    client._ws = ws;
+    client._session = { sessionId: 's1' };
+    // The reply's `answered` status comes over the socket while the catch-up request is in
+    // flight; the page it returns was read before the status changed.
+    client._onFrame(ws, JSON.stringify({ event: 'status', messageId: 'id-3', status: 'answered' }));
+    client._merge([msg(3, { status: 'dispatched', sessionId: 's1' }), msg(4, { sessionId: 's1' })]);
+    assert.equal(client.messages.find((m) => m.id === 'id-3').status, 'answered');
+    // An early status never moves a newer one back.
+    client._onFrame(ws, JSON.stringify({ event: 'status', messageId: 'id-5', status: 'dispatched' }));
+    client._merge([msg(5, { status: 'answered', sessionId: 's1' })]);
+    assert.equal(client.messages.find((m) => m.id === 'id-5').status, 'answered');
+  });
+
+  test('a reply caught up by seq answers the message it replies to, whose push came while offline', async () => {
+    const { ChatClient } = await import('../../web/chat-client.js');
+    const client = new ChatClient({ baseUrl: 'http://127.0.0.1:1', fetch: async () => { throw new Error('offline'); } });
+    client._session = { sessionId: 's1' };
+    client._merge([msg(3, { status: 'dispatched', sessionId: 's1' })]);
+    // Offline: the reply was stored and the `answered` status pushed to nobody. The catch-up
+    // (`after=3`) brings only the reply.
+    client._merge([msg(4, { replyTo: 'id-3', sessionId: 's1' })]);
+    assert.equal(client.messages.find((m) => m.id === 'id-3').status, 'answered');
+    // A system error about a message means it failed; a later answer still wins.
+    client._merge([msg(5, { status: 'dispatched' })]);
+    client._merge([msg(6, { role: 'system', type: 'error', replyTo: 'id-5' })]);
+    assert.equal(client.messages.find((m) => m.id === 'id-5').status, 'failed');
+    client._merge([msg(8, { replyTo: 'id-5' })]);
+    assert.equal(client.messages.find((m) => m.id === 'id-5').status, 'answered');
+    // A reply in the same page as its message, and one before its message arrives.
+    client._merge([msg(9, { status: 'received' }), msg(10, { replyTo: 'id-9' })]);
+    assert.equal(client.messages.find((m) => m.id === 'id-9').status, 'answered');
+    client._merge([msg(12, { replyTo: 'id-11' })]);
+    client._merge([msg(11, { status: 'dispatched' })]);
+    assert.equal(client.messages.find((m) => m.id === 'id-11').status, 'answered');
+  });
+});
