@@ -358,3 +358,80 @@ async fn bad_events_are_refused_in_the_contract_shape_and_write_nothing() {
     assert_eq!(w.partition_size(&sid).await, before, "nothing was written");
     assert_eq!(w.queue_depth(&w.f.queue_url).await, 0, "nothing was queued");
 }
+
+#[tokio::test]
+async fn a_message_never_answered_fails_when_its_delayed_deadline_record_arrives() {
+    // A 1 s reply deadline: the send path queues the deadline record with a 1 s delay.
+    let w = world_with(None, &[("CHAT_REPLY_TIMEOUT_MS", "1000")]).await;
+    let (sid, token) = w.session().await;
+    let c = w.connect(&sid, &token).await;
+    w.ws_frame(
+        &c,
+        json!({"action":"sendMessage","content":"hello?","clientMessageId":"d-1"}),
+    )
+    .await;
+    // Only the delivery is visible at first; n8n accepts it and never answers.
+    let batch = w.receive_jobs(1).await;
+    assert!(
+        !batch.records[0]
+            .body
+            .as_deref()
+            .unwrap()
+            .contains("deadline"),
+        "{batch:?}"
+    );
+    assert!(
+        handlers::dispatch(&w.app, batch)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert_eq!(w.history(&sid, &token).await[0]["status"], "dispatched");
+
+    // The deadline record arrives once its delay has passed (the emulator honours it).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let batch = w.receive_jobs(1).await;
+    assert!(
+        batch.records[0]
+            .body
+            .as_deref()
+            .unwrap()
+            .contains(r#""kind":"deadline""#)
+    );
+    let out = handlers::dispatch(&w.app, batch).await;
+    assert!(out.batch_item_failures.is_empty(), "{out:?}");
+    let h = w.history(&sid, &token).await;
+    assert_eq!(h[0]["status"], "failed");
+    assert_eq!(
+        (h[1]["role"].as_str(), h[1]["type"].as_str()),
+        (Some("system"), Some("error"))
+    );
+    let frames = common::pushed_to(&c).await;
+    assert!(
+        events_of(&frames, "typing")
+            .iter()
+            .any(|f| f["role"] == "assistant" && f["isTyping"] == false)
+    );
+    assert_eq!(w.n8n.count(), 1, "the deadline check does not call n8n");
+
+    // A late answer is still stored and answers the message.
+    let reply =
+        json!({"sessionId": sid, "replyTo": h[0]["id"], "content": "late", "eventId": "late-1"});
+    assert_eq!(w.http(w.signed_reply(&reply)).await.0, 200);
+    assert_eq!(w.history(&sid, &token).await[0]["status"], "answered");
+}
+
+#[tokio::test]
+async fn a_deadline_record_delivered_early_waits_and_does_not_fail_the_message() {
+    let w = world().await;
+    let (sid, token) = w.session().await;
+    let (status, body) = w.http(w.authed("send-http", &sid, &token)).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["message"]["id"].as_str().unwrap();
+    let mut e = event("dispatch-deadline");
+    e["Records"][0]["body"] =
+        json!(json!({"sessionId": sid, "messageId": id, "kind": "deadline"}).to_string());
+    let out = handlers::dispatch(&w.app, serde_json::from_value(e).unwrap()).await;
+    assert_eq!(out.batch_item_failures.len(), 1, "comes back later");
+    assert_eq!(w.history(&sid, &token).await[0]["status"], "received");
+}
