@@ -214,11 +214,26 @@ pub async fn send(app: &App, event: SendEvent) -> SendResponse {
 /// The `dispatch` function: delivers each record to n8n. Records that must run again are
 /// reported as batch item failures, so one bad record never re-runs the others; a retry's
 /// backoff is set on the record's visibility timeout.
+///
+/// Copies of one job in a batch (a client's retry queues its message again) run once: the
+/// records of a batch run concurrently, and two runs would both find the message `received`
+/// and deliver it twice. The copies are acknowledged; if the one that runs fails, it comes
+/// back by itself.
 pub async fn dispatch(app: &App, event: SqsEvent) -> SqsBatchResponse {
-    let runs = event
-        .records
-        .iter()
-        .map(|r| async move { (r, dispatch_one(app, r).await) });
+    let mut seen = std::collections::HashSet::new();
+    let runs = event.records.iter().map(|r| {
+        let first = r.body.as_deref().is_none_or(|b| seen.insert(b));
+        async move {
+            if !first {
+                tracing::info!(
+                    record = r.message_id.as_deref().unwrap_or(""),
+                    "copy of a job in the same batch; runs once"
+                );
+                return (r, true);
+            }
+            (r, dispatch_one(app, r).await)
+        }
+    });
     let mut out = SqsBatchResponse::default();
     for (record, ok) in futures_util::future::join_all(runs).await {
         if !ok {

@@ -435,3 +435,22 @@ async fn a_deadline_record_delivered_early_waits_and_does_not_fail_the_message()
     assert_eq!(out.batch_item_failures.len(), 1, "comes back later");
     assert_eq!(w.history(&sid, &token).await[0]["status"], "received");
 }
+
+#[tokio::test]
+async fn a_clients_retry_queued_twice_reaches_n8n_once_from_one_batch() {
+    let w = world().await;
+    let (sid, token) = w.session().await;
+    for _ in 0..2 {
+        // The same send twice (the client did not see the first answer): queued twice.
+        let (status, body) = w.http(w.authed("send-http", &sid, &token)).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let batch = w.receive_jobs(2).await;
+    assert_eq!(
+        batch.records[0].body, batch.records[1].body,
+        "two copies of one job"
+    );
+    let out = handlers::dispatch(&w.app, batch).await;
+    assert!(out.batch_item_failures.is_empty(), "{out:?}");
+    assert_eq!(w.n8n.count(), 1, "delivered once");
+}
