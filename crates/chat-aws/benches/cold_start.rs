@@ -13,8 +13,7 @@
 //! Binaries: `target/release` (next to this benchmark), or `CHAT_BENCH_BIN_DIR`.
 //! Run with `tests/bench` (or `tests/bench-lambdas`), which builds them first.
 
-#[path = "../../../tests/bench_report.rs"]
-mod bench_report;
+use chat_testkit::bench as bench_report;
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "../tests/lambda_support/mod.rs"]

@@ -1,23 +1,22 @@
 //! Warm handler cost, in-process: `send`, `webhook`, `connect` and `dispatch` as a warm
 //! Lambda runs them, from the event's JSON text to the response's JSON text, on the in-memory
-//! ports of `chat_core::memory` (so the figure is this code's CPU, not the network's). Each
+//! ports of `chat_testkit::memory` (so the figure is this code's CPU, not the network's). Each
 //! handler runs `WARMUP` untimed then `CALLS` timed calls, every one a distinct, valid request
 //! (a new message, reply, connection or job); every answer is checked. Allocations per call
 //! are counted by a counting global allocator.
 //!
 //! `cargo bench -p chat-aws --bench warm` (part of `tests/bench`).
 
-#[path = "../../../tests/bench_report.rs"]
-mod bench_report;
+use chat_testkit::bench as bench_report;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::sqs::SqsEvent;
 use chat_aws::App;
 use chat_aws::handlers::{self, SendEvent};
 use chat_core::Config;
-use chat_core::memory::{MemoryQueue, MemoryStore, RecordingPush, ScriptedAgent};
 use chat_core::ports::{Clock, SystemClock};
 use chat_core::service::Ports;
+use chat_testkit::memory::{MemoryQueue, MemoryStore, RecordingPush, ScriptedAgent};
 use serde_json::{Value, json};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
@@ -55,7 +54,7 @@ fn event(name: &str) -> Value {
 }
 
 fn app() -> (App, Config) {
-    let mut config = Config::for_tests();
+    let mut config = chat_testkit::config();
     config.limits.messages_per_minute = u64::MAX;
     config.limits.webhooks_per_minute = u64::MAX;
     config.limits.sessions_per_5min = u64::MAX;

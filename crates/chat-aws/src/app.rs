@@ -241,7 +241,7 @@ impl App {
         Ok(Self::from_ports(ports, env.config, agent).with_retry(queue))
     }
 
-    /// The app on any ports (the in-memory ones of `chat_core::memory` in benchmarks).
+    /// The app on any ports (the in-memory ones of `chat_testkit::memory` in benchmarks).
     pub fn from_ports(ports: Ports, config: Config, agent: Option<Arc<dyn Agent>>) -> Self {
         let mut service = ChatService::new(ports, config);
         // App JWTs from an identity provider: its JWKS is fetched by the first token that

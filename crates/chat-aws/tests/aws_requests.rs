@@ -13,8 +13,7 @@
 //! `cargo test -p chat-aws --test aws_requests -- --nocapture`; with `CHAT_BENCH_OUT` set the
 //! figures also go to the table of `tests/bench`.
 
-#[path = "../../../tests/bench_report.rs"]
-mod bench_report;
+use chat_testkit::bench as bench_report;
 mod common;
 mod world;
 

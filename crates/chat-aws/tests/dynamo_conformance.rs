@@ -14,7 +14,7 @@ use chat_core::rate::Limiter;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamo_store_conforms() {
     let sdk = common::sdk().await;
-    chat_core::conformance::run_all(|| {
+    chat_testkit::conformance::run_all(|| {
         let sdk = sdk.clone();
         async move {
             let table = common::create_table(&sdk).await;
@@ -27,7 +27,7 @@ async fn dynamo_store_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamo_limiter_conforms() {
     let sdk = common::sdk().await;
-    chat_core::conformance::run_limiter(|| {
+    chat_testkit::conformance::run_limiter(|| {
         let sdk = sdk.clone();
         async move {
             let table = common::create_table(&sdk).await;

@@ -7,10 +7,9 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayWebsocketProxy
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::sqs::SqsEvent;
 use chat_aws::{App, handlers};
-use chat_core::config::Config;
-use chat_core::memory::{MemoryQueue, MemoryStore, RecordingPush, ScriptedAgent};
 use chat_core::ports::SystemClock;
 use chat_core::service::Ports;
+use chat_testkit::memory::{MemoryQueue, MemoryStore, RecordingPush, ScriptedAgent};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -25,7 +24,7 @@ fn app() -> App {
     };
     App::from_ports(
         ports,
-        Config::for_tests(),
+        chat_testkit::config(),
         Some(Arc::new(ScriptedAgent::default())),
     )
 }

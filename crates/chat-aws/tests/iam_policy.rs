@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use world::{FakeN8n, WEBHOOK_SECRET, body_of, conn_id, event};
+use world::{WEBHOOK_SECRET, body_of, conn_id, event};
 
 const SESSION_SECRET: &str = "iam-test-session-secret";
 const AUTH_JWT_SECRET: &str = "iam-test-app-jwt-secret";
@@ -569,7 +569,7 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
     ]);
     let gone = Arc::new(Mutex::new(Vec::new()));
     let endpoint = push_stub(gone.clone()).await;
-    let (n8n, n8n_url) = FakeN8n::start().await;
+    let (n8n, n8n_url) = world::World::fake_n8n().await;
     let mut rec = Recorder {
         names: Names::new(&f, &with_ssm),
         calls: BTreeMap::new(),

@@ -129,20 +129,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// A configuration for tests and examples: fixed secrets, default limits.
-    pub fn for_tests() -> Self {
-        Self {
-            webhook_secret: Secret::new("test-webhook-secret"),
-            session_secret: Secret::new("test-session-secret"),
-            auth_jwt_secret: Some(Secret::new("test-app-jwt-secret")),
-            app_auth: Default::default(),
-            public_url: "http://127.0.0.1:3000".into(),
-            websocket_url: "ws://127.0.0.1:3000/ws".into(),
-            limits: Limits::default(),
-            dispatch: DispatchConfig::default(),
-        }
-    }
-
     /// Reads the `CHAT_*` limits and dispatch settings; secrets and URLs are given by the
     /// caller, because each deployment finds them differently.
     pub fn from_env(

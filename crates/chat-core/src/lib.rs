@@ -14,11 +14,8 @@
 pub mod api;
 pub mod auth;
 pub mod config;
-#[cfg(feature = "conformance")]
-pub mod conformance;
 pub mod error;
 pub mod events;
-pub mod memory;
 pub mod model;
 pub mod ports;
 pub mod rate;

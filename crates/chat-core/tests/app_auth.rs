@@ -10,11 +10,11 @@ use async_trait::async_trait;
 use chat_core::api::{self, Response};
 use chat_core::auth::{AppAuthConfig, JWKS_MAX_AGE_MS, JWKS_REFRESH_MS, JWKS_RETRY_MS};
 use chat_core::config::Config;
-use chat_core::memory::{ManualClock, MemoryQueue, MemoryStore, RecordingPush};
 use chat_core::model::{Millis, SessionId};
 use chat_core::ports::{JwksError, JwksSource};
 use chat_core::service::{ChatService, Ports, SessionRef};
 use chat_core::token::SessionClaims;
+use chat_testkit::memory::{ManualClock, MemoryQueue, MemoryStore, RecordingPush};
 use jwt_keys::{RSA_A_PUBLIC_PEM, TestKey, hs256, jwks, unsigned};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -89,7 +89,7 @@ impl H {
             auth_jwt_secret: secret
                 .map(|s| chat_core::config::Secret::new(String::from_utf8(s.to_vec()).unwrap())),
             app_auth,
-            ..Config::for_tests()
+            ..chat_testkit::config()
         };
         let svc = ChatService::new(
             Ports {

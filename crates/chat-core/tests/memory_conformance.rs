@@ -4,14 +4,14 @@
 //! fail, naming the broken check.
 
 use async_trait::async_trait;
-use chat_core::conformance::run_all;
-use chat_core::memory::MemoryStore;
 use chat_core::model::{
     Connection, Message, MessageId, MessageStatus, Millis, NewMessage, Page, PageQuery, Session,
     SessionId,
 };
 use chat_core::ports::{Appended, Store, StoreError};
 use chat_core::rate::{Limiter, MemoryLimiter, Rate};
+use chat_testkit::conformance::run_all;
+use chat_testkit::memory::MemoryStore;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -273,7 +273,7 @@ async fn the_suite_catches_broken_stores_and_names_the_check() {
 
 #[tokio::test]
 async fn memory_limiter_conforms() {
-    chat_core::conformance::run_limiter(|| async { MemoryLimiter::new() }).await;
+    chat_testkit::conformance::run_limiter(|| async { MemoryLimiter::new() }).await;
 }
 
 /// A fixed-window counter (what the limits were before): bursts at once are right, but it
@@ -293,7 +293,7 @@ impl Limiter for FixedWindow {
 
 #[tokio::test]
 async fn the_limiter_suite_catches_a_fixed_window() {
-    let joined = tokio::spawn(chat_core::conformance::run_limiter(|| async {
+    let joined = tokio::spawn(chat_testkit::conformance::run_limiter(|| async {
         FixedWindow(Mutex::default())
     }))
     .await;

@@ -6,11 +6,10 @@
 //! right signature over random bodies), where parsers break in practice.
 
 use chat_core::api::{self, Response};
-use chat_core::config::Config;
-use chat_core::memory::{ManualClock, MemoryQueue, MemoryStore, RecordingPush};
 use chat_core::model::Connection;
 use chat_core::service::{ChatService, Ports};
 use chat_core::{signature, token};
+use chat_testkit::memory::{ManualClock, MemoryQueue, MemoryStore, RecordingPush};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -19,7 +18,7 @@ const T0: i64 = 1_700_000_100_000;
 const WEBHOOK_SECRET: &[u8] = b"test-webhook-secret";
 
 fn service() -> ChatService {
-    let mut config = Config::for_tests();
+    let mut config = chat_testkit::config();
     // Limits are not what is tested here; every case must reach the parsers.
     config.limits.messages_per_minute = 1_000_000;
     config.limits.sessions_per_5min = 1_000_000;
@@ -249,7 +248,7 @@ proptest! {
     fn websocket_frames_get_an_answer_or_nothing_never_a_panic(frame in body()) {
         runtime().block_on(async {
             let push = Arc::new(RecordingPush::default());
-            let mut config = Config::for_tests();
+            let mut config = chat_testkit::config();
             config.limits.messages_per_minute = 1_000_000;
             let svc = ChatService::new(
                 Ports {

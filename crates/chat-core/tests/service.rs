@@ -4,7 +4,6 @@
 use async_trait::async_trait;
 use chat_core::api::{self, Response};
 use chat_core::config::{Config, Secret};
-use chat_core::memory::{ManualClock, MemoryQueue, MemoryStore, RecordingPush, ScriptedAgent};
 use chat_core::model::{
     Connection, DispatchJob, Message, MessageId, MessageStatus, MessageType, Millis, PageQuery,
     Role, SessionId, rfc3339,
@@ -15,6 +14,7 @@ use chat_core::service::{
 };
 use chat_core::token::{SessionClaims, SessionTokens};
 use chat_core::{ChatError, signature};
+use chat_testkit::memory::{ManualClock, MemoryQueue, MemoryStore, RecordingPush, ScriptedAgent};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -56,7 +56,7 @@ impl S {
 
 impl H {
     fn new() -> Self {
-        Self::with_config(Config::for_tests())
+        Self::with_config(chat_testkit::config())
     }
 
     /// The harness with the scripted agent (`self.agent`) behind the dispatcher.
@@ -368,7 +368,7 @@ impl H {
     fn new_without_auth() -> Self {
         Self::with_config(Config {
             auth_jwt_secret: None,
-            ..Config::for_tests()
+            ..chat_testkit::config()
         })
     }
 }
@@ -871,7 +871,7 @@ async fn a_retry_of_a_stored_message_is_answered_past_the_limit_and_spends_nothi
 
 #[tokio::test]
 async fn delivered_marks_dispatched_and_pushes_status_and_typing_and_redelivery_is_skipped() {
-    let h = H::with_config(Config::for_tests());
+    let h = H::with_config(chat_testkit::config());
     let s = h.session().await;
     h.connect(&s, "c1").await;
     let (m, job) = h.user_message(&s, "hello").await;
@@ -916,7 +916,7 @@ async fn delivered_marks_dispatched_and_pushes_status_and_typing_and_redelivery_
 
 #[tokio::test]
 async fn a_failing_agent_is_retried_with_doubling_delays_then_dead_lettered() {
-    let h = H::with_config(Config::for_tests());
+    let h = H::with_config(chat_testkit::config());
     let s = h.session().await;
     h.connect(&s, "c1").await;
     let (m, job) = h.user_message(&s, "hello").await;
@@ -972,7 +972,7 @@ async fn a_failing_agent_is_retried_with_doubling_delays_then_dead_lettered() {
 
 #[tokio::test]
 async fn retry_delays_double_from_the_configured_backoff() {
-    let mut config = Config::for_tests();
+    let mut config = chat_testkit::config();
     config.dispatch.max_attempts = 4;
     config.dispatch.backoff = Duration::from_millis(250);
     let h = H::with_config(config);
@@ -996,7 +996,7 @@ async fn retry_delays_double_from_the_configured_backoff() {
 
 #[tokio::test]
 async fn an_agent_that_recovers_delivers_on_a_later_attempt() {
-    let h = H::with_config(Config::for_tests());
+    let h = H::with_config(chat_testkit::config());
     let s = h.session().await;
     let (m, job) = h.user_message(&s, "hello").await;
     h.agent.set_failing(true);
@@ -1055,7 +1055,7 @@ async fn dead_letter_after_an_answer_does_nothing() {
 
 #[tokio::test]
 async fn the_outbound_request_is_signed_and_carries_the_message_history_and_callback() {
-    let h = H::with_config(Config::for_tests());
+    let h = H::with_config(chat_testkit::config());
     let s = h.session().await;
     let first = h.send(&s, "first", None, None).await.unwrap();
     h.clock.advance(2_000);
@@ -1119,7 +1119,7 @@ async fn the_outbound_request_is_signed_and_carries_the_message_history_and_call
 
 #[tokio::test]
 async fn the_outbound_request_names_the_user_and_trims_the_public_url() {
-    let mut config = Config::for_tests();
+    let mut config = chat_testkit::config();
     config.public_url = "https://chat.example.com/".into();
     let h = H::with_config(config);
     let jwt = app_jwt(APP_SECRET, "user-7", T0 / 1000 + 600);
@@ -1262,7 +1262,7 @@ impl Agent for AnsweringAgent {
 
 #[tokio::test]
 async fn a_late_dispatched_never_regresses_answered() {
-    let h = H::with_agent(Config::for_tests(), |svc| {
+    let h = H::with_agent(chat_testkit::config(), |svc| {
         Arc::new(AnsweringAgent { svc: svc.clone() })
     });
     let s = h.session().await;
@@ -1299,7 +1299,7 @@ async fn a_late_dispatched_never_regresses_answered() {
 
 #[tokio::test]
 async fn an_answer_before_the_dispatch_skips_it() {
-    let h = H::with_config(Config::for_tests());
+    let h = H::with_config(chat_testkit::config());
     let s = h.session().await;
     let (m, job) = h.user_message(&s, "hi").await;
     let r = h
@@ -1838,7 +1838,7 @@ async fn history_pages_let_a_client_catch_up() {
 
 #[test]
 fn secrets_in_the_harness_match_the_test_config() {
-    let c = Config::for_tests();
+    let c = chat_testkit::config();
     assert_eq!(
         c.webhook_secret,
         Secret::new(String::from_utf8(WEBHOOK_SECRET.to_vec()).unwrap())
@@ -1965,7 +1965,7 @@ async fn the_deadline_of_an_answered_message_does_nothing() {
 
 #[tokio::test]
 async fn the_reply_timeout_is_configurable() {
-    let mut config = Config::for_tests();
+    let mut config = chat_testkit::config();
     config.dispatch.reply_timeout = Duration::from_secs(30);
     let h = H::with_config(config);
     let s = h.session().await;
@@ -2191,7 +2191,7 @@ async fn concurrent_senders_push_a_sessions_messages_in_seq_order() {
             clock: Arc::new(ManualClock::new(T0)),
             limiter: Arc::new(chat_core::rate::MemoryLimiter::new()),
         },
-        Config::for_tests(),
+        chat_testkit::config(),
     );
     let created = svc.create_session("10.0.0.1", None).await.unwrap();
     let claims = svc

@@ -12,8 +12,7 @@
 //! `--interval-ms=2000` to offer less than one message per second per client (finds the rate
 //! the server sustains). Server and clients share the machine: the figures are indicative.
 
-#[path = "../../../tests/bench_report.rs"]
-mod bench_report;
+use chat_testkit::bench as bench_report;
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -4,8 +4,7 @@
 //!
 //! `cargo bench -p chat-local --bench roundtrip` (1,000 turns), or `-- 200` for fewer.
 
-#[path = "../../../tests/bench_report.rs"]
-mod bench_report;
+use chat_testkit::bench as bench_report;
 #[path = "../tests/common/mod.rs"]
 mod common;
 

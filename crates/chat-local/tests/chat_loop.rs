@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{FakeN8n, Server, is_event, post_signed, unix_now};
+use common::{Server, is_event, post_signed, unix_now};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -230,7 +230,7 @@ async fn typing_read_ping_and_bad_frames_over_the_websocket() {
 
 #[tokio::test]
 async fn external_n8n_gets_signed_payloads_and_repeated_callbacks_store_one_reply() {
-    let (n8n, n8n_url) = FakeN8n::start_on(0).await;
+    let (n8n, n8n_url) = common::fake_n8n(0).await;
     *n8n.reply.lock().unwrap() = false;
     let (server, _dir) = Server::start(&[("CHAT_N8N_WEBHOOK_URL", &n8n_url)]).await;
     let s = server.create_session().await;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{FakeN8n, Server, closed_port, is_event};
+use common::{Server, closed_port, is_event};
 use serde_json::json;
 
 #[tokio::test]
@@ -54,7 +54,7 @@ async fn n8n_at_a_closed_port_ends_failed_with_a_system_error_message() {
 
 #[tokio::test]
 async fn failing_n8n_gets_exactly_max_attempts_then_nothing_more() {
-    let (n8n, url) = FakeN8n::start_on(0).await;
+    let (n8n, url) = common::fake_n8n(0).await;
     *n8n.status.lock().unwrap() = 503;
     let (server, _dir) = Server::start(&[
         ("CHAT_N8N_WEBHOOK_URL", &url),
@@ -114,7 +114,7 @@ async fn n8n_coming_back_before_the_last_attempt_gets_the_message_answered() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let (n8n, _) = FakeN8n::start_on(port).await;
+    let (n8n, _) = common::fake_n8n(port).await;
 
     let reply = ws
         .until("reply", |v| {
@@ -145,7 +145,7 @@ async fn n8n_coming_back_before_the_last_attempt_gets_the_message_answered() {
 
 #[tokio::test]
 async fn a_message_n8n_accepted_but_never_answered_fails_at_the_reply_deadline() {
-    let (n8n, url) = FakeN8n::start_on(0).await;
+    let (n8n, url) = common::fake_n8n(0).await;
     *n8n.reply.lock().unwrap() = false; // accepts with 200, never calls back
     let (server, _dir) = Server::start(&[
         ("CHAT_N8N_WEBHOOK_URL", &url),
@@ -203,7 +203,7 @@ async fn a_message_n8n_accepted_but_never_answered_fails_at_the_reply_deadline()
 
 #[tokio::test]
 async fn a_deadline_survives_a_restart() {
-    let (n8n, url) = FakeN8n::start_on(0).await;
+    let (n8n, url) = common::fake_n8n(0).await;
     *n8n.reply.lock().unwrap() = false;
     let env = [
         ("CHAT_N8N_WEBHOOK_URL", url.as_str()),

@@ -8,7 +8,7 @@ use chat_local::store::SqliteStore;
 async fn sqlite_store_conforms() {
     let root = tempfile::tempdir().unwrap();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    chat_core::conformance::run_all(|| {
+    chat_testkit::conformance::run_all(|| {
         let dir = root.path().join(
             next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
                 .to_string(),

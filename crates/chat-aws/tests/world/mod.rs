@@ -13,59 +13,18 @@ use chat_aws::app::LambdaEnv;
 use chat_aws::handlers;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 pub const WEBHOOK_SECRET: &str = "handler-tests-webhook-secret";
 
-/// A local fake n8n: checks the signature, records payloads, answers `status`.
-#[derive(Clone, Default)]
-pub struct FakeN8n {
-    pub received: Arc<Mutex<Vec<Value>>>,
-    pub status: Arc<Mutex<u16>>,
-}
+pub use chat_testkit::fake_n8n::FakeN8n;
 
-impl FakeN8n {
-    pub async fn start() -> (FakeN8n, String) {
-        let fake = FakeN8n {
-            received: Arc::default(),
-            status: Arc::new(Mutex::new(200)),
-        };
-        let f = fake.clone();
-        let app = axum::Router::new().route(
-            "/n8n",
-            axum::routing::post(move |h: axum::http::HeaderMap, body: axum::body::Bytes| {
-                let f = f.clone();
-                async move {
-                    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-                    let now =
-                        chat_core::ports::Clock::now_ms(&chat_core::ports::SystemClock) / 1000;
-                    if chat_core::signature::verify(
-                        WEBHOOK_SECRET.as_bytes(),
-                        get("x-chat-timestamp"),
-                        get("x-chat-signature"),
-                        &body,
-                        now,
-                    )
-                    .is_err()
-                    {
-                        return axum::http::StatusCode::UNAUTHORIZED;
-                    }
-                    f.received
-                        .lock()
-                        .unwrap()
-                        .push(serde_json::from_slice(&body).unwrap());
-                    axum::http::StatusCode::from_u16(*f.status.lock().unwrap()).unwrap()
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/n8n", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+impl World {
+    /// A fake n8n signing with this world's secret; it never calls back (the handler tests
+    /// post n8n's replies themselves, through the webhook handler).
+    pub async fn fake_n8n() -> (FakeN8n, String) {
+        let (fake, url) = FakeN8n::start_on(0, WEBHOOK_SECRET).await;
+        *fake.reply.lock().unwrap() = false;
         (fake, url)
-    }
-
-    pub fn count(&self) -> usize {
-        self.received.lock().unwrap().len()
     }
 }
 
@@ -77,7 +36,7 @@ pub struct World {
 
 pub async fn world_with(ws_endpoint: Option<String>, extra: &[(&str, &str)]) -> World {
     let f = common::fresh().await;
-    let (n8n, n8n_url) = FakeN8n::start().await;
+    let (n8n, n8n_url) = World::fake_n8n().await;
     let mut vars: HashMap<String, String> = [
         ("TABLE_NAME", f.table.as_str()),
         ("QUEUE_URL", f.queue_url.as_str()),

@@ -7,7 +7,6 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
@@ -423,101 +422,12 @@ pub fn is_event(v: &Value, event: &str) -> bool {
     v["event"] == event
 }
 
-/// A fake n8n on 127.0.0.1: checks our signature on every dispatch, records it, answers
-/// with `status`, and (when `reply` is on) calls back the webhook signed, like the workflow.
-#[derive(Clone)]
-pub struct FakeN8n {
-    pub received: Arc<Mutex<Vec<Value>>>,
-    pub status: Arc<Mutex<u16>>,
-    pub reply: Arc<Mutex<bool>>,
-    pub bad_signatures: Arc<Mutex<u32>>,
-}
+#[allow(unused_imports)] // each test target uses part of the harness
+pub use chat_testkit::fake_n8n::{FakeN8n, unix_now};
 
-impl FakeN8n {
-    /// Serves on `port` (0: any) and returns the fake and its URL.
-    pub async fn start_on(port: u16) -> (FakeN8n, String) {
-        use axum::routing::post;
-        let fake = FakeN8n {
-            received: Arc::default(),
-            status: Arc::new(Mutex::new(200)),
-            reply: Arc::new(Mutex::new(true)),
-            bad_signatures: Arc::default(),
-        };
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("fake n8n binds");
-        let url = format!("http://{}/webhook/chat", listener.local_addr().unwrap());
-        let f = fake.clone();
-        let app = axum::Router::new().route(
-            "/webhook/chat",
-            post(
-                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                    let f = f.clone();
-                    async move { f.handle(headers, body).await }
-                },
-            ),
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (fake, url)
-    }
-
-    async fn handle(
-        &self,
-        headers: axum::http::HeaderMap,
-        body: axum::body::Bytes,
-    ) -> axum::http::StatusCode {
-        let h = |n: &str| {
-            headers
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let now = unix_now();
-        if chat_core::signature::verify(
-            WEBHOOK_SECRET.as_bytes(),
-            h("x-chat-timestamp").as_deref(),
-            h("x-chat-signature").as_deref(),
-            &body,
-            now,
-        )
-        .is_err()
-        {
-            *self.bad_signatures.lock().unwrap() += 1;
-            return axum::http::StatusCode::UNAUTHORIZED;
-        }
-        let v: Value = serde_json::from_slice(&body).expect("dispatch body is JSON");
-        self.received.lock().unwrap().push(v.clone());
-        let status = *self.status.lock().unwrap();
-        if status == 200 && *self.reply.lock().unwrap() {
-            tokio::spawn(async move {
-                let reply = json!({
-                    "sessionId": v["sessionId"],
-                    "replyTo": v["messageId"],
-                    "eventId": format!("evt-{}", v["messageId"].as_str().unwrap()),
-                    "content": format!("fake n8n got: {}", v["content"].as_str().unwrap()),
-                });
-                post_signed(
-                    &reqwest::Client::new(),
-                    v["callbackUrl"].as_str().unwrap(),
-                    &reply.to_string(),
-                    now,
-                )
-                .await;
-            });
-        }
-        axum::http::StatusCode::from_u16(status).unwrap()
-    }
-
-    pub fn count(&self) -> usize {
-        self.received.lock().unwrap().len()
-    }
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+/// A fake n8n signing with this harness's webhook secret.
+pub async fn fake_n8n(port: u16) -> (FakeN8n, String) {
+    FakeN8n::start_on(port, WEBHOOK_SECRET).await
 }
 
 /// POSTs `body` signed with the test webhook secret at `timestamp`; returns status and JSON.
@@ -527,23 +437,7 @@ pub async fn post_signed(
     body: &str,
     timestamp: i64,
 ) -> (u16, Value) {
-    let ts = timestamp.to_string();
-    let sig = chat_core::signature::sign(WEBHOOK_SECRET.as_bytes(), &ts, body.as_bytes());
-    let res = http
-        .post(url)
-        .header("content-type", "application/json")
-        .header("x-chat-timestamp", ts)
-        .header("x-chat-signature", sig)
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("webhook reachable");
-    let status = res.status().as_u16();
-    let bytes = res.bytes().await.unwrap_or_default();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    chat_testkit::fake_n8n::post_signed(http, url, body, WEBHOOK_SECRET, timestamp).await
 }
 
 /// A port on 127.0.0.1 that nothing listens on (until someone binds it).

@@ -1,7 +1,6 @@
 //! Shared by the benchmarks: when `CHAT_BENCH_OUT` names a file, each figure is appended to it
 //! as one JSON line, and `tests/bench` prints them all as one table (`tests/bench_table.py`).
 //! Without the variable the benchmarks only print their own output.
-#![allow(dead_code)] // each benchmark includes this file and uses part of it
 
 use std::io::Write;
 

@@ -4,15 +4,15 @@
 //! They exist for unit tests of the core and as the reference the real stores are checked
 //! against; they keep everything in a mutex and lose it on exit.
 
-use crate::model::{
+use async_trait::async_trait;
+use chat_core::model::{
     Connection, DispatchJob, Message, MessageId, MessageStatus, Millis, NewMessage, Page,
     PageQuery, Session, SessionId,
 };
-use crate::ports::{
+use chat_core::ports::{
     Agent, AgentError, Appended, Clock, Push, PushError, Queue, QueueError, SignedRequest, Store,
     StoreError,
 };
-use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -227,7 +227,7 @@ impl Store for MemoryStore {
         let g = self.lock();
         Ok(g.messages.get(session).map_or(0, |ms| {
             ms.range((Excluded(after), Unbounded))
-                .filter(|(_, m)| m.role != crate::model::Role::User)
+                .filter(|(_, m)| m.role != chat_core::model::Role::User)
                 .count() as u64
         }))
     }

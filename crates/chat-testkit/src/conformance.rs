@@ -1,14 +1,14 @@
 //! The store conformance suite: every documented semantic of [`Store`], checked against any
 //! implementation.
 //!
-//! Compiled only with the `conformance` feature. A store's tests call [`run_all`] with a
+//! A store's tests call [`run_all`] with a
 //! function that builds a fresh, empty store; each check gets its own store, runs as a named
 //! async function, and the suite panics at the end naming every check that failed:
 //!
 //! ```
 //! # async fn example() {
 //! // In a store's tests, inside `#[tokio::test] async fn ...`:
-//! chat_core::conformance::run_all(|| async { chat_core::memory::MemoryStore::new() }).await;
+//! chat_testkit::conformance::run_all(|| async { chat_testkit::memory::MemoryStore::new() }).await;
 //! # }
 //! ```
 //!
@@ -19,11 +19,11 @@
 //! and a message belongs to exactly one session (reading it through another session finds
 //! nothing).
 
-use crate::model::{
+use chat_core::model::{
     Connection, Message, MessageId, MessageStatus, MessageType, Millis, NewMessage, Page,
     PageQuery, Role, Session, SessionId,
 };
-use crate::ports::{Appended, Store, StoreError};
+use chat_core::ports::{Appended, Store, StoreError};
 use futures_util::FutureExt;
 use serde_json::{Map, json};
 use std::collections::BTreeSet;
@@ -1212,13 +1212,13 @@ pub async fn concurrent_idempotent_appends_write_once<S: Store + ?Sized>(store: 
 
 // ----- rate limiting -----------------------------------------------------------------
 
-/// Runs every check of a [`Limiter`](crate::rate::Limiter) on fresh ones from `make`, and
+/// Runs every check of a [`Limiter`](chat_core::rate::Limiter) on fresh ones from `make`, and
 /// panics naming every check that failed.
 pub async fn run_limiter<F, Fut, L>(make: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = L>,
-    L: crate::rate::Limiter,
+    L: chat_core::rate::Limiter,
 {
     let mut failures: Vec<(&'static str, String)> = Vec::new();
     macro_rules! checks {
@@ -1249,8 +1249,8 @@ fn unique_key(what: &str) -> String {
 
 /// 4 per second: four pass at once, the fifth waits one interval (250 ms); keys are apart;
 /// an interval later one more passes; a bucket idle for a period is full again.
-pub async fn limiter_applies_gcra_per_key<L: crate::rate::Limiter + ?Sized>(limiter: &L) {
-    let rate = crate::rate::Rate::per(4, 1_000);
+pub async fn limiter_applies_gcra_per_key<L: chat_core::rate::Limiter + ?Sized>(limiter: &L) {
+    let rate = chat_core::rate::Rate::per(4, 1_000);
     let (a, b) = (unique_key("a"), unique_key("b"));
     for i in 0..4 {
         assert_eq!(
@@ -1289,8 +1289,8 @@ pub async fn limiter_applies_gcra_per_key<L: crate::rate::Limiter + ?Sized>(limi
 }
 
 /// Refused takes do not move the next token further away.
-pub async fn limiter_refusals_change_nothing<L: crate::rate::Limiter + ?Sized>(limiter: &L) {
-    let rate = crate::rate::Rate::per(1, 60_000);
+pub async fn limiter_refusals_change_nothing<L: chat_core::rate::Limiter + ?Sized>(limiter: &L) {
+    let rate = chat_core::rate::Rate::per(1, 60_000);
     let k = unique_key("r");
     assert_eq!(ok(limiter.take(&k, NOW, rate).await, "take"), None);
     for t in [1, 1_000, 30_000, 59_999] {
@@ -1304,8 +1304,8 @@ pub async fn limiter_refusals_change_nothing<L: crate::rate::Limiter + ?Sized>(l
 }
 
 /// 20 concurrent takes from a bucket of 5: exactly 5 pass.
-pub async fn concurrent_takes_never_overdraw<L: crate::rate::Limiter + ?Sized>(limiter: &L) {
-    let rate = crate::rate::Rate::per(5, 60_000);
+pub async fn concurrent_takes_never_overdraw<L: chat_core::rate::Limiter + ?Sized>(limiter: &L) {
+    let rate = chat_core::rate::Rate::per(5, 60_000);
     let k = unique_key("c");
     let results =
         futures_util::future::join_all((0..20).map(|_| limiter.take(&k, NOW, rate))).await;
