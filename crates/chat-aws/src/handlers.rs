@@ -167,7 +167,7 @@ pub async fn ws_message(
         Ok(b) => b,
         Err(e) => return ws_response(api::Response::error(&e)),
     };
-    app.service.handle_message(id, &frame).await;
+    app.service.handle_frame_by_id(id, &frame).await;
     ok_ws()
 }
 

@@ -264,7 +264,7 @@ proptest! {
             let sid = created.session_id.to_string();
             let c: Connection = svc.connect(Some(&sid), Some(&created.token), "c1").await.unwrap();
             svc.handle_frame(&c, &frame).await;
-            svc.handle_message("unknown", &frame).await;
+            svc.handle_frame_by_id("unknown", &frame).await;
             for (_, f) in push.take() {
                 let v: Value = serde_json::from_str(&f).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert!(v["event"].is_string(), "{}", f);

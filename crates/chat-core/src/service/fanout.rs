@@ -1,0 +1,83 @@
+//! Fan-out: pushing events to a session's connections, forgetting the ones that are gone.
+
+use crate::events::ServerEvent;
+use crate::model::{Connection, SessionId};
+use crate::ports::PushError;
+use crate::service::ChatService;
+
+impl ChatService {
+    /// Pushes `event` to every connection of the session (but `except`). Connections that
+    /// are gone are forgotten; other failures are logged and do not stop the others.
+    pub async fn broadcast(&self, session: &SessionId, event: &ServerEvent, except: Option<&str>) {
+        self.broadcast_many(session, std::slice::from_ref(event), except)
+            .await;
+    }
+
+    /// Pushes `events`, in order, to every connection of the session (but `except`), looking
+    /// the connections up once.
+    pub async fn broadcast_many(
+        &self,
+        session: &SessionId,
+        events: &[ServerEvent],
+        except: Option<&str>,
+    ) {
+        if events.is_empty() {
+            return;
+        }
+        let connections = match self.store().list_connections(session).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, session_id = %session, "could not list connections; push skipped");
+                return;
+            }
+        };
+        let frames: Vec<String> = events.iter().map(ServerEvent::to_frame).collect();
+        // A store may still hold connections past their expiry (DynamoDB's TTL deletes
+        // lazily): they are absent.
+        let now = self.now();
+        let pushes = connections
+            .iter()
+            .filter(|c| c.expires_at > now && Some(c.id.as_str()) != except)
+            .map(|c| async {
+                for frame in &frames {
+                    if !self.push_or_forget(c, frame).await {
+                        break;
+                    }
+                }
+            });
+        futures_util::future::join_all(pushes).await;
+    }
+
+    pub(super) async fn send_to_connection(
+        &self,
+        session: &SessionId,
+        connection_id: &str,
+        frame: &str,
+    ) {
+        let c = Connection {
+            id: connection_id.to_string(),
+            session_id: *session,
+            connected_at: 0,
+            expires_at: 0,
+        };
+        self.push_or_forget(&c, frame).await;
+    }
+
+    /// Pushes one frame; `false` when the connection is gone (and is now forgotten).
+    pub(super) async fn push_or_forget(&self, c: &Connection, frame: &str) -> bool {
+        match self.ports.push.push(&c.id, frame).await {
+            Ok(()) => true,
+            Err(PushError::Gone) => {
+                tracing::info!(connection_id = %c.id, "connection gone; forgetting it");
+                if let Err(e) = self.store().delete_connection(c).await {
+                    tracing::warn!(error = %e, connection_id = %c.id, "could not forget a gone connection");
+                }
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, connection_id = %c.id, "push failed");
+                true
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! n8n's replies (`POST /webhook`): verified, idempotent by event id, reply-to or signature,
+//! limited per session, stored once, the user message marked answered, the reply pushed.
+
+use super::WebhookReply;
+use crate::events::ServerEvent;
+use crate::model::{Message, MessageId, MessageStatus, NewMessage, Role};
+use crate::rate::Rate;
+use crate::service::ChatService;
+use crate::{ChatError, rate, signature, validate};
+
+impl ChatService {
+    /// `POST /webhook`: verifies n8n's signature, stores the reply once, marks the user
+    /// message answered and pushes the reply.
+    ///
+    /// Every reply is idempotent: by its `eventId`, else its `replyTo`, else its signature
+    /// (so a captured request replayed within the timestamp window stores nothing new). A
+    /// repeat returns the stored reply, writes nothing and counts against no limit. Calls are
+    /// limited per session; refused calls (no or a bad signature) per `source_ip`.
+    pub async fn receive_reply(
+        &self,
+        source_ip: &str,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<Message, ChatError> {
+        let now = self.now();
+        let limits = &self.config.limits;
+        let per_minute = Rate::per(limits.webhooks_per_minute, 60_000);
+        validate::body_size(body.len(), limits)?;
+        if let Err(refused) = signature::verify(
+            self.config.webhook_secret.expose().as_bytes(),
+            timestamp,
+            signature,
+            body,
+            now / 1000,
+        ) {
+            rate::hit(
+                self.limiter(),
+                "webhook-refused",
+                source_ip,
+                per_minute,
+                now,
+            )
+            .await?;
+            return Err(refused);
+        }
+        let reply: WebhookReply = validate::parse_json(body)?;
+        validate::content(&reply.content, limits.max_reply_chars)?;
+        if let Some(e) = &reply.event_id {
+            validate::key("eventId", e)?;
+        }
+        let session = self.load_session(&reply.session_id).await?;
+        let key = match (&reply.event_id, &reply.reply_to, signature) {
+            (Some(e), _, _) => format!("event#{e}"),
+            (None, Some(r), _) => format!("reply#{r}"),
+            (None, None, sig) => format!("sig#{}", sig.unwrap_or_default().trim()),
+        };
+        // The message replied to, which becomes `answered`.
+        let replied = match &reply.reply_to {
+            None => None,
+            Some(id) => self.store().get_message(&session.id, id).await?,
+        };
+        if let Some(stored) = self.store().find_by_key(&session.id, &key).await? {
+            self.mark_answered(&stored, replied).await?;
+            return Ok(stored);
+        }
+        if reply.reply_to.is_some() && replied.is_none() {
+            return Err(ChatError::NotFound(
+                "replyTo names no message of this session".into(),
+            ));
+        }
+        rate::hit(
+            self.limiter(),
+            "webhook",
+            &session.id.to_string(),
+            per_minute,
+            now,
+        )
+        .await?;
+        let new = NewMessage {
+            id: MessageId::new(),
+            session_id: session.id,
+            role: Role::Assistant,
+            kind: reply.kind.unwrap_or_default(),
+            content: reply.content,
+            data: reply.data,
+            metadata: None,
+            status: MessageStatus::Delivered,
+            created_at: now,
+            reply_to: reply.reply_to,
+            client_message_id: None,
+            idempotency_key: Some(key),
+            expires_at: session.expires_at,
+        };
+        self.locks
+            .run(session.id, async {
+                let appended = self
+                    .store()
+                    .append_message(new)
+                    .await?
+                    .ok_or_else(|| ChatError::NotFound("unknown session".into()))?;
+                let message = appended.message;
+                let mut events = Vec::new();
+                if appended.created {
+                    tracing::info!(session_id = %session.id, message_id = %message.id, seq = message.seq, "reply stored");
+                    events.push(ServerEvent::Message {
+                        message: message.clone(),
+                    });
+                }
+                if let Some(original) = replied.filter(|r| message.reply_to == Some(r.id)) {
+                    events.extend(self.advance(&original, MessageStatus::Answered).await?);
+                }
+                self.broadcast_many(&session.id, &events, None).await;
+                Ok(message)
+            })
+            .await
+    }
+
+    /// A repeated reply: finishes what the first call may not have (the user message's
+    /// `answered` status) and pushes only that.
+    async fn mark_answered(
+        &self,
+        reply: &Message,
+        replied: Option<Message>,
+    ) -> Result<(), ChatError> {
+        if let Some(original) = replied.filter(|r| reply.reply_to == Some(r.id))
+            && let Some(status) = self.advance(&original, MessageStatus::Answered).await?
+        {
+            self.broadcast(&reply.session_id, &status, None).await;
+        }
+        Ok(())
+    }
+
+    /// Moves a message's status forward; returns the `status` event to push, or `None` when
+    /// it already was there.
+    pub(super) async fn advance(
+        &self,
+        message: &Message,
+        status: MessageStatus,
+    ) -> Result<Option<ServerEvent>, ChatError> {
+        Ok(self
+            .store()
+            .advance_status(message, status)
+            .await?
+            .map(|m| ServerEvent::Status {
+                session_id: m.session_id,
+                message_id: m.id,
+                status: m.status,
+            }))
+    }
+}

@@ -1,0 +1,140 @@
+//! Sending a user message: validated, answered from its idempotency key before any limit,
+//! rate-limited, stored, queued for n8n with its reply deadline, acknowledged and pushed.
+
+use super::{SendInput, SessionRef, ack_of};
+use crate::events::ServerEvent;
+use crate::model::{
+    DispatchJob, Message, MessageId, MessageStatus, MessageType, Millis, NewMessage, Role,
+};
+use crate::rate::Rate;
+use crate::service::ChatService;
+use crate::{ChatError, rate, validate};
+
+impl ChatService {
+    /// Stores a user message, queues it for n8n and pushes it to the session's connections
+    /// (with an `ack` first to `origin`, the sending connection, if any).
+    ///
+    /// A repeat with the same `clientMessageId` returns the stored message (and queues it
+    /// again if it never left `received`) without counting against the rate limit; the same
+    /// id with other content is a 409.
+    pub async fn send(
+        &self,
+        session: SessionRef,
+        input: SendInput,
+        origin: Option<&str>,
+    ) -> Result<Message, ChatError> {
+        let limits = &self.config.limits;
+        validate::content(&input.content, limits.max_content_chars)?;
+        if let Some(id) = &input.client_message_id {
+            validate::key("clientMessageId", id)?;
+        }
+        if let Some(m) = &input.metadata {
+            validate::object_size("metadata", m, limits.max_metadata_bytes)?;
+        }
+        let key = input
+            .client_message_id
+            .as_ref()
+            .map(|c| format!("client#{c}"));
+        // A client's retry of a stored message is answered from the store, before the limit.
+        if let Some(key) = &key
+            && let Some(stored) = self.store().find_by_key(&session.id, key).await?
+        {
+            return self
+                .repeated_send(session, stored, &input.content, origin)
+                .await;
+        }
+        let now = self.now();
+        rate::hit(
+            self.limiter(),
+            "messages",
+            &session.id.to_string(),
+            Rate::per(limits.messages_per_minute, 60_000),
+            now,
+        )
+        .await?;
+        let new = NewMessage {
+            id: MessageId::new(),
+            session_id: session.id,
+            role: Role::User,
+            kind: MessageType::Text,
+            idempotency_key: key,
+            content: input.content,
+            data: None,
+            metadata: input.metadata,
+            status: MessageStatus::Received,
+            created_at: now,
+            reply_to: None,
+            client_message_id: input.client_message_id,
+            expires_at: session.expires_at,
+        };
+        let content = new.content.clone();
+        self.locks
+            .run(session.id, async {
+                let appended = self
+                    .store()
+                    .append_message(new)
+                    .await?
+                    .ok_or_else(|| ChatError::NotFound("unknown session".into()))?;
+                if !appended.created {
+                    // A concurrent repeat won the race to the idempotency key.
+                    return self
+                        .repeated_send(session, appended.message, &content, origin)
+                        .await;
+                }
+                let message = appended.message;
+                self.enqueue(&message).await?;
+                if let Some(origin) = origin {
+                    self.send_to_connection(&session.id, origin, &ack_of(&message).to_frame())
+                        .await;
+                }
+                tracing::info!(session_id = %session.id, message_id = %message.id, seq = message.seq, "message received");
+                self.broadcast(
+                    &session.id,
+                    &ServerEvent::Message {
+                        message: message.clone(),
+                    },
+                    None,
+                )
+                .await;
+                Ok(message)
+            })
+            .await
+    }
+
+    /// A send whose `clientMessageId` is already stored: 409 for other content, else the
+    /// stored message (acked again, and queued again if it never left `received`).
+    async fn repeated_send(
+        &self,
+        session: SessionRef,
+        stored: Message,
+        content: &str,
+        origin: Option<&str>,
+    ) -> Result<Message, ChatError> {
+        if stored.content != content {
+            return Err(ChatError::Conflict(
+                "clientMessageId was already used for a different message".into(),
+            ));
+        }
+        if stored.status == MessageStatus::Received {
+            self.enqueue(&stored).await?;
+        }
+        if let Some(origin) = origin {
+            self.send_to_connection(&session.id, origin, &ack_of(&stored).to_frame())
+                .await;
+        }
+        Ok(stored)
+    }
+
+    /// Queues a user message for n8n, with its reply deadline counted from when it was stored.
+    async fn enqueue(&self, message: &Message) -> Result<(), ChatError> {
+        let timeout = self.config.dispatch.reply_timeout.as_millis() as Millis;
+        self.ports
+            .queue
+            .enqueue(
+                DispatchJob::dispatch(message.session_id, message.id),
+                message.created_at.saturating_add(timeout),
+            )
+            .await?;
+        Ok(())
+    }
+}

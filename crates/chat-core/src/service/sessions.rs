@@ -1,0 +1,163 @@
+//! Sessions: creating them (guest or user), opening them with a token, reading their
+//! history, and read receipts.
+
+use super::{CreatedSession, ReadState, SessionRef};
+use crate::events::ServerEvent;
+use crate::model::{Millis, Page, PageQuery, Session, SessionId};
+use crate::rate::Rate;
+use crate::service::ChatService;
+use crate::token::SessionClaims;
+use crate::{ChatError, rate};
+
+impl ChatService {
+    /// Creates a guest session, or a user session when `app_token` is a valid app JWT.
+    pub async fn create_session(
+        &self,
+        client_ip: &str,
+        app_token: Option<&str>,
+    ) -> Result<CreatedSession, ChatError> {
+        let now = self.now();
+        let user_id = match app_token {
+            None => None,
+            Some(t) => Some(self.auth.verify(t, now).await?),
+        };
+        let limits = &self.config.limits;
+        rate::hit(
+            self.limiter(),
+            "sessions",
+            client_ip,
+            Rate::per(limits.sessions_per_5min, 300_000),
+            now,
+        )
+        .await?;
+        let ttl = if user_id.is_some() {
+            limits.user_session_ttl
+        } else {
+            limits.guest_session_ttl
+        };
+        // Whole seconds, so the token's expiry and the session's agree exactly.
+        let expires_at = (now + ttl.as_millis() as Millis) / 1000 * 1000;
+        let session = Session {
+            id: SessionId::new(),
+            user_id: user_id.clone(),
+            created_at: now,
+            expires_at,
+            last_seq: 0,
+            read_up_to: 0,
+        };
+        self.store().create_session(&session).await?;
+        let token = self.tokens.issue(&SessionClaims {
+            sid: session.id,
+            sub: user_id.clone(),
+            exp: expires_at / 1000,
+            iat: now / 1000,
+        });
+        tracing::info!(session_id = %session.id, user = user_id.is_some(), "session created");
+        Ok(CreatedSession {
+            session_id: session.id,
+            token,
+            expires_at,
+            websocket_url: self.config.websocket_url.clone(),
+            user_id,
+        })
+    }
+
+    /// Checks that `token` opens the session named `session` (a path or query parameter).
+    /// 401 without a valid token, 403 for another session's token.
+    pub fn authorize(
+        &self,
+        token: Option<&str>,
+        session: &str,
+    ) -> Result<SessionClaims, ChatError> {
+        let token = token.ok_or_else(|| {
+            ChatError::unauthorized(
+                "missing_token",
+                "a session token is required (Authorization: Bearer <token>)",
+            )
+        })?;
+        let claims = self.tokens.verify(token, self.now())?;
+        // Compared as ids, not text: a ULID is case-insensitive, so `01j…` names `01J…`.
+        if session.parse::<SessionId>()? != claims.sid {
+            return Err(ChatError::Forbidden(
+                "this token belongs to another session".into(),
+            ));
+        }
+        Ok(claims)
+    }
+
+    pub(super) async fn load_session(&self, id: &SessionId) -> Result<Session, ChatError> {
+        self.store()
+            .get_session(id, self.now())
+            .await?
+            .ok_or_else(|| ChatError::NotFound("unknown session".into()))
+    }
+
+    /// `GET /sessions/{id}`: the session and its latest messages.
+    pub async fn session_view(
+        &self,
+        claims: &SessionClaims,
+    ) -> Result<(crate::model::SessionView, Page), ChatError> {
+        let session = self.load_session(&claims.sid).await?;
+        let page = self
+            .store()
+            .list_messages(
+                &session.id,
+                PageQuery {
+                    after: None,
+                    before: None,
+                    limit: 50.min(self.config.limits.max_page),
+                },
+            )
+            .await?;
+        let unread = self.unread_count(&session.id, session.read_up_to).await?;
+        Ok((crate::model::SessionView::new(&session, unread), page))
+    }
+
+    /// `GET /sessions/{id}/messages`: a page of history.
+    pub async fn history(
+        &self,
+        claims: &SessionClaims,
+        query: PageQuery,
+    ) -> Result<Page, ChatError> {
+        let page = self.store().list_messages(&claims.sid, query).await?;
+        if page.messages.is_empty()
+            && self
+                .store()
+                .get_session(&claims.sid, self.now())
+                .await?
+                .is_none()
+        {
+            return Err(ChatError::NotFound("unknown session".into()));
+        }
+        Ok(page)
+    }
+
+    pub(super) async fn unread_count(
+        &self,
+        session: &SessionId,
+        read_up_to: u64,
+    ) -> Result<u64, ChatError> {
+        Ok(self.store().count_unread(session, read_up_to).await?)
+    }
+
+    /// A read receipt: raises the session's read mark and tells its connections.
+    pub async fn mark_read(&self, session: SessionRef, up_to: u64) -> Result<ReadState, ChatError> {
+        let s = self
+            .store()
+            .mark_read(&session.id, up_to)
+            .await?
+            .ok_or_else(|| ChatError::NotFound("unknown session".into()))?;
+        let state = ReadState {
+            session_id: s.id,
+            read_up_to: s.read_up_to,
+            unread_count: self.unread_count(&s.id, s.read_up_to).await?,
+        };
+        let event = ServerEvent::Read {
+            session_id: s.id,
+            up_to: state.read_up_to,
+            unread_count: state.unread_count,
+        };
+        self.broadcast(&s.id, &event, None).await;
+        Ok(state)
+    }
+}
