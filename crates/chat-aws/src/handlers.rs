@@ -1,8 +1,8 @@
 //! One plain async function per Lambda: parse the event, call the core, map the result.
 //!
-//! HTTP routes are told apart by API Gateway's `routeKey` (so a stage in the path never
-//! matters) and answered by `chat_core::api`, exactly as `chat-local` answers them. WebSocket
-//! answers go out through `Push`; the Lambda's own return value only accepts or refuses.
+//! HTTP API events go through `chat_http`'s router (the one `chat-local` serves) by
+//! `lambda_http`, so both deployments answer alike. WebSocket answers go out through `Push`;
+//! the Lambda's own return value only accepts or refuses.
 
 use crate::App;
 use aws_lambda_events::apigw::{
@@ -13,6 +13,7 @@ use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::{HeaderMap, HeaderValue, header};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use base64::Engine;
+use chat_core::error::ErrorCode;
 use chat_core::model::DispatchJob;
 use chat_core::service::DispatchOutcome;
 use chat_core::{ChatError, api};
@@ -29,14 +30,6 @@ fn headers_of(r: &api::Response) -> HeaderMap {
         h.insert(header::RETRY_AFTER, HeaderValue::from(s));
     }
     h
-}
-
-fn http_response(r: api::Response) -> ApiGatewayV2httpResponse {
-    let mut out = ApiGatewayV2httpResponse::default();
-    out.status_code = i64::from(r.status);
-    out.headers = headers_of(&r);
-    out.body = Some(Body::Text(r.body));
-    out
 }
 
 fn ws_response(r: api::Response) -> ApiGatewayProxyResponse {
@@ -61,60 +54,85 @@ fn body_bytes(body: Option<&str>, base64: bool) -> Result<Vec<u8>, ChatError> {
     if base64 {
         base64::engine::general_purpose::STANDARD
             .decode(body)
-            .map_err(|_| ChatError::invalid("invalid_input", "body is not valid base64"))
+            .map_err(|_| ChatError::invalid(ErrorCode::InvalidInput, "body is not valid base64"))
     } else {
         Ok(body.as_bytes().to_vec())
     }
 }
 
-/// The caller's address as API Gateway saw it (rate limits of anonymous callers use it).
-fn source_ip(req: &ApiGatewayV2httpRequest) -> &str {
-    req.request_context
-        .http
-        .source_ip
-        .as_deref()
-        .unwrap_or("unknown")
+/// The HTTP API as the Lambdas serve it: `chat_http`'s router (the one `chat-local` serves),
+/// told the caller's address from API Gateway's request context.
+pub fn http_router(app: &App) -> axum::Router {
+    chat_http::router(app.service.clone(), chat_http::Options::default())
+        .layer(axum::middleware::from_fn(client_ip_from_context))
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
+/// Puts API Gateway's `sourceIp` on the request as the router's [`chat_http::ClientIp`].
+async fn client_ip_from_context(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use lambda_http::request::RequestContext;
+    let ip = match req.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(c)) => c.http.source_ip.clone(),
+        _ => None,
+    };
+    if let Some(ip) = ip {
+        req.extensions_mut().insert(chat_http::ClientIp(ip));
+    }
+    next.run(req).await
 }
 
-/// Every HTTP API route (the `session`, `send` and `webhook` functions each receive theirs).
+/// Runs a Lambda that serves the HTTP API (the `session` and `webhook` functions): each event
+/// through [`http`], the path the tests and the `send` function take too.
+pub async fn run_http(app: App) -> Result<(), lambda_runtime::Error> {
+    let app = &app;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |e: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| async move {
+            Ok::<_, lambda_runtime::Error>(http(app, e.payload).await)
+        },
+    ))
+    .await
+}
+
+/// One HTTP API event through the router, by `lambda_http`'s adapter (what `lambda_http::run`
+/// does with each event).
 pub async fn http(app: &App, req: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-    let svc = &app.service;
-    let body = match body_bytes(req.body.as_deref(), req.is_base64_encoded) {
-        Ok(b) => b,
-        Err(e) => return http_response(api::Response::error(&e)),
+    use lambda_http::tower::ServiceExt;
+    // lambda_http panics on a body flagged base64 that is not, and on a path or query that
+    // is not a valid URI; API Gateway should never send either, but an event is outside
+    // input all the same.
+    let uri = format!(
+        "http://localhost{}?{}",
+        req.raw_path.as_deref().unwrap_or("/"),
+        req.raw_query_string.as_deref().unwrap_or("")
+    );
+    let checked = body_bytes(req.body.as_deref(), req.is_base64_encoded).and_then(|_| {
+        uri.parse::<aws_lambda_events::http::Uri>()
+            .map(|_| ())
+            .map_err(|_| ChatError::invalid(ErrorCode::InvalidQuery, "the URL is not valid"))
+    });
+    if let Err(e) = checked {
+        let mut out = ApiGatewayV2httpResponse::default();
+        let r = api::Response::error(&e);
+        out.status_code = i64::from(r.status);
+        out.headers = headers_of(&r);
+        out.body = Some(Body::Text(r.body));
+        return out;
+    }
+    let adapter = lambda_http::Adapter::from(http_router(app));
+    let event = lambda_runtime::LambdaEvent::new(
+        lambda_http::request::LambdaRequest::ApiGatewayV2(req),
+        lambda_runtime::Context::default(),
+    );
+    let response = match adapter.oneshot(event).await {
+        Ok(r) => r,
+        Err(never) => match never {},
     };
-    let route = req
-        .route_key
-        .as_deref()
-        .or(req.request_context.route_key.as_deref())
-        .unwrap_or("");
-    let id = req
-        .path_parameters
-        .get("id")
-        .map(String::as_str)
-        .unwrap_or("");
-    let auth = header_str(&req.headers, "authorization");
-    let r = match route {
-        "POST /sessions" => api::create_session(svc, source_ip(&req), auth, &body).await,
-        "GET /sessions/{id}" => api::get_session(svc, id, auth).await,
-        "GET /sessions/{id}/messages" => {
-            api::list_messages(svc, id, auth, req.raw_query_string.as_deref()).await
-        }
-        "POST /sessions/{id}/messages" => api::post_message(svc, id, auth, &body).await,
-        "POST /sessions/{id}/read" => api::mark_read(svc, id, auth, &body).await,
-        "POST /webhook" => {
-            let ts = header_str(&req.headers, chat_core::signature::TIMESTAMP_HEADER);
-            let sig = header_str(&req.headers, chat_core::signature::SIGNATURE_HEADER);
-            api::webhook(svc, source_ip(&req), ts, sig, &body).await
-        }
-        "GET /webhook" | "GET /health" => api::health(),
-        _ => api::not_found(),
-    };
-    http_response(r)
+    // LambdaResponse only serializes; its API Gateway v2 form is this type.
+    serde_json::to_value(response)
+        .and_then(serde_json::from_value)
+        .expect("an HTTP API answer is an HTTP API response")
 }
 
 fn connection_id(req: &ApiGatewayWebsocketProxyRequest) -> Result<&str, ChatError> {
@@ -122,7 +140,7 @@ fn connection_id(req: &ApiGatewayWebsocketProxyRequest) -> Result<&str, ChatErro
         .connection_id
         .as_deref()
         .filter(|c| !c.is_empty())
-        .ok_or_else(|| ChatError::invalid("invalid_input", "the event has no connectionId"))
+        .ok_or_else(|| ChatError::invalid(ErrorCode::InvalidInput, "the event has no connectionId"))
 }
 
 /// `$connect`: checks `?sessionId=&token=` and remembers the connection; 401/403/404 refuse it.
@@ -159,7 +177,7 @@ pub async fn ws_message(
 ) -> ApiGatewayProxyResponse {
     let Ok(id) = connection_id(&req) else {
         return ws_response(api::Response::error(&ChatError::invalid(
-            "invalid_input",
+            ErrorCode::InvalidInput,
             "no connectionId",
         )));
     };

@@ -224,3 +224,68 @@ async fn a_function_started_from_the_template_environment_reads_its_secrets_from
         );
     }
 }
+
+/// The HTTP API's route keys in the template are exactly the router's routes, both ways, and
+/// every one of them is routed (neither the 404 fallback nor a 405), through the Lambda path.
+#[tokio::test]
+async fn the_template_routes_are_the_routers_routes() {
+    let t = template_with(&[]);
+    let mut in_template: Vec<String> = t["apis"]["HttpApi"]["routes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|r| r["routeKey"].as_str().unwrap().to_string())
+        .collect();
+    in_template.sort();
+    let mut in_router: Vec<String> = chat_http::ROUTES.iter().map(|r| r.to_string()).collect();
+    in_router.sort();
+    assert_eq!(
+        in_template, in_router,
+        "template.yaml's HTTP routes vs chat_http::ROUTES"
+    );
+
+    let ports = chat_core::service::Ports {
+        store: std::sync::Arc::new(chat_testkit::memory::MemoryStore::new()),
+        queue: std::sync::Arc::new(chat_testkit::memory::MemoryQueue::default()),
+        push: std::sync::Arc::new(chat_testkit::memory::RecordingPush::default()),
+        clock: std::sync::Arc::new(chat_core::ports::SystemClock),
+        limiter: std::sync::Arc::new(chat_core::rate::MemoryLimiter::new()),
+    };
+    let app = chat_aws::App::from_ports(ports, chat_testkit::config(), None);
+    let sample: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo().join("events/send-http.json")).unwrap(),
+    )
+    .unwrap();
+    let call = |method: &str, path: &str| {
+        let mut e = sample.clone();
+        e["routeKey"] = serde_json::json!(format!("{method} {path}"));
+        e["rawPath"] = serde_json::json!(path);
+        e["requestContext"]["http"]["method"] = serde_json::json!(method);
+        e["requestContext"]["http"]["path"] = serde_json::json!(path);
+        let req = serde_json::from_value(e).unwrap();
+        let app = app.clone();
+        async move {
+            let r = chat_aws::handlers::http(&app, req).await;
+            let body = match r.body {
+                Some(aws_lambda_events::encodings::Body::Text(t)) => t,
+                _ => String::new(),
+            };
+            (r.status_code, body)
+        }
+    };
+    for route in chat_http::ROUTES {
+        let (method, path) = route.split_once(' ').unwrap();
+        let path = path.replace("{id}", "01JD9N0V8019F5A42YAM85WN8G");
+        let (status, body) = call(method, &path).await;
+        assert!(
+            !body.contains(r#""code":"not_found","message":"no such route""#) && status != 405,
+            "{route} is not routed: {status} {body}"
+        );
+    }
+    // And the router knows nothing else: a path of no route is the contract's 404.
+    let (status, body) = call("GET", "/nowhere").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = call("DELETE", "/sessions").await;
+    assert_eq!(status, 405, "{body}");
+    assert!(body.contains("method_not_allowed"), "{body}");
+}

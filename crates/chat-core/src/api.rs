@@ -5,6 +5,7 @@
 //! `chat-local` calls these from axum handlers and the Lambdas from API Gateway events, so
 //! both deployments answer byte for byte the same.
 
+use crate::error::ErrorCode;
 use crate::model::{Message, PageQuery, SessionView};
 use crate::service::{ChatService, SendInput, SessionRef};
 use crate::{ChatError, token, validate};
@@ -89,7 +90,7 @@ pub async fn create_session(
         }
         if authorization.is_some() && token::bearer(authorization).is_none() {
             return Err(ChatError::unauthorized(
-                "invalid_auth",
+                ErrorCode::InvalidAuth,
                 "Authorization must be 'Bearer <app JWT>'",
             ));
         }

@@ -26,6 +26,7 @@
 
 use crate::ChatError;
 use crate::config::{Config, ConfigError};
+use crate::error::ErrorCode;
 use crate::model::Millis;
 use crate::ports::JwksSource;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
@@ -155,7 +156,7 @@ impl AppAuth {
         let inner = &*self.inner;
         if inner.secret.is_none() && inner.jwks.is_none() {
             return Err(ChatError::unauthorized(
-                "auth_not_configured",
+                ErrorCode::AuthNotConfigured,
                 "user sessions are not enabled on this server; omit Authorization for a guest session",
             ));
         }
@@ -202,7 +203,7 @@ impl AppAuth {
         let leeway = LEEWAY_SECS * 1000;
         if exp.saturating_mul(1000).saturating_add(leeway) <= now {
             return Err(ChatError::unauthorized(
-                "auth_expired",
+                ErrorCode::AuthExpired,
                 "app token has expired",
             ));
         }
@@ -210,7 +211,7 @@ impl AppAuth {
             && nbf.saturating_mul(1000).saturating_sub(leeway) > now
         {
             return Err(ChatError::unauthorized(
-                "auth_not_yet_valid",
+                ErrorCode::AuthNotYetValid,
                 "app token is not valid yet (nbf)",
             ));
         }
@@ -223,7 +224,7 @@ impl AppAuth {
 }
 
 fn invalid(message: impl Into<String>) -> ChatError {
-    ChatError::unauthorized("invalid_auth", message)
+    ChatError::unauthorized(ErrorCode::InvalidAuth, message)
 }
 
 fn keys_unavailable() -> ChatError {

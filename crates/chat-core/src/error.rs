@@ -6,15 +6,96 @@
 
 use serde::Serialize;
 
+/// Every machine-readable error `code` of the contract, in one place: the browser client and
+/// n8n workflows branch on these strings, so none may change or be spelled twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    AuthExpired,
+    AuthNotConfigured,
+    AuthNotYetValid,
+    ContentEmpty,
+    ContentInvalid,
+    ContentTooLong,
+    InvalidAuth,
+    InvalidInput,
+    InvalidJson,
+    InvalidQuery,
+    InvalidSignature,
+    InvalidTimestamp,
+    InvalidToken,
+    MissingAction,
+    MissingSignature,
+    MissingToken,
+    StaleTimestamp,
+    TokenExpired,
+    UnknownAction,
+    UnknownConnection,
+    Forbidden,
+    NotFound,
+    Conflict,
+    TooLarge,
+    RateLimited,
+    Unavailable,
+    MethodNotAllowed,
+    UpgradeRequired,
+    RequestTimeout,
+    TooManyConnections,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthExpired => "auth_expired",
+            Self::AuthNotConfigured => "auth_not_configured",
+            Self::AuthNotYetValid => "auth_not_yet_valid",
+            Self::ContentEmpty => "content_empty",
+            Self::ContentInvalid => "content_invalid",
+            Self::ContentTooLong => "content_too_long",
+            Self::InvalidAuth => "invalid_auth",
+            Self::InvalidInput => "invalid_input",
+            Self::InvalidJson => "invalid_json",
+            Self::InvalidQuery => "invalid_query",
+            Self::InvalidSignature => "invalid_signature",
+            Self::InvalidTimestamp => "invalid_timestamp",
+            Self::InvalidToken => "invalid_token",
+            Self::MissingAction => "missing_action",
+            Self::MissingSignature => "missing_signature",
+            Self::MissingToken => "missing_token",
+            Self::StaleTimestamp => "stale_timestamp",
+            Self::TokenExpired => "token_expired",
+            Self::UnknownAction => "unknown_action",
+            Self::UnknownConnection => "unknown_connection",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::TooLarge => "too_large",
+            Self::RateLimited => "rate_limited",
+            Self::Unavailable => "unavailable",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UpgradeRequired => "upgrade_required",
+            Self::RequestTimeout => "request_timeout",
+            Self::TooManyConnections => "too_many_connections",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A failure of a chat operation, as the caller sees it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChatError {
     /// 400: the request is malformed or breaks a limit.
     #[error("{message}")]
-    Invalid { code: &'static str, message: String },
+    Invalid { code: ErrorCode, message: String },
     /// 401: missing or bad credentials (session token, app JWT, signature).
     #[error("{message}")]
-    Unauthorized { code: &'static str, message: String },
+    Unauthorized { code: ErrorCode, message: String },
     /// 403: valid credentials for something else.
     #[error("{0}")]
     Forbidden(String),
@@ -33,17 +114,25 @@ pub enum ChatError {
     /// 503: a dependency (store, queue) failed; the request may be retried.
     #[error("{0}")]
     Unavailable(String),
+    /// A refusal of the transport before any operation ran (405, 408, 426, 429 for too many
+    /// connections), with its own status.
+    #[error("{message}")]
+    Transport {
+        status: u16,
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 impl ChatError {
-    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Invalid {
             code,
             message: message.into(),
         }
     }
 
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unauthorized(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Unauthorized {
             code,
             message: message.into(),
@@ -61,19 +150,27 @@ impl ChatError {
             Self::TooLarge(_) => 413,
             Self::RateLimited { .. } => 429,
             Self::Unavailable(_) => 503,
+            Self::Transport { status, .. } => *status,
         }
     }
 
     /// The stable machine-readable code of this error.
     pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
+    }
+
+    /// The code as the enum.
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            Self::Invalid { code, .. } | Self::Unauthorized { code, .. } => code,
-            Self::Forbidden(_) => "forbidden",
-            Self::NotFound(_) => "not_found",
-            Self::Conflict(_) => "conflict",
-            Self::TooLarge(_) => "too_large",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::Unavailable(_) => "unavailable",
+            Self::Invalid { code, .. }
+            | Self::Unauthorized { code, .. }
+            | Self::Transport { code, .. } => *code,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Conflict(_) => ErrorCode::Conflict,
+            Self::TooLarge(_) => ErrorCode::TooLarge,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 
@@ -127,7 +224,7 @@ mod tests {
 
     #[test]
     fn body_has_the_contract_shape() {
-        let e = ChatError::invalid("content_empty", "content must not be empty");
+        let e = ChatError::invalid(ErrorCode::ContentEmpty, "content must not be empty");
         let v: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
         assert_eq!(v["error"]["code"], "content_empty");
         assert_eq!(v["error"]["message"], "content must not be empty");

@@ -4,6 +4,7 @@
 //! `$request.body.action`); server frames carry an `event`.
 
 use crate::ChatError;
+use crate::error::ErrorCode;
 use crate::model::{Message, MessageId, MessageStatus, Role, SessionId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -91,19 +92,19 @@ impl ClientAction {
         let v: Value = crate::validate::parse_json(frame)?;
         let Some(obj) = v.as_object() else {
             return Err(ChatError::invalid(
-                "invalid_input",
+                ErrorCode::InvalidInput,
                 "a frame must be a JSON object",
             ));
         };
         match obj.get("action") {
             None => Err(ChatError::invalid(
-                "missing_action",
+                ErrorCode::MissingAction,
                 "the frame has no action",
             )),
             Some(Value::String(a)) if ACTIONS.contains(&a.as_str()) => serde_json::from_value(v)
-                .map_err(|e| ChatError::invalid("invalid_input", e.to_string())),
+                .map_err(|e| ChatError::invalid(ErrorCode::InvalidInput, e.to_string())),
             Some(a) => Err(ChatError::invalid(
-                "unknown_action",
+                ErrorCode::UnknownAction,
                 format!("unknown action {a}; expected one of {}", ACTIONS.join(", ")),
             )),
         }

@@ -6,6 +6,7 @@
 //! [`MAX_SKEW_SECS`] away from now, so a captured request cannot be replayed later.
 
 use crate::ChatError;
+use crate::error::ErrorCode;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -40,21 +41,24 @@ pub fn verify(
 ) -> Result<(), ChatError> {
     let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
         return Err(ChatError::unauthorized(
-            "missing_signature",
+            ErrorCode::MissingSignature,
             "X-Chat-Timestamp and X-Chat-Signature headers are required",
         ));
     };
     let ts: i64 = timestamp.trim().parse().map_err(|_| {
-        ChatError::unauthorized("invalid_timestamp", "X-Chat-Timestamp must be unix seconds")
+        ChatError::unauthorized(
+            ErrorCode::InvalidTimestamp,
+            "X-Chat-Timestamp must be unix seconds",
+        )
     })?;
     // abs_diff: a timestamp like i64::MIN must not overflow the subtraction.
     if now_secs.abs_diff(ts) > MAX_SKEW_SECS.unsigned_abs() {
         return Err(ChatError::unauthorized(
-            "stale_timestamp",
+            ErrorCode::StaleTimestamp,
             format!("X-Chat-Timestamp is more than {MAX_SKEW_SECS} s away from now"),
         ));
     }
-    let bad = || ChatError::unauthorized("invalid_signature", "signature does not match");
+    let bad = || ChatError::unauthorized(ErrorCode::InvalidSignature, "signature does not match");
     let hex_part = signature.trim().strip_prefix("sha256=").ok_or_else(bad)?;
     let raw = hex::decode(hex_part).map_err(|_| bad())?;
     mac(secret, timestamp, body)

@@ -7,6 +7,7 @@
 //! which turn a new session into a user session, are [`crate::auth`]'s.)
 
 use crate::ChatError;
+use crate::error::ErrorCode;
 use crate::model::{Millis, SessionId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -62,10 +63,12 @@ impl SessionTokens {
     /// Checks signature and expiry. Every failure is a 401 that says what to do.
     pub fn verify(&self, token: &str, now: Millis) -> Result<SessionClaims, ChatError> {
         let data = jsonwebtoken::decode::<SessionClaims>(token, &self.decoding, &validation())
-            .map_err(|_| ChatError::unauthorized("invalid_token", "session token is invalid"))?;
+            .map_err(|_| {
+                ChatError::unauthorized(ErrorCode::InvalidToken, "session token is invalid")
+            })?;
         if data.claims.exp.saturating_mul(1000) <= now {
             return Err(ChatError::unauthorized(
-                "token_expired",
+                ErrorCode::TokenExpired,
                 "session token has expired; create a new session",
             ));
         }

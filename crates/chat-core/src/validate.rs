@@ -6,6 +6,7 @@
 
 use crate::ChatError;
 use crate::config::Limits;
+use crate::error::ErrorCode;
 use crate::model::PageQuery;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -13,8 +14,8 @@ use serde_json::{Map, Value};
 /// Parses a JSON body into `T`.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ChatError> {
     serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ChatError::invalid("invalid_input", clean(&e)),
-        _ => ChatError::invalid("invalid_json", "body is not valid JSON"),
+        serde_json::error::Category::Data => ChatError::invalid(ErrorCode::InvalidInput, clean(&e)),
+        _ => ChatError::invalid(ErrorCode::InvalidJson, "body is not valid JSON"),
     })
 }
 
@@ -35,19 +36,19 @@ pub fn content(s: &str, max: usize) -> Result<(), ChatError> {
         .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
     {
         return Err(ChatError::invalid(
-            "content_invalid",
+            ErrorCode::ContentInvalid,
             "content must not contain control characters",
         ));
     }
     if !s.chars().any(visible) {
         return Err(ChatError::invalid(
-            "content_empty",
+            ErrorCode::ContentEmpty,
             "content must not be empty",
         ));
     }
     if s.chars().count() > max {
         return Err(ChatError::invalid(
-            "content_too_long",
+            ErrorCode::ContentTooLong,
             format!("content is longer than {max} characters"),
         ));
     }
@@ -73,7 +74,7 @@ fn visible(c: char) -> bool {
 pub fn key(field: &'static str, s: &str) -> Result<(), ChatError> {
     if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ChatError::invalid(
-            "invalid_input",
+            ErrorCode::InvalidInput,
             format!("{field} must be 1 to 128 printable ASCII characters"),
         ));
     }
@@ -89,7 +90,7 @@ pub fn object_size(
     let size = serde_json::to_vec(m).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > max_bytes {
         return Err(ChatError::invalid(
-            "invalid_input",
+            ErrorCode::InvalidInput,
             format!("{field} is larger than {max_bytes} bytes"),
         ));
     }
@@ -117,7 +118,10 @@ pub fn history_query(raw: Option<&str>, limits: &Limits) -> Result<PageQuery, Ch
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         let n = || {
             v.parse::<u64>().map_err(|_| {
-                ChatError::invalid("invalid_query", format!("{k} must be a whole number"))
+                ChatError::invalid(
+                    ErrorCode::InvalidQuery,
+                    format!("{k} must be a whole number"),
+                )
             })
         };
         match &*k {
@@ -127,7 +131,7 @@ pub fn history_query(raw: Option<&str>, limits: &Limits) -> Result<PageQuery, Ch
                 let l = n()?;
                 if l == 0 || l > u64::from(limits.max_page) {
                     return Err(ChatError::invalid(
-                        "invalid_query",
+                        ErrorCode::InvalidQuery,
                         format!("limit must be between 1 and {}", limits.max_page),
                     ));
                 }

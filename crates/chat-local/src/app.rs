@@ -5,6 +5,7 @@ use crate::devbot::DevBot;
 use crate::hub::{Hub, HubLimits};
 use crate::limits::ServerLimits;
 use crate::queue::{self, JobQueue};
+pub use crate::state::AppState;
 use crate::store::SqliteStore;
 use chat_core::config::{ConfigError, Secret};
 use chat_core::ports::{Clock, SystemClock};
@@ -18,16 +19,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub service: ChatService,
-    pub hub: Arc<Hub>,
-    pub dev_bot: Option<DevBot>,
-    pub limits: ServerLimits,
-    pub shutdown: watch::Receiver<bool>,
-}
 
 /// `chat-local`'s own settings, on top of the core's.
 #[derive(Debug, Clone)]

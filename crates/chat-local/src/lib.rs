@@ -2,8 +2,8 @@
 //!
 //! The same core as on AWS, with local adapters: SQLite for the [`Store`](store::SqliteStore)
 //! and the durable [`queue`], a [`hub`] of WebSockets for `Push`, and a [`devbot`] that
-//! stands in for n8n over the real signed HTTP path. [`routes`] and [`ws`] are thin axum
-//! handlers over `chat_core::api`, served by the accept loop of [`serve`] within the
+//! stands in for n8n over the real signed HTTP path. [`routes`] adds the page, the
+//! browser files, the WebSocket ([`ws`]) and the dev bot to the HTTP API of `chat-http`, served by the accept loop of [`serve`] within the
 //! [`limits`] that protect the process from slow, greedy and hostile clients.
 
 pub mod app;
@@ -15,6 +15,7 @@ pub mod queue;
 pub mod routes;
 pub mod security;
 pub mod serve;
+pub mod state;
 pub mod store;
 pub mod ws;
 

@@ -33,9 +33,6 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// buffers while reading (hyper's default, ~400 KB, times every socket is a lot of memory).
 const READ_BUFFER: usize = 64 * 1024;
 
-/// What a client over its address's cap is told before its socket is closed.
-const TOO_MANY: &str = r#"{"error":{"code":"too_many_connections","message":"too many connections from this address; close some and retry"}}"#;
-
 /// Serves `app` on `listener` until `stop` turns true, then drains (see the module doc).
 pub async fn serve(
     listener: TcpListener,
@@ -107,8 +104,13 @@ pub async fn serve(
             tcp,
             _slots: (slot, address),
         });
-        let service =
-            TowerToHyperService::new(axum::Extension(ConnectInfo(peer)).layer(app.clone()));
+        let service = TowerToHyperService::new(
+            (
+                axum::Extension(ConnectInfo(peer)),
+                axum::Extension(chat_http::ClientIp(peer.ip().to_string())),
+            )
+                .layer(app.clone()),
+        );
         let conn = http.serve_connection(io, service).with_upgrades();
         let mut stop = stop.clone();
         tokio::spawn(async move {
@@ -142,12 +144,20 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// What a client over its address's cap is told before its socket is closed (written on the
+/// raw socket: no request of it is read).
 fn too_many_response() -> String {
+    let body = chat_core::ChatError::Transport {
+        status: 429,
+        code: chat_core::error::ErrorCode::TooManyConnections,
+        message: "too many connections from this address; close some and retry".into(),
+    }
+    .body();
     format!(
         "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nretry-after: 5\r\nx-content-type-options: nosniff\r\n\
-         access-control-allow-origin: *\r\nconnection: close\r\n\r\n{TOO_MANY}",
-        TOO_MANY.len()
+         access-control-allow-origin: *\r\nconnection: close\r\n\r\n{body}",
+        body.len()
     )
 }
 

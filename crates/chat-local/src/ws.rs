@@ -8,14 +8,14 @@
 //! its client does not read its frames (see [`crate::hub`]), and 1009 when a frame is over
 //! the body limit.
 
-use crate::app::AppState;
 use crate::hub::{Close, Outbox, Refused};
-use crate::routes::reply;
+use crate::state::AppState;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::response::Response;
-use chat_core::api;
+use chat_core::ChatError;
+use chat_core::error::ErrorCode;
 use chat_core::model::Connection;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -40,13 +40,10 @@ pub async fn upgrade(
     let ws = match ws {
         Ok(ws) => ws,
         Err(r) => {
-            let body = serde_json::json!({
-                "error": {"code": "upgrade_required", "message": r.body_text()}
-            });
-            return reply(api::Response {
+            return chat_http::error(&ChatError::Transport {
                 status: r.status().as_u16(),
-                body: body.to_string(),
-                retry_after: None,
+                code: ErrorCode::UpgradeRequired,
+                message: r.body_text(),
             });
         }
     };
@@ -63,7 +60,7 @@ pub async fn upgrade(
     if let Some(sid) = session.as_deref().filter(|s| !s.is_empty())
         && let Err(e) = s.service.authorize(token.as_deref(), sid)
     {
-        return reply(api::Response::error(&e));
+        return chat_http::error(&e);
     }
     let id = ulid::Ulid::new().to_string();
     let outbox = match s
@@ -81,7 +78,7 @@ pub async fn upgrade(
         Ok(c) => c,
         Err(e) => {
             s.hub.unregister(&id);
-            return reply(api::Response::error(&e));
+            return chat_http::error(&e);
         }
     };
     let limit = s.service.config().limits.max_body_bytes;
@@ -99,14 +96,14 @@ pub async fn upgrade(
 
 fn too_many(refused: &Refused) -> Response {
     tracing::info!(%refused, "WebSocket refused");
-    let body = serde_json::json!({
-        "error": {"code": "too_many_connections", "message": refused.to_string()}
-    });
-    reply(api::Response {
+    let mut res = chat_http::error(&ChatError::Transport {
         status: 429,
-        body: body.to_string(),
-        retry_after: Some(RETRY_AFTER_SECS),
-    })
+        code: ErrorCode::TooManyConnections,
+        message: refused.to_string(),
+    });
+    res.headers_mut()
+        .insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+    res
 }
 
 async fn run(socket: WebSocket, s: AppState, connection: Connection, outbox: Outbox) {

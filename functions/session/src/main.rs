@@ -1,18 +1,11 @@
 //! `session` Lambda: `POST /sessions`, `GET /sessions/{id}`, `GET /sessions/{id}/messages`,
 //! `POST /sessions/{id}/read` (HTTP API).
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     chat_aws::init_tracing();
     let app = chat_aws::App::start().await?;
-    let app = &app;
-    lambda_runtime::run(service_fn(
-        move |e: LambdaEvent<ApiGatewayV2httpRequest>| async move {
-            Ok::<_, Error>(chat_aws::handlers::http(app, e.payload).await)
-        },
-    ))
-    .await
+    chat_aws::handlers::run_http(app).await
 }

@@ -2,6 +2,7 @@
 //! (`sendMessage`, `typing`, `read`, `ping`), each answered on its own connection.
 
 use super::{SendInput, SessionRef};
+use crate::error::ErrorCode;
 use crate::events::{ClientAction, ServerEvent};
 use crate::model::{Connection, Role};
 use crate::rate::Rate;
@@ -20,7 +21,7 @@ impl ChatService {
     ) -> Result<Connection, ChatError> {
         let session = session.filter(|s| !s.is_empty()).ok_or_else(|| {
             ChatError::invalid(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 "sessionId is required in the WebSocket URL",
             )
         })?;
@@ -59,7 +60,7 @@ impl ChatService {
         let error = match self.connection(connection_id).await {
             Ok(Some(c)) => return self.handle_frame(&c, frame).await,
             Ok(None) => ChatError::unauthorized(
-                "unknown_connection",
+                ErrorCode::UnknownConnection,
                 "this connection is not open (its session may have expired); reconnect",
             ),
             Err(e) => e,

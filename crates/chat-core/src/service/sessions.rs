@@ -2,6 +2,7 @@
 //! history, and read receipts.
 
 use super::{CreatedSession, ReadState, SessionRef};
+use crate::error::ErrorCode;
 use crate::events::ServerEvent;
 use crate::model::{Millis, Page, PageQuery, Session, SessionId};
 use crate::rate::Rate;
@@ -71,7 +72,7 @@ impl ChatService {
     ) -> Result<SessionClaims, ChatError> {
         let token = token.ok_or_else(|| {
             ChatError::unauthorized(
-                "missing_token",
+                ErrorCode::MissingToken,
                 "a session token is required (Authorization: Bearer <token>)",
             )
         })?;
