@@ -350,7 +350,21 @@ describe('chat widget in Chromium', () => {
     await listen(site, 'localhost');
     const origin = `http://localhost:${site.address().port}`;
     const context = await browser.newContext();
+    // The modules the one line loads from the chat server: chat-widget.js imports
+    // chat-client.js, which imports chat-logic.js. Each must be served, with CORS.
+    const modules = {};
+    context.on('response', (r) => {
+      if (r.url().startsWith(`${srv.url}/`) && r.url().endsWith('.js')) {
+        modules[new URL(r.url()).pathname] = [r.status(), r.headers()['access-control-allow-origin']];
+      }
+    });
     const page = await newPage(context, origin);
+    await waitFor(() => Object.keys(modules).length === 3, { what: 'the three modules to load' });
+    assert.deepEqual(modules, {
+      '/chat-widget.js': [200, '*'],
+      '/chat-client.js': [200, '*'],
+      '/chat-logic.js': [200, '*'],
+    });
     await openWidget(page);
     assert.equal(await page.locator('[data-chat-widget] h2').textContent(), 'Shop support');
     await connected(page);
@@ -359,6 +373,7 @@ describe('chat widget in Chromium', () => {
     assert.equal(ms[1].text, 'You said: cross origin');
     assert.deepEqual(page.errors, []);
     await context.close();
+    site.closeAllConnections();
     await new Promise((r) => site.close(r));
     await srv.stop();
   });
