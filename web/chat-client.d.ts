@@ -18,7 +18,8 @@ export interface ChatMessage {
   id: string;
   /** The message's number in its session (1, 2, 3, … without gaps); absent while unsent. */
   seq?: number;
-  sessionId?: string;
+  /** Null on a message sent before the session existed (shown at once, sent once it does). */
+  sessionId?: string | null;
   role: Role;
   type: MessageType;
   content: string;
@@ -30,6 +31,8 @@ export interface ChatMessage {
   clientMessageId?: string;
   /** True while the server has not stored it. */
   pending?: boolean;
+  /** The order in which messages not stored yet were sent (they sort after every stored one). */
+  localOrder?: number;
   /** Why the server refused it (status `failed`). */
   error?: string;
   /** A `failed` message whose text was sent again with `retry` (this session only). */
@@ -98,9 +101,13 @@ export interface ChatClientEvents {
   error: { code?: string; message?: string; clientMessageId?: string };
 }
 
+/** An HTTP error from the chat API (a non-2xx answer), with the contract's error `code`. */
 export class ChatApiError extends Error {
+  constructor(status: number, code?: string, message?: string, retryAfter?: number);
+  /** The HTTP status. */
   readonly status: number;
   readonly code?: string;
+  /** Seconds to wait, from a 429's `Retry-After`. */
   readonly retryAfter?: number;
 }
 
@@ -149,15 +156,19 @@ export function backoffDelay(
   random?: () => number,
 ): number;
 export function furthestStatus(a?: MessageStatus, b?: MessageStatus): MessageStatus | undefined;
+/** What a message means for the one it replies to: `answered` (a reply from the assistant or
+ * an agent), `failed` (a system error about it), or null. */
+export function impliedStatus(message: Partial<ChatMessage>): 'answered' | 'failed' | null;
 export function compareMessages(a: ChatMessage, b: ChatMessage): number;
+/** `list` is a new array when something changed, else the one passed in. */
 export function mergeMessage(
   list: readonly ChatMessage[],
   incoming: Partial<ChatMessage> & { id: string },
-): { list: ChatMessage[]; message: ChatMessage; added: boolean; changed: boolean };
+): { list: readonly ChatMessage[]; message: ChatMessage; added: boolean; changed: boolean };
 export function mergeMessages(
   list: readonly ChatMessage[],
   incoming: Iterable<Partial<ChatMessage> & { id: string }>,
-): { list: ChatMessage[]; changes: { message: ChatMessage; added: boolean }[] };
+): { list: readonly ChatMessage[]; changes: { message: ChatMessage; added: boolean }[] };
 export function advanceCursor(cursor: number, seqs: Iterable<number>): number;
 export function hasGap(cursor: number, seq: number): boolean;
 

@@ -13,257 +13,62 @@
 // dedupes by id, and sends with a `clientMessageId`: shown at once, settled on `ack`, re-sent
 // after a reconnect if never acknowledged (the server is idempotent on it).
 //
-// The pure logic (backoff, merge, cursor, pending sends, typing debounce) is exported as small
-// functions so it can be unit-tested without a browser.
+// This file holds the class: connections, timers, storage and events. The pure logic it runs
+// (backoff, merge, cursor, pending sends, typing debounce, session reuse) is in chat-logic.js,
+// served beside it, and re-exported here so that this stays the one module to import. The class
+// stays whole, about 600 lines of code: its methods share one state (the socket and its spare,
+// timers, the message list, pending sends), and splitting it would spread that state over files.
+// Types: chat-client.d.ts; the JSDoc types here name its types, and tests/browser/run checks
+// this file against it with TypeScript (tsc --checkJs).
 
-// ----- pure logic ---------------------------------------------------------------------------
+import {
+  DEFAULTS,
+  addPending,
+  advanceCursor,
+  backoffDelay,
+  createTypingDebouncer,
+  furthestStatus,
+  hasGap,
+  impliedStatus,
+  jwtSubject,
+  markSent,
+  mergeMessages,
+  newClientMessageId,
+  sendsDue,
+  sessionUsable,
+  setPendingState,
+  settleFromMessages,
+  settlePending,
+} from './chat-logic.js';
 
-/** Default timings (milliseconds). All can be overridden by the constructor's options. */
-export const DEFAULTS = Object.freeze({
-  backoffBaseMs: 500,
-  backoffMaxMs: 30_000,
-  backoffJitter: 0.5,
-  pingIntervalMs: 5 * 60_000, // API Gateway closes idle sockets after 10 minutes
-  pongTimeoutMs: 20_000,
-  maxConnectionAgeMs: 110 * 60_000, // API Gateway's hard limit is 2 hours
-  ackTimeoutMs: 15_000,
-  typingRepeatMs: 3_000,
-  typingIdleMs: 2_500,
-  sessionRenewMarginMs: 60_000,
-  pageSize: 100,
-});
-
-/**
- * Delay before reconnect attempt `attempt` (0-based): exponential, capped, with jitter.
- * The result lies in [cap * (1 - jitter), cap] where cap = min(maxMs, baseMs * 2^attempt).
- */
-export function backoffDelay(attempt, opts = {}, random = Math.random) {
-  const base = opts.baseMs ?? DEFAULTS.backoffBaseMs;
-  const max = opts.maxMs ?? DEFAULTS.backoffMaxMs;
-  const jitter = Math.min(1, Math.max(0, opts.jitter ?? DEFAULTS.backoffJitter));
-  const n = Math.max(0, Math.floor(attempt));
-  const cap = Math.min(max, base * 2 ** Math.min(n, 30));
-  return Math.round(cap * (1 - jitter * random()));
-}
-
-const STATUS_RANK = { queued: 0, sending: 0, failed: 3, received: 1, dispatched: 2, answered: 4 };
-
-/** The further along of two statuses (a late page must not move a status backwards). */
-export function furthestStatus(a, b) {
-  if (a == null) return b;
-  if (b == null) return a;
-  return (STATUS_RANK[b] ?? 1) >= (STATUS_RANK[a] ?? 1) ? b : a;
-}
-
-/** The status a message implies for the one it replies to: `answered` for a reply from the
- * assistant or an agent, `failed` for a system error about it; `null` otherwise. */
-export function impliedStatus(m) {
-  if (!m.replyTo || m.content === undefined) return null;
-  if (m.role === 'assistant' || m.role === 'agent') return 'answered';
-  if (m.role === 'system' && m.type === 'error') return 'failed';
-  return null;
-}
-
-/** Orders messages: by seq; messages without a seq (not yet stored) come last, in send order. */
-export function compareMessages(a, b) {
-  const as = a.seq ?? Infinity;
-  const bs = b.seq ?? Infinity;
-  if (as !== bs) return as < bs ? -1 : 1;
-  return (a.localOrder ?? 0) - (b.localOrder ?? 0);
-}
+export * from './chat-logic.js';
 
 /**
- * Merges one message into an ordered list, deduplicating by `id` and by `clientMessageId`
- * (an optimistic message is replaced by the stored one). Returns
- * `{ list, message, added, changed }`; `list` is a new array only when something changed.
+ * @typedef {import('./chat-client.js').ChatClientEvents} ChatClientEvents
+ * @typedef {import('./chat-client.js').ChatClientOptions} ChatClientOptions
+ * @typedef {import('./chat-client.js').ChatMessage} ChatMessage
+ * @typedef {import('./chat-client.js').ChatClient} DeclaredChatClient
+ * @typedef {import('./chat-client.js').ConnectionState} ConnectionState
+ * @typedef {import('./chat-client.js').MessageStatus} MessageStatus
+ * @typedef {import('./chat-client.js').PendingSends} PendingSends
+ * @typedef {import('./chat-client.js').StorageLike} StorageLike
+ * @typedef {import('./chat-client.js').StoredSession} StoredSession
+ * @typedef {import('./chat-logic.js').MessageUpdate} MessageUpdate
+ * @typedef {Omit<StoredSession, 'token'> & { token: string | null }} Session
+ *   the session in use; its token is null once the server refused it
+ * @typedef {ReturnType<typeof setTimeout>} Timer
+ * @typedef {WebSocket & { _pingTimer?: Timer, _pongTimer?: Timer, _ageTimer?: Timer, _openedAt?: number }} Socket
+ *   a socket with the timers that keep it alive
  */
-export function mergeMessage(list, incoming) {
-  let i = list.findIndex((m) => m.id === incoming.id);
-  if (i < 0 && incoming.clientMessageId && (incoming.role ?? 'user') === 'user') {
-    i = list.findIndex((m) => m.clientMessageId === incoming.clientMessageId && m.role === 'user');
-  }
-  if (i < 0) {
-    const message = { ...incoming };
-    const next = [...list];
-    let at = next.length;
-    while (at > 0 && compareMessages(next[at - 1], message) > 0) at--;
-    next.splice(at, 0, message);
-    return { list: next, message, added: true, changed: true };
-  }
-  const old = list[i];
-  const merged = { ...old, ...incoming, status: furthestStatus(old.status, incoming.status) };
-  if (incoming.seq != null || old.seq != null) delete merged.localOrder;
-  if (incoming.pending === undefined && incoming.seq != null) delete merged.pending;
-  delete merged.error;
-  if (incoming.error) merged.error = incoming.error;
-  if (shallowEqual(old, merged)) return { list, message: old, added: false, changed: false };
-  const next = [...list];
-  next.splice(i, 1);
-  let at = next.length;
-  while (at > 0 && compareMessages(next[at - 1], merged) > 0) at--;
-  next.splice(at, 0, merged);
-  return { list: next, message: merged, added: false, changed: true };
-}
-
-/** Merges many messages; returns `{ list, changes: [{message, added}] }`. */
-export function mergeMessages(list, incoming) {
-  const changes = [];
-  for (const m of incoming) {
-    const r = mergeMessage(list, m);
-    list = r.list;
-    if (r.changed) changes.push({ message: r.message, added: r.added });
-  }
-  return { list, changes };
-}
-
-function shallowEqual(a, b) {
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  return ka.every((k) => a[k] === b[k]);
-}
-
-/**
- * The catch-up cursor: the highest seq up to which every message is known, starting at
- * `cursor`. Catching up with `after=<cursor>` can then never skip a message, even one that
- * was pushed out of order or missed while a later one arrived.
- */
-export function advanceCursor(cursor, seqs) {
-  const known = seqs instanceof Set ? seqs : new Set(seqs);
-  let c = cursor;
-  while (known.has(c + 1)) c++;
-  return c;
-}
-
-/** True when a pushed seq shows that something between the cursor and it was missed. */
-export function hasGap(cursor, seq) {
-  return seq > cursor + 1;
-}
-
-/**
- * Pending sends: user messages not yet acknowledged, keyed by clientMessageId. A plain Map of
- * `{ clientMessageId, content, metadata?, createdAt, attempts, sentAt?, state }` where state is
- * `queued` (not on the wire), `sending` (sent, awaiting ack) or `failed` (refused; retry by hand).
- */
-export function addPending(pending, entry) {
-  const next = new Map(pending);
-  next.set(entry.clientMessageId, { attempts: 0, state: 'queued', ...entry });
-  return next;
-}
-
-/** Marks a pending send as written to the socket at `now`. */
-export function markSent(pending, clientMessageId, now) {
-  const p = pending.get(clientMessageId);
-  if (!p) return pending;
-  const next = new Map(pending);
-  next.set(clientMessageId, { ...p, state: 'sending', sentAt: now, attempts: p.attempts + 1 });
-  return next;
-}
-
-/** Removes a pending send once the server has it (ack, or found in a page or a push). */
-export function settlePending(pending, clientMessageId) {
-  if (!pending.has(clientMessageId)) return pending;
-  const next = new Map(pending);
-  next.delete(clientMessageId);
-  return next;
-}
-
-/** Settles every pending send whose clientMessageId appears among stored `messages`. */
-export function settleFromMessages(pending, messages) {
-  let next = pending;
-  for (const m of messages) if (m.clientMessageId) next = settlePending(next, m.clientMessageId);
-  return next;
-}
-
-/** Marks a pending send failed (the server refused it) or back to queued (to send again). */
-export function setPendingState(pending, clientMessageId, state, extra = {}) {
-  const p = pending.get(clientMessageId);
-  if (!p) return pending;
-  const next = new Map(pending);
-  next.set(clientMessageId, { ...p, ...extra, state });
-  return next;
-}
-
-/**
- * The pending sends to (re)send now, oldest first: all that are queued, plus those sent more
- * than `ackTimeoutMs` ago without an ack. After a reconnect everything not failed is resent
- * (pass `reconnected: true`): an earlier socket's frame may or may not have reached the server,
- * and the server dedupes on clientMessageId.
- */
-export function sendsDue(pending, now, { ackTimeoutMs = DEFAULTS.ackTimeoutMs, reconnected = false } = {}) {
-  return [...pending.values()]
-    .filter((p) => p.state !== 'failed')
-    .filter((p) => reconnected || p.state === 'queued' || now - (p.sentAt ?? 0) >= ackTimeoutMs)
-    .sort((a, b) => a.createdAt - b.createdAt);
-}
-
-/**
- * A debounced typing signal: call `keystroke()` on every input. It sends `true` at once, then
- * at most every `repeatMs` while typing continues, and `false` after `idleMs` without input.
- * `stop()` sends `false` now (e.g. on send). Timers are injectable for tests.
- */
-export function createTypingDebouncer(send, opts = {}) {
-  const repeatMs = opts.repeatMs ?? DEFAULTS.typingRepeatMs;
-  const idleMs = opts.idleMs ?? DEFAULTS.typingIdleMs;
-  const now = opts.now ?? (() => Date.now());
-  const setT = opts.setTimeout ?? ((f, ms) => setTimeout(f, ms));
-  const clearT = opts.clearTimeout ?? ((t) => clearTimeout(t));
-  let typing = false;
-  let lastSent = -Infinity;
-  let idle = null;
-  const stop = () => {
-    if (idle !== null) clearT(idle);
-    idle = null;
-    if (typing) {
-      typing = false;
-      send(false);
-    }
-  };
-  const keystroke = () => {
-    const t = now();
-    if (!typing || t - lastSent >= repeatMs) {
-      typing = true;
-      lastSent = t;
-      send(true);
-    }
-    if (idle !== null) clearT(idle);
-    idle = setT(stop, idleMs);
-  };
-  return { keystroke, stop, get typing() { return typing; } };
-}
-
-/** A clientMessageId: printable ASCII, at most 128 characters. */
-export function newClientMessageId() {
-  const c = globalThis.crypto;
-  if (c?.randomUUID) return c.randomUUID();
-  const b = new Uint8Array(16);
-  if (c?.getRandomValues) c.getRandomValues(b);
-  else for (let i = 0; i < 16; i++) b[i] = Math.floor(Math.random() * 256);
-  return [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
-}
-
-/** The `sub` of a JWT (unverified: only to tell which user a stored session belongs to). */
-export function jwtSubject(jwt) {
-  try {
-    const part = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    const json = JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), '=')));
-    return typeof json.sub === 'string' ? json.sub : null;
-  } catch {
-    return null;
-  }
-}
-
-/** True when a stored session can still be used at `now` (with a safety margin). */
-export function sessionUsable(stored, now, marginMs = DEFAULTS.sessionRenewMarginMs, subject = null) {
-  if (!stored || !stored.sessionId || !stored.token || !stored.websocketUrl) return false;
-  const exp = Date.parse(stored.expiresAt);
-  if (!Number.isFinite(exp) || exp - marginMs <= now) return false;
-  return (stored.subject ?? null) === (subject ?? null);
-}
-
-// ----- the client ---------------------------------------------------------------------------
 
 /** An HTTP error from the chat API, with the contract's `code`. */
 export class ChatApiError extends Error {
+  /**
+   * @param {number} status the HTTP status
+   * @param {string} [code] the contract's error code
+   * @param {string} [message]
+   * @param {number} [retryAfter] seconds, from a 429's Retry-After
+   */
   constructor(status, code, message, retryAfter) {
     super(message || code || `HTTP ${status}`);
     this.name = 'ChatApiError';
@@ -275,6 +80,7 @@ export class ChatApiError extends Error {
 
 const noopStorage = { getItem: () => null, setItem() {}, removeItem() {} };
 
+/** @returns {StorageLike} */
 function defaultStorage() {
   try {
     const s = globalThis.localStorage;
@@ -288,9 +94,10 @@ function defaultStorage() {
   return noopStorage;
 }
 
+/** @implements {DeclaredChatClient} */
 export class ChatClient {
   /**
-   * @param {object} [options] see chat-client.d.ts (ChatClientOptions)
+   * @param {ChatClientOptions} [options] see chat-client.d.ts
    */
   constructor(options = {}) {
     const o = { ...DEFAULTS, ...options };
@@ -298,20 +105,29 @@ export class ChatClient {
     this.baseUrl = String(o.baseUrl ?? globalThis.location?.origin ?? '').replace(/\/+$/, '');
     this._storage = o.storage ?? defaultStorage();
     this._storageKey = o.storageKey ?? `chat-session:${this.baseUrl}`;
-    this._fetch = o.fetch ?? ((...a) => globalThis.fetch(...a));
+    this._fetch = o.fetch ?? /** @type {typeof fetch} */ ((...a) => globalThis.fetch(...a));
     this._WebSocket = o.WebSocket ?? globalThis.WebSocket;
+    /** @type {Map<string, Set<(detail: any) => void>>} */
     this._listeners = new Map();
+    /** @type {readonly ChatMessage[]} */
     this._messages = [];
+    /** @type {PendingSends} */
     this._pending = new Map();
+    /** @type {Set<number>} */
     this._known = new Set();
     // Statuses pushed for messages not held yet (a catch-up page in flight may bring them
     // with an older status): applied when the message arrives.
+    /** @type {Map<string, MessageStatus | undefined>} */
     this._earlyStatus = new Map();
     this._cursor = 0;
+    /** @type {Session | null} */
     this._session = null;
+    /** @type {ConnectionState} */
     this._state = 'idle';
+    /** @type {Socket | null} */
     this._ws = null;
     this._attempt = 0;
+    /** @type {Set<Timer>} */
     this._timers = new Set();
     this._stopped = true;
     this._readUpTo = 0;
@@ -326,17 +142,34 @@ export class ChatClient {
 
   // --- events
 
-  /** Subscribes to an event; returns a function that unsubscribes. */
+  /**
+   * Subscribes to an event; returns a function that unsubscribes.
+   * @template {keyof ChatClientEvents} K
+   * @param {K} type
+   * @param {(detail: ChatClientEvents[K]) => void} fn
+   * @returns {() => void}
+   */
   on(type, fn) {
-    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
-    this._listeners.get(type).add(fn);
+    let listeners = this._listeners.get(type);
+    if (!listeners) this._listeners.set(type, (listeners = new Set()));
+    listeners.add(fn);
     return () => this.off(type, fn);
   }
 
+  /**
+   * @template {keyof ChatClientEvents} K
+   * @param {K} type
+   * @param {(detail: ChatClientEvents[K]) => void} fn
+   */
   off(type, fn) {
     this._listeners.get(type)?.delete(fn);
   }
 
+  /**
+   * @template {keyof ChatClientEvents} K
+   * @param {K} type
+   * @param {ChatClientEvents[K]} detail
+   */
   _emit(type, detail) {
     for (const fn of [...(this._listeners.get(type) ?? [])]) {
       try {
@@ -370,8 +203,8 @@ export class ChatClient {
 
   /** True when older history exists than the messages held (see loadOlder). */
   get hasOlder() {
-    const oldest = this._messages.find((m) => m.seq != null);
-    return !!oldest && oldest.seq > 1 && this._hasOlder !== false;
+    const oldest = this._oldestSeq();
+    return oldest !== undefined && oldest > 1 && this._hasOlder !== false;
   }
 
   get readUpTo() {
@@ -380,7 +213,7 @@ export class ChatClient {
 
   /** Messages from others with a seq above the read mark. */
   get unreadCount() {
-    return this._messages.filter((m) => m.role !== 'user' && m.seq > this._readUpTo).length;
+    return this._messages.filter((m) => m.role !== 'user' && m.seq != null && m.seq > this._readUpTo).length;
   }
 
   // --- lifecycle
@@ -444,6 +277,9 @@ export class ChatClient {
   /**
    * Sends a user message. It appears at once (status `sending`, or `queued` while offline) and
    * is settled when the server acknowledges it. Returns the optimistic message.
+   * @param {string} content
+   * @param {{ metadata?: Record<string, unknown>, clientMessageId?: string }} [options]
+   * @returns {ChatMessage}
    */
   send(content, { metadata, clientMessageId = newClientMessageId() } = {}) {
     const text = String(content);
@@ -452,6 +288,7 @@ export class ChatClient {
     const createdAt = Date.now();
     this._pending = addPending(this._pending, { clientMessageId, content: text, metadata, createdAt });
     this._savePending();
+    /** @type {ChatMessage} */
     const optimistic = {
       id: `local:${clientMessageId}`,
       clientMessageId,
@@ -467,7 +304,8 @@ export class ChatClient {
     };
     this._merge([optimistic]);
     this._flushSends(false);
-    return this._messages.find((m) => m.clientMessageId === clientMessageId);
+    // Merged just above, so it is there.
+    return /** @type {ChatMessage} */ (this._messages.find((m) => m.clientMessageId === clientMessageId));
   }
 
   /**
@@ -475,6 +313,8 @@ export class ChatClient {
    * as it was), or one the server marked `failed` because no answer came (by its `id` or
    * `clientMessageId`: its text goes out as a new message; the failed one stays in the
    * history, marked `retried`). Returns the new message in the second case.
+   * @param {string} key
+   * @returns {ChatMessage | undefined}
    */
   retry(key) {
     if (this._pending.has(key)) {
@@ -510,12 +350,12 @@ export class ChatClient {
 
   /** Loads older history (before the oldest message held). Resolves to true if there is more. */
   async loadOlder(limit = 50) {
-    const oldest = this._messages.find((m) => m.seq != null);
-    if (!this._session || !oldest || oldest.seq <= 1) {
+    const oldest = this._oldestSeq();
+    if (!this._session || oldest === undefined || oldest <= 1) {
       this._hasOlder = false;
       return false;
     }
-    const page = await this._http('GET', `/sessions/${this._session.sessionId}/messages?before=${oldest.seq}&limit=${limit}`);
+    const page = await this._http('GET', `/sessions/${this._session.sessionId}/messages?before=${oldest}&limit=${limit}`);
     this._merge(page.messages);
     this._hasOlder = page.hasMore;
     this._emit('change', { messages: this._messages });
@@ -539,6 +379,7 @@ export class ChatClient {
       this._useSession(stored, false);
       return;
     }
+    /** @type {Record<string, string>} */
     const headers = authToken ? { authorization: `Bearer ${authToken}` } : {};
     const created = await this._http('POST', '/sessions', this.options.sessionMetadata ? { metadata: this.options.sessionMetadata } : {}, headers, false);
     this._useSession({ ...created, subject }, true);
@@ -550,6 +391,10 @@ export class ChatClient {
     return typeof t === 'function' ? (await t()) || null : t;
   }
 
+  /**
+   * @param {StoredSession} s
+   * @param {boolean} isNew
+   */
   _useSession(s, isNew) {
     const changed = this._session && this._session.sessionId !== s.sessionId;
     if (changed) {
@@ -574,7 +419,16 @@ export class ChatClient {
 
   // --- internals: HTTP
 
+  /**
+   * @param {string} method
+   * @param {string} path
+   * @param {unknown} [body] sent as JSON
+   * @param {Record<string, string>} [extraHeaders]
+   * @param {boolean} [withToken] with the session's token
+   * @returns {Promise<any>} the response's JSON; throws a ChatApiError for a non-2xx answer
+   */
   async _http(method, path, body, extraHeaders = {}, withToken = true) {
+    /** @type {Record<string, string>} */
     const headers = { ...extraHeaders };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (withToken && this._session?.token) headers.authorization = `Bearer ${this._session.token}`;
@@ -593,7 +447,7 @@ export class ChatClient {
 
   /** Loads what was missed: the first time the latest page, then every page after the cursor. */
   async _catchUp() {
-    const id = this._session.sessionId;
+    const id = /** @type {Session} */ (this._session).sessionId; // _ensureSession ran first
     if (!this._loaded) {
       const first = await this._http('GET', `/sessions/${id}`);
       if (this._session?.sessionId !== id) return;
@@ -628,7 +482,7 @@ export class ChatClient {
         await this._ensureSession();
         await this._catchUp();
         if (this._stopped || gen !== this._gen) return;
-        this._emit('ready', { sessionId: this.sessionId });
+        this._emit('ready', { sessionId: /** @type {string} */ (this.sessionId) });
         this._openSocket();
         return;
       } catch (e) {
@@ -648,6 +502,7 @@ export class ChatClient {
     }
   }
 
+  /** @param {any} reason what ended the attempt (an Error, or `{ message }`) */
   _nextBackoff(reason) {
     const delay = backoffDelay(this._attempt++, {
       baseMs: this.options.backoffBaseMs,
@@ -658,7 +513,11 @@ export class ChatClient {
     return delay;
   }
 
-  /** A backoff wait that `_reconnectNow()` can cut short. */
+  /**
+   * A backoff wait that `_reconnectNow()` can cut short.
+   * @param {number} ms
+   * @returns {Promise<void>}
+   */
   _sleep(ms) {
     return new Promise((resolve) => {
       const t = this._timer(() => {
@@ -681,6 +540,10 @@ export class ChatClient {
     this._wake();
   }
 
+  /**
+   * @param {() => void} fn
+   * @param {number} ms
+   */
   _timer(fn, ms) {
     const t = setTimeout(() => {
       this._timers.delete(t);
@@ -691,7 +554,7 @@ export class ChatClient {
   }
 
   _wsUrl() {
-    const s = this._session;
+    const s = /** @type {StoredSession} */ (this._session); // usable: _ensureSession ran first
     const sep = s.websocketUrl.includes('?') ? '&' : '?';
     return `${s.websocketUrl}${sep}sessionId=${encodeURIComponent(s.sessionId)}&token=${encodeURIComponent(s.token)}`;
   }
@@ -709,6 +572,7 @@ export class ChatClient {
     ws.onerror = () => {};
   }
 
+  /** @param {Socket} ws */
   _detach(ws) {
     ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
     clearTimeout(ws._pingTimer);
@@ -716,6 +580,10 @@ export class ChatClient {
     clearTimeout(ws._ageTimer);
   }
 
+  /**
+   * @param {Socket} ws
+   * @param {boolean} replacing
+   */
   async _onOpen(ws, replacing) {
     if (this._stopped) return this._detach(ws);
     if (replacing) {
@@ -759,6 +627,10 @@ export class ChatClient {
     this._flushSends(reconnected || replacing);
   }
 
+  /**
+   * @param {Socket} ws
+   * @param {{ code?: number }} [e] the close event
+   */
   _onClose(ws, e) {
     this._detach(ws);
     if (ws === this._spare) {
@@ -777,6 +649,7 @@ export class ChatClient {
     this._sleep(delay).then(() => this._connectLoop());
   }
 
+  /** @param {Socket} ws */
   _schedulePing(ws) {
     clearTimeout(ws._pingTimer);
     ws._pingTimer = setTimeout(() => {
@@ -799,7 +672,11 @@ export class ChatClient {
     }, this.options.pingIntervalMs);
   }
 
-  /** Writes a frame on the open socket; false when there is none. */
+  /**
+   * Writes a frame on the open socket; false when there is none.
+   * @param {object} obj
+   * @param {Socket | null} [ws]
+   */
   _frame(obj, ws = this._ws) {
     if (!ws || ws.readyState !== 1) return false;
     try {
@@ -810,10 +687,12 @@ export class ChatClient {
     }
   }
 
+  /** @param {boolean} reconnected */
   _flushSends(reconnected) {
     if (this._state !== 'open') return; // (re)connecting: flushed once the socket is open
     const due = sendsDue(this._pending, Date.now(), { ackTimeoutMs: this.options.ackTimeoutMs, reconnected });
     for (const p of due) {
+      /** @type {{ action: 'sendMessage', content: string, clientMessageId: string, metadata?: Record<string, unknown> }} */
       const frame = { action: 'sendMessage', content: p.content, clientMessageId: p.clientMessageId };
       if (p.metadata) frame.metadata = p.metadata;
       if (!this._frame(frame)) break;
@@ -829,6 +708,10 @@ export class ChatClient {
     }
   }
 
+  /**
+   * @param {Socket} ws
+   * @param {string} data a frame from the server
+   */
   _onFrame(ws, data) {
     let ev;
     try {
@@ -860,7 +743,7 @@ export class ChatClient {
         if (m) this._merge([{ id: ev.messageId, status: ev.status }]);
         else if (ev.messageId) {
           this._earlyStatus.set(ev.messageId, furthestStatus(this._earlyStatus.get(ev.messageId), ev.status));
-          if (this._earlyStatus.size > 500) this._earlyStatus.delete(this._earlyStatus.keys().next().value);
+          if (this._earlyStatus.size > 500) this._earlyStatus.delete(/** @type {string} */ (this._earlyStatus.keys().next().value));
         }
         this._emit('status', { messageId: ev.messageId, status: ev.status });
         break;
@@ -899,6 +782,7 @@ export class ChatClient {
 
   // --- internals: the message list
 
+  /** @param {MessageUpdate[]} incoming */
   _merge(incoming) {
     // Updates (status, ack) for a message we do not hold are ignored, except full messages.
     const full = incoming
@@ -914,7 +798,7 @@ export class ChatClient {
     // reply but not the older message, whose status push may have come while offline.
     for (const m of [...full]) {
       const implied = impliedStatus(m);
-      if (!implied) continue;
+      if (!implied || !m.replyTo) continue;
       if (this._messages.some((x) => x.id === m.replyTo) || full.some((x) => x.id === m.replyTo && x.content !== undefined)) {
         full.push({ id: m.replyTo, status: implied });
       } else {
@@ -935,6 +819,10 @@ export class ChatClient {
     if (changes.length) this._emit('change', { messages: this._messages });
   }
 
+  /**
+   * @param {string} clientMessageId
+   * @param {Partial<ChatMessage>} patch
+   */
   _updateLocal(clientMessageId, patch) {
     const m = this._messages.find((x) => x.clientMessageId === clientMessageId && x.pending);
     if (!m) return;
@@ -947,10 +835,19 @@ export class ChatClient {
 
   _lastSeq() {
     let s = 0;
-    for (const m of this._messages) if (m.seq > s) s = m.seq;
+    for (const m of this._messages) if (m.seq != null && m.seq > s) s = m.seq;
     return s;
   }
 
+  /** The seq of the oldest message held that has one. */
+  _oldestSeq() {
+    return this._messages.find((m) => m.seq != null)?.seq;
+  }
+
+  /**
+   * @param {ConnectionState} state
+   * @param {{ retryInMs?: number, reason?: string }} [extra]
+   */
   _setState(state, extra = {}) {
     if (this._state === state && state !== 'reconnecting') return;
     this._state = state;

@@ -10,8 +10,26 @@
 // With `autoMount: false`, mount it yourself: `import { mountChatWidget } from '…/chat-widget.js'`.
 //
 // The widget lives in a shadow root, so the host page's CSS and this CSS never mix.
+// tests/browser/run type-checks it (tsc --checkJs) against chat-client.d.ts, as a user of it.
 
 import { ChatClient } from './chat-client.js';
+
+/**
+ * @typedef {import('./chat-client.js').ChatClientOptions} ChatClientOptions
+ * @typedef {import('./chat-client.js').ChatMessage} ChatMessage
+ * @typedef {object} ChatWidgetOptions
+ * @property {string} [title] the panel's title
+ * @property {string} [subtitle] shown while the conversation is empty
+ * @property {string} [baseUrl] the chat server; default: the origin this file was loaded from
+ * @property {ChatClientOptions['authToken']} [authToken] an app JWT: a user session, else a guest's
+ * @property {boolean} [open] start opened
+ * @property {boolean} [autoMount] false: no widget until you call mountChatWidget(options)
+ * @property {string} [placeholder] of the message box
+ * @property {string} [storageKey] of the session in localStorage
+ * @property {ChatClientOptions} [clientOptions] more ChatClient options
+ * @property {ChatClient} [client] an existing ChatClient to show (it is not stopped on destroy)
+ * @property {Element} [container] where the widget goes; default: document.body
+ */
 
 const CSS = `
 :host { all: initial; }
@@ -104,7 +122,10 @@ textarea { flex: 1; resize: none; font: inherit; color: var(--fg); background: v
 
 const ICON = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M21 15a2 2 0 0 1-2 2H7l-4 4V5a2 2 0 0 1 2-2h14a2 2 0 0 1 2 2z"/></svg>';
 
-/** How each reply type is labelled (and marked besides colour, for accessibility). */
+/**
+ * How each reply type is labelled (and marked besides colour, for accessibility).
+ * @type {Record<string, string | null>}
+ */
 export const TYPE_LABELS = {
   text: null,
   confirmation: '✓ Confirmation',
@@ -115,7 +136,9 @@ export const TYPE_LABELS = {
   scheduling_update: '🗓 Scheduling update',
 };
 
+/** @type {Record<string, string>} */
 const ROLE_LABELS = { user: 'You', assistant: 'Assistant', agent: 'Agent', system: 'System' };
+/** @type {Record<string, string>} */
 const STATUS_LABELS = {
   queued: 'Waiting for connection',
   sending: 'Sending…',
@@ -124,8 +147,18 @@ const STATUS_LABELS = {
   answered: 'Answered',
   failed: 'Not sent',
 };
+/** @type {Record<string, string>} */
 const CONN_LABELS = { idle: 'Starting…', connecting: 'Connecting…', open: 'Online', reconnecting: 'Reconnecting…', closed: 'Offline' };
 
+/**
+ * An element with attributes (`class`, `text`, others as attributes; true: present, false or
+ * null: absent) and children.
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {Record<string, any>} [attrs]
+ * @param {...(Node | string | null | undefined)} children
+ * @returns {HTMLElementTagNameMap[K] & { _sig?: string }} (`_sig`: what a message row shows)
+ */
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -141,6 +174,7 @@ function el(tag, attrs = {}, ...children) {
 /**
  * Mounts the widget on the page and returns `{ client, open, close, toggle, destroy, element }`.
  * Options: see the header of this file; `client` may be an existing ChatClient.
+ * @param {ChatWidgetOptions} [options]
  */
 export function mountChatWidget(options = {}) {
   const baseUrl = options.baseUrl ?? new URL('.', import.meta.url).origin;
@@ -154,7 +188,8 @@ export function mountChatWidget(options = {}) {
   launcher.innerHTML = ICON;
   launcher.append(badge);
 
-  const conn = el('div', { class: 'conn', role: 'status', 'data-state': 'idle' }, el('span', { class: 'dot', 'aria-hidden': 'true' }), el('span', { class: 'conn-text', text: CONN_LABELS.idle }));
+  const connText = el('span', { class: 'conn-text', text: CONN_LABELS.idle });
+  const conn = el('div', { class: 'conn', role: 'status', 'data-state': 'idle' }, el('span', { class: 'dot', 'aria-hidden': 'true' }), connText);
   const closeBtn = el('button', { class: 'close', type: 'button', 'aria-label': 'Close chat', text: '×' });
   const header = el('header', {}, el('div', { class: 'titles' }, el('h2', { id: titleId, text: options.title ?? 'Chat with us' }), conn), closeBtn);
   const log = el('ol', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': 'Messages', tabindex: '0' });
@@ -162,7 +197,8 @@ export function mountChatWidget(options = {}) {
   const olderBtn = el('button', { class: 'older', type: 'button', text: 'Show earlier messages' });
   const older = el('li', { class: 'older-row', hidden: true }, olderBtn);
   log.append(older, empty);
-  const typing = el('div', { class: 'typing', hidden: true, 'aria-live': 'polite' }, el('i'), el('i'), el('i'), el('span', { class: 'typing-text' }));
+  const typingText = el('span', { class: 'typing-text' });
+  const typing = el('div', { class: 'typing', hidden: true, 'aria-live': 'polite' }, el('i'), el('i'), el('i'), typingText);
   const input = el('textarea', { id: 'chat-input', rows: '1', maxlength: '4000', placeholder: options.placeholder ?? 'Type a message…', 'aria-label': 'Message', autocomplete: 'off' });
   const sendBtn = el('button', { class: 'send', type: 'submit', text: 'Send' });
   const form = el('form', { 'aria-label': 'Send a message' }, input, sendBtn);
@@ -175,8 +211,12 @@ export function mountChatWidget(options = {}) {
   const rows = new Map(); // message key -> <li>
   let isOpen = false;
 
-  const keyOf = (m) => (m.clientMessageId && m.role === 'user' ? `c:${m.clientMessageId}` : `i:${m.id}`);
+  const keyOf = (/** @type {ChatMessage} */ m) => (m.clientMessageId && m.role === 'user' ? `c:${m.clientMessageId}` : `i:${m.id}`);
 
+  /**
+   * Renders a message into its row; true when the row is new.
+   * @param {ChatMessage} m
+   */
   function renderMessage(m) {
     const key = keyOf(m);
     let li = rows.get(key);
@@ -216,7 +256,8 @@ export function mountChatWidget(options = {}) {
       meta.append(status);
       if (m.status === 'failed' && m.pending) {
         const retry = el('button', { class: 'retry', type: 'button', text: 'Retry', 'aria-label': `Retry sending: ${m.content}` });
-        retry.addEventListener('click', () => client.retry(m.clientMessageId));
+        // An unsent message always has its clientMessageId.
+        retry.addEventListener('click', () => client.retry(/** @type {string} */ (m.clientMessageId)));
         meta.append(retry);
         if (m.error) status.title = m.error;
       } else if (m.status === 'failed' && !m.retried) {
@@ -347,8 +388,8 @@ export function mountChatWidget(options = {}) {
   });
   document.addEventListener('visibilitychange', markReadIfOpen);
 
-  const typingText = typing.querySelector('.typing-text');
-  let typingTimer = null;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let typingTimer;
   const offs = [
     client.on('change', () => {
       renderAll();
@@ -369,7 +410,7 @@ export function mountChatWidget(options = {}) {
     }),
     client.on('connection', ({ state }) => {
       conn.dataset.state = state;
-      conn.querySelector('.conn-text').textContent = CONN_LABELS[state] ?? state;
+      connText.textContent = CONN_LABELS[state] ?? state;
       root.dataset.connection = state;
     }),
   ];
@@ -397,10 +438,11 @@ export function mountChatWidget(options = {}) {
 }
 
 // Auto-mount for the one-line embed, unless the page opts out.
-const config = globalThis.chatWidgetConfig ?? {};
-if (typeof document !== 'undefined' && config.autoMount !== false && !globalThis.__chatWidget) {
+const page = /** @type {typeof globalThis & { chatWidgetConfig?: ChatWidgetOptions, __chatWidget?: ReturnType<typeof mountChatWidget> }} */ (globalThis);
+const config = page.chatWidgetConfig ?? {};
+if (typeof document !== 'undefined' && config.autoMount !== false && !page.__chatWidget) {
   const mount = () => {
-    globalThis.__chatWidget = mountChatWidget(config);
+    page.__chatWidget = mountChatWidget(config);
   };
   if (document.body) mount();
   else document.addEventListener('DOMContentLoaded', mount, { once: true });

@@ -1,11 +1,20 @@
-// Unit tests of ChatClient's pure logic (no browser, no server).
+// Unit tests of ChatClient's pure logic (no browser, no server). The logic lives in
+// web/chat-logic.js; it is imported here as users import it, from chat-client.js.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import * as client from '../../web/chat-client.js';
+import * as logic from '../../web/chat-logic.js';
 import {
   backoffDelay, mergeMessage, mergeMessages, advanceCursor, hasGap, furthestStatus,
   addPending, markSent, settlePending, settleFromMessages, setPendingState, sendsDue,
   createTypingDebouncer, jwtSubject, sessionUsable, newClientMessageId, DEFAULTS,
 } from '../../web/chat-client.js';
+
+test('chat-client.js exports ChatClient, ChatApiError and the whole of chat-logic.js, as they are', () => {
+  assert.deepEqual(Object.keys(client).sort(), ['ChatApiError', 'ChatClient', ...Object.keys(logic)].sort());
+  for (const [name, value] of Object.entries(logic)) assert.equal(client[name], value, name);
+  assert.ok(Object.keys(logic).length >= 19, `chat-logic.js exports ${Object.keys(logic).length} names`);
+});
 
 const msg = (seq, extra = {}) => ({
   id: `id-${seq}`, seq, role: seq % 2 ? 'user' : 'assistant', type: 'text',

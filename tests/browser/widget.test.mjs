@@ -21,6 +21,9 @@ const CONFIG = `(() => {
 let browser;
 const servers = [];
 const dirs = [];
+// HTTP servers a test starts itself (a stand-in n8n, another site), closed here too: one left
+// listening after a failed test would keep this process alive until the run's timeout.
+const httpServers = [];
 
 before(async () => {
   browser = await launchBrowser();
@@ -28,9 +31,20 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
+  for (const s of httpServers) {
+    s.closeAllConnections();
+    s.close();
+  }
   for (const s of servers) await s.stop('SIGKILL');
   for (const d of dirs) removeDir(d);
 });
+
+/** Listens on an ephemeral port of `host`; closed after the tests even if one fails. */
+async function listen(httpServer, host) {
+  httpServers.push(httpServer);
+  await new Promise((r) => httpServer.listen(0, host, r));
+  return httpServer;
+}
 
 async function server(opts = {}) {
   const dataDir = opts.dataDir ?? tempDir();
@@ -217,7 +231,7 @@ describe('chat widget in Chromium', () => {
         await fetch(d.callbackUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'x-chat-timestamp': ts, 'x-chat-signature': sig }, body: reply });
       });
     });
-    await new Promise((r) => n8n.listen(0, '127.0.0.1', r));
+    await listen(n8n, '127.0.0.1');
     const srv = await server({ env: {
       CHAT_N8N_WEBHOOK_URL: `http://127.0.0.1:${n8n.address().port}/webhook/chat`,
       CHAT_WEBHOOK_SECRET: secret,
@@ -333,10 +347,24 @@ describe('chat widget in Chromium', () => {
 <script>window.chatWidgetConfig = { title: 'Shop support' };</script>
 <script type="module" src="${srv.url}/chat-widget.js"></script>`);
     });
-    await new Promise((r) => site.listen(0, 'localhost', r));
+    await listen(site, 'localhost');
     const origin = `http://localhost:${site.address().port}`;
     const context = await browser.newContext();
+    // The modules the one line loads from the chat server: chat-widget.js imports
+    // chat-client.js, which imports chat-logic.js. Each must be served, with CORS.
+    const modules = {};
+    context.on('response', (r) => {
+      if (r.url().startsWith(`${srv.url}/`) && r.url().endsWith('.js')) {
+        modules[new URL(r.url()).pathname] = [r.status(), r.headers()['access-control-allow-origin']];
+      }
+    });
     const page = await newPage(context, origin);
+    await waitFor(() => Object.keys(modules).length === 3, { what: 'the three modules to load' });
+    assert.deepEqual(modules, {
+      '/chat-widget.js': [200, '*'],
+      '/chat-client.js': [200, '*'],
+      '/chat-logic.js': [200, '*'],
+    });
     await openWidget(page);
     assert.equal(await page.locator('[data-chat-widget] h2').textContent(), 'Shop support');
     await connected(page);
@@ -345,6 +373,7 @@ describe('chat widget in Chromium', () => {
     assert.equal(ms[1].text, 'You said: cross origin');
     assert.deepEqual(page.errors, []);
     await context.close();
+    site.closeAllConnections();
     await new Promise((r) => site.close(r));
     await srv.stop();
   });

@@ -2,7 +2,9 @@
 // what n8n 2.x gives a Code node (its JS task runner): a `node:vm` context holding `$input`,
 // `$env`, `$(...)`, `helpers` (reached as `this.helpers`), `Buffer` and a `require` that only
 // allows `crypto` (NODE_FUNCTION_ALLOW_BUILTIN=crypto), the code wrapped exactly as the runner
-// wraps it. And a thin client of the Rust signature CLI (crates/chat-core/examples/signature.rs).
+// wraps it. The code is read from its file in infra/n8n/code/ (what infra/n8n/build-workflow
+// puts into the workflow JSON). And a thin client of the Rust signature CLI
+// (crates/chat-core/examples/signature.rs).
 
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -12,7 +14,9 @@ import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const WORKFLOW_PATH = path.join(root, 'infra', 'n8n', 'chat-workflow.json');
+const hostRequire = createRequire(import.meta.url);
+const builder = hostRequire(path.join(root, 'infra', 'n8n', 'build-workflow'));
+export const WORKFLOW_PATH = builder.WORKFLOW_PATH;
 export const RUST_BIN = process.env.CHAT_SIGNATURE_BIN ??
   path.join(root, 'target', 'debug', 'examples', 'signature');
 
@@ -26,16 +30,11 @@ export function nodeNamed(workflow, name) {
   return node;
 }
 
-/** The JavaScript of the Code node `name`, as stored in the workflow JSON. */
-export function codeOf(workflow, name) {
-  const node = nodeNamed(workflow, name);
-  if (node.type !== 'n8n-nodes-base.code' || typeof node.parameters?.jsCode !== 'string') {
-    throw new Error(`${name} is not a JavaScript Code node`);
-  }
-  return node.parameters.jsCode;
-}
+/** The JavaScript of the Code node `name`, read from its file in infra/n8n/code/. */
+export const codeOf = builder.codeOf;
 
-const hostRequire = createRequire(import.meta.url);
+/** infra/n8n/build-workflow's build(): the workflow JSON text made from the code files. */
+export const buildWorkflow = builder.build;
 
 /**
  * Runs a Code node's code ("Run Once for All Items") and resolves to the items it returns.

@@ -1,16 +1,16 @@
-// The retry policy of the workflow's "Sign and send reply" Code node (extracted from
-// infra/n8n/chat-workflow.json), run under the harness's stand-ins with a fake clock, so every
-// case is exact and instant: which answers are retried, how long it waits (Retry-After,
-// capped; else exponential backoff), that every attempt is signed anew, and that giving up
-// throws (a failed n8n execution). real-n8n.test.mjs checks the same on a real n8n.
+// The retry policy of the workflow's "Sign and send reply" Code node
+// (infra/n8n/code/sign-and-send-reply.js), run under the harness's stand-ins with a fake
+// clock, so every case is exact and instant: which answers are retried, how long it waits
+// (Retry-After, capped; else exponential backoff), that every attempt is signed anew, and
+// that giving up throws (a failed n8n execution). real-n8n.test.mjs checks the same on a real n8n.
 // Run: tests/n8n/run.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { codeOf, loadWorkflow, runCodeNode, rustVerify } from './harness.mjs';
+import { codeOf, runCodeNode, rustVerify } from './harness.mjs';
 
-const SEND = codeOf(loadWorkflow(), 'Sign and send reply');
+const SEND = codeOf('Sign and send reply');
 const SECRET = 'retry test secret';
 const NOW_MS = 1_763_800_000_000;
 const CALLBACK = 'http://127.0.0.1:3000/webhook';

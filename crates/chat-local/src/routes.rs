@@ -21,11 +21,16 @@ const PAGE: &str = include_str!("../../../web/index.html");
 const EMBED: &str = include_str!("../../../web/embed.html");
 
 /// The browser client and widget (`web/`), embedded so the binary stays self-contained.
-const ASSETS: [(&str, &str, &str); 4] = [
+const ASSETS: [(&str, &str, &str); 5] = [
     (
         "/chat-client.js",
         "text/javascript; charset=utf-8",
         include_str!("../../../web/chat-client.js"),
+    ),
+    (
+        "/chat-logic.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/chat-logic.js"),
     ),
     (
         "/chat-client.d.ts",

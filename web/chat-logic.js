@@ -1,0 +1,356 @@
+// The pure logic of ChatClient (chat-client.js): backoff, merging and ordering messages, the
+// catch-up cursor, pending sends, the typing debounce, session reuse. Plain functions over
+// plain values, with no socket, timer, storage or DOM of their own (timers and randomness are
+// injectable), so they are unit-tested without a browser (tests/browser/client-logic.test.mjs)
+// and the class stays about connections and events.
+//
+// chat-client.js re-exports all of it: import from there, which is the documented module.
+// The JSDoc types name those of chat-client.d.ts; tests/browser/run checks this file against
+// them with TypeScript (tsc --checkJs).
+
+/**
+ * @typedef {import('./chat-client.js').ChatMessage} ChatMessage
+ * @typedef {import('./chat-client.js').MessageStatus} MessageStatus
+ * @typedef {import('./chat-client.js').PendingSend} PendingSend
+ * @typedef {import('./chat-client.js').PendingSends} PendingSends
+ * @typedef {import('./chat-client.js').StoredSession} StoredSession
+ * @typedef {import('./chat-client.js').TypingDebouncer} TypingDebouncer
+ * @typedef {Partial<ChatMessage> & { id: string }} MessageUpdate a message, or some fields of one
+ */
+
+/** Default timings (milliseconds). All can be overridden by the constructor's options. */
+export const DEFAULTS = Object.freeze({
+  backoffBaseMs: 500,
+  backoffMaxMs: 30_000,
+  backoffJitter: 0.5,
+  pingIntervalMs: 5 * 60_000, // API Gateway closes idle sockets after 10 minutes
+  pongTimeoutMs: 20_000,
+  maxConnectionAgeMs: 110 * 60_000, // API Gateway's hard limit is 2 hours
+  ackTimeoutMs: 15_000,
+  typingRepeatMs: 3_000,
+  typingIdleMs: 2_500,
+  sessionRenewMarginMs: 60_000,
+  pageSize: 100,
+});
+
+/**
+ * Delay before reconnect attempt `attempt` (0-based): exponential, capped, with jitter.
+ * The result lies in [cap * (1 - jitter), cap] where cap = min(maxMs, baseMs * 2^attempt).
+ * @param {number} attempt
+ * @param {{ baseMs?: number, maxMs?: number, jitter?: number }} [opts]
+ * @param {() => number} [random] in [0, 1)
+ * @returns {number}
+ */
+export function backoffDelay(attempt, opts = {}, random = Math.random) {
+  const base = opts.baseMs ?? DEFAULTS.backoffBaseMs;
+  const max = opts.maxMs ?? DEFAULTS.backoffMaxMs;
+  const jitter = Math.min(1, Math.max(0, opts.jitter ?? DEFAULTS.backoffJitter));
+  const n = Math.max(0, Math.floor(attempt));
+  const cap = Math.min(max, base * 2 ** Math.min(n, 30));
+  return Math.round(cap * (1 - jitter * random()));
+}
+
+/** @type {Record<MessageStatus, number>} */
+const STATUS_RANK = { queued: 0, sending: 0, failed: 3, received: 1, dispatched: 2, answered: 4 };
+
+/**
+ * The further along of two statuses (a late page must not move a status backwards).
+ * @param {MessageStatus | undefined} a
+ * @param {MessageStatus | undefined} b
+ * @returns {MessageStatus | undefined}
+ */
+export function furthestStatus(a, b) {
+  if (a == null) return b;
+  if (b == null) return a;
+  return (STATUS_RANK[b] ?? 1) >= (STATUS_RANK[a] ?? 1) ? b : a;
+}
+
+/**
+ * The status a message implies for the one it replies to: `answered` for a reply from the
+ * assistant or an agent, `failed` for a system error about it; `null` otherwise.
+ * @param {Partial<ChatMessage>} m
+ * @returns {'answered' | 'failed' | null}
+ */
+export function impliedStatus(m) {
+  if (!m.replyTo || m.content === undefined) return null;
+  if (m.role === 'assistant' || m.role === 'agent') return 'answered';
+  if (m.role === 'system' && m.type === 'error') return 'failed';
+  return null;
+}
+
+/**
+ * Orders messages: by seq; messages without a seq (not yet stored) come last, in send order.
+ * @param {ChatMessage} a
+ * @param {ChatMessage} b
+ * @returns {number}
+ */
+export function compareMessages(a, b) {
+  const as = a.seq ?? Infinity;
+  const bs = b.seq ?? Infinity;
+  if (as !== bs) return as < bs ? -1 : 1;
+  return (a.localOrder ?? 0) - (b.localOrder ?? 0);
+}
+
+/**
+ * Merges one message into an ordered list, deduplicating by `id` and by `clientMessageId`
+ * (an optimistic message is replaced by the stored one). Returns
+ * `{ list, message, added, changed }`; `list` is a new array only when something changed.
+ * An update for a message not in the list is added as it is: pass only whole messages then.
+ * @param {readonly ChatMessage[]} list
+ * @param {MessageUpdate} incoming
+ * @returns {{ list: readonly ChatMessage[], message: ChatMessage, added: boolean, changed: boolean }}
+ */
+export function mergeMessage(list, incoming) {
+  let i = list.findIndex((m) => m.id === incoming.id);
+  if (i < 0 && incoming.clientMessageId && (incoming.role ?? 'user') === 'user') {
+    i = list.findIndex((m) => m.clientMessageId === incoming.clientMessageId && m.role === 'user');
+  }
+  if (i < 0) {
+    const message = /** @type {ChatMessage} */ ({ ...incoming });
+    const next = [...list];
+    let at = next.length;
+    while (at > 0 && compareMessages(next[at - 1], message) > 0) at--;
+    next.splice(at, 0, message);
+    return { list: next, message, added: true, changed: true };
+  }
+  const old = list[i];
+  const merged = /** @type {ChatMessage} */ ({ ...old, ...incoming, status: furthestStatus(old.status, incoming.status) });
+  if (incoming.seq != null || old.seq != null) delete merged.localOrder;
+  if (incoming.pending === undefined && incoming.seq != null) delete merged.pending;
+  delete merged.error;
+  if (incoming.error) merged.error = incoming.error;
+  if (shallowEqual(old, merged)) return { list, message: old, added: false, changed: false };
+  const next = [...list];
+  next.splice(i, 1);
+  let at = next.length;
+  while (at > 0 && compareMessages(next[at - 1], merged) > 0) at--;
+  next.splice(at, 0, merged);
+  return { list: next, message: merged, added: false, changed: true };
+}
+
+/**
+ * Merges many messages; returns `{ list, changes: [{message, added}] }`.
+ * @param {readonly ChatMessage[]} list
+ * @param {Iterable<MessageUpdate>} incoming
+ * @returns {{ list: readonly ChatMessage[], changes: { message: ChatMessage, added: boolean }[] }}
+ */
+export function mergeMessages(list, incoming) {
+  /** @type {{ message: ChatMessage, added: boolean }[]} */
+  const changes = [];
+  for (const m of incoming) {
+    const r = mergeMessage(list, m);
+    list = r.list;
+    if (r.changed) changes.push({ message: r.message, added: r.added });
+  }
+  return { list, changes };
+}
+
+/**
+ * @param {ChatMessage} a
+ * @param {ChatMessage} b
+ */
+function shallowEqual(a, b) {
+  const ka = /** @type {(keyof ChatMessage)[]} */ (Object.keys(a));
+  if (ka.length !== Object.keys(b).length) return false;
+  return ka.every((k) => a[k] === b[k]);
+}
+
+/**
+ * The catch-up cursor: the highest seq up to which every message is known, starting at
+ * `cursor`. Catching up with `after=<cursor>` can then never skip a message, even one that
+ * was pushed out of order or missed while a later one arrived.
+ * @param {number} cursor
+ * @param {Iterable<number>} seqs
+ * @returns {number}
+ */
+export function advanceCursor(cursor, seqs) {
+  const known = seqs instanceof Set ? seqs : new Set(seqs);
+  let c = cursor;
+  while (known.has(c + 1)) c++;
+  return c;
+}
+
+/**
+ * True when a pushed seq shows that something between the cursor and it was missed.
+ * @param {number} cursor
+ * @param {number} seq
+ * @returns {boolean}
+ */
+export function hasGap(cursor, seq) {
+  return seq > cursor + 1;
+}
+
+/**
+ * Pending sends: user messages not yet acknowledged, keyed by clientMessageId. A plain Map of
+ * `{ clientMessageId, content, metadata?, createdAt, attempts, sentAt?, state }` where state is
+ * `queued` (not on the wire), `sending` (sent, awaiting ack) or `failed` (refused; retry by hand).
+ * This adds one.
+ * @param {PendingSends} pending
+ * @param {Pick<PendingSend, 'clientMessageId' | 'content' | 'createdAt'> & Partial<PendingSend>} entry
+ * @returns {Map<string, PendingSend>}
+ */
+export function addPending(pending, entry) {
+  const next = new Map(pending);
+  next.set(entry.clientMessageId, { attempts: 0, state: 'queued', ...entry });
+  return next;
+}
+
+/**
+ * Marks a pending send as written to the socket at `now`.
+ * @param {PendingSends} pending
+ * @param {string} clientMessageId
+ * @param {number} now
+ * @returns {PendingSends}
+ */
+export function markSent(pending, clientMessageId, now) {
+  const p = pending.get(clientMessageId);
+  if (!p) return pending;
+  const next = new Map(pending);
+  next.set(clientMessageId, { ...p, state: 'sending', sentAt: now, attempts: p.attempts + 1 });
+  return next;
+}
+
+/**
+ * Removes a pending send once the server has it (ack, or found in a page or a push).
+ * @param {PendingSends} pending
+ * @param {string} clientMessageId
+ * @returns {PendingSends}
+ */
+export function settlePending(pending, clientMessageId) {
+  if (!pending.has(clientMessageId)) return pending;
+  const next = new Map(pending);
+  next.delete(clientMessageId);
+  return next;
+}
+
+/**
+ * Settles every pending send whose clientMessageId appears among stored `messages`.
+ * @param {PendingSends} pending
+ * @param {Iterable<{ clientMessageId?: string }>} messages
+ * @returns {PendingSends}
+ */
+export function settleFromMessages(pending, messages) {
+  let next = pending;
+  for (const m of messages) if (m.clientMessageId) next = settlePending(next, m.clientMessageId);
+  return next;
+}
+
+/**
+ * Marks a pending send failed (the server refused it) or back to queued (to send again).
+ * @param {PendingSends} pending
+ * @param {string} clientMessageId
+ * @param {PendingSend['state']} state
+ * @param {Partial<PendingSend>} [extra]
+ * @returns {PendingSends}
+ */
+export function setPendingState(pending, clientMessageId, state, extra = {}) {
+  const p = pending.get(clientMessageId);
+  if (!p) return pending;
+  const next = new Map(pending);
+  next.set(clientMessageId, { ...p, ...extra, state });
+  return next;
+}
+
+/**
+ * The pending sends to (re)send now, oldest first: all that are queued, plus those sent more
+ * than `ackTimeoutMs` ago without an ack. After a reconnect everything not failed is resent
+ * (pass `reconnected: true`): an earlier socket's frame may or may not have reached the server,
+ * and the server dedupes on clientMessageId.
+ * @param {PendingSends} pending
+ * @param {number} now
+ * @param {{ ackTimeoutMs?: number, reconnected?: boolean }} [opts]
+ * @returns {PendingSend[]}
+ */
+export function sendsDue(pending, now, { ackTimeoutMs = DEFAULTS.ackTimeoutMs, reconnected = false } = {}) {
+  return [...pending.values()]
+    .filter((p) => p.state !== 'failed')
+    .filter((p) => reconnected || p.state === 'queued' || now - (p.sentAt ?? 0) >= ackTimeoutMs)
+    .sort((a, b) => a.createdAt - b.createdAt);
+}
+
+/**
+ * A debounced typing signal: call `keystroke()` on every input. It sends `true` at once, then
+ * at most every `repeatMs` while typing continues, and `false` after `idleMs` without input.
+ * `stop()` sends `false` now (e.g. on send). Timers are injectable for tests.
+ * @param {(isTyping: boolean) => void} send
+ * @param {{
+ *   repeatMs?: number, idleMs?: number, now?: () => number,
+ *   setTimeout?: (f: () => void, ms: number) => unknown, clearTimeout?: (t: unknown) => void,
+ * }} [opts]
+ * @returns {TypingDebouncer}
+ */
+export function createTypingDebouncer(send, opts = {}) {
+  const repeatMs = opts.repeatMs ?? DEFAULTS.typingRepeatMs;
+  const idleMs = opts.idleMs ?? DEFAULTS.typingIdleMs;
+  const now = opts.now ?? (() => Date.now());
+  const setT = opts.setTimeout ?? ((f, ms) => setTimeout(f, ms));
+  const clearT = opts.clearTimeout ?? ((/** @type {any} */ t) => clearTimeout(t));
+  let typing = false;
+  let lastSent = -Infinity;
+  /** @type {unknown} */
+  let idle = null;
+  const stop = () => {
+    if (idle !== null) clearT(idle);
+    idle = null;
+    if (typing) {
+      typing = false;
+      send(false);
+    }
+  };
+  const keystroke = () => {
+    const t = now();
+    if (!typing || t - lastSent >= repeatMs) {
+      typing = true;
+      lastSent = t;
+      send(true);
+    }
+    if (idle !== null) clearT(idle);
+    idle = setT(stop, idleMs);
+  };
+  return { keystroke, stop, get typing() { return typing; } };
+}
+
+/**
+ * A clientMessageId: printable ASCII, at most 128 characters.
+ * @returns {string}
+ */
+export function newClientMessageId() {
+  const c = globalThis.crypto;
+  if (c?.randomUUID) return c.randomUUID();
+  const b = new Uint8Array(16);
+  if (c?.getRandomValues) c.getRandomValues(b);
+  else for (let i = 0; i < 16; i++) b[i] = Math.floor(Math.random() * 256);
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * The `sub` of a JWT (unverified: only to tell which user a stored session belongs to).
+ * @param {string} jwt
+ * @returns {string | null}
+ */
+export function jwtSubject(jwt) {
+  try {
+    const part = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const json = JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), '=')));
+    return typeof json.sub === 'string' ? json.sub : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * True when a stored session can still be used at `now` (with a safety margin), by the user
+ * `subject` (null: a guest).
+ * @param {(Omit<StoredSession, 'token'> & { token: string | null }) | null | undefined} stored
+ *   a token of null (one the server refused) is not usable
+ * @param {number} now
+ * @param {number} [marginMs]
+ * @param {string | null} [subject]
+ * @returns {boolean}
+ */
+export function sessionUsable(stored, now, marginMs = DEFAULTS.sessionRenewMarginMs, subject = null) {
+  if (!stored || !stored.sessionId || !stored.token || !stored.websocketUrl) return false;
+  const exp = Date.parse(stored.expiresAt);
+  if (!Number.isFinite(exp) || exp - marginMs <= now) return false;
+  return (stored.subject ?? null) === (subject ?? null);
+}
