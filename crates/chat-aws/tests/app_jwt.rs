@@ -3,7 +3,6 @@
 //! tokens of the sample event, without fetching anything at cold start, and answers 503 when
 //! the JWKS is down. Storage is the emulator, as in the other handler tests.
 
-mod common;
 #[path = "../../chat-core/tests/support/jwt_keys.rs"]
 mod jwt_keys;
 mod world;

@@ -13,8 +13,8 @@
 //! `cargo test -p chat-aws --test aws_requests -- --nocapture`; with `CHAT_BENCH_OUT` set the
 //! figures also go to the table of `tests/bench`.
 
+use chat_testkit::aws::emulator as common;
 use chat_testkit::bench as bench_report;
-mod common;
 mod world;
 
 use serde_json::json;

@@ -4,7 +4,6 @@
 //! once through the webhook function. Every answer must be accepted the first time (no
 //! limit shared by all users: the webhook limit is per session) and end `answered`.
 
-mod common;
 mod world;
 
 use chat_aws::handlers;

@@ -1,7 +1,7 @@
 //! The DynamoDB store passes the same conformance suite as the in-memory and SQLite stores,
 //! over the real wire protocol against the emulator, one fresh table per check.
 
-mod common;
+use chat_testkit::aws::emulator as common;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chat_aws::dynamo::DynamoStore;

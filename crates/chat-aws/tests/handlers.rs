@@ -3,7 +3,7 @@
 //! PostToConnection, whose frames are read back through the emulator's recorder. n8n is a
 //! local fake that checks our signature.
 
-mod common;
+use chat_testkit::aws::emulator as common;
 mod world;
 
 use chat_aws::handlers;

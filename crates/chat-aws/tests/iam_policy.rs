@@ -23,7 +23,7 @@
 //! This test binary holds one emulator test: it resets the emulator's recording between
 //! windows, which would disturb other emulator tests of the same process.
 
-mod common;
+use chat_testkit::aws::emulator as common;
 mod world;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayWebsocketProxyRequest};

@@ -2,7 +2,7 @@
 //! one `GetParameters` call with decryption at cold start; a missing or unreadable parameter
 //! fails the start naming it, never a value.
 
-mod common;
+use chat_testkit::aws::emulator as common;
 
 use chat_aws::App;
 use chat_aws::app::StartError;

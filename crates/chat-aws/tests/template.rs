@@ -5,7 +5,7 @@
 //! `infra/template_resources.py`, which evaluates the template's conditions for given
 //! parameter values.
 
-mod common;
+use chat_testkit::aws::emulator as common;
 
 use serde_json::Value;
 use std::collections::HashMap;

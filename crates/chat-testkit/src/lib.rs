@@ -5,8 +5,12 @@
 //! - [`conformance`]: the suites every `Store` and every `Limiter` must pass;
 //! - [`config`]: a configuration with fixed secrets and default limits;
 //! - [`fake_n8n`]: the other end of the n8n contract, for tests that do not run n8n;
-//! - [`bench`]: how benchmarks report their figures to `tests/bench`.
+//! - [`bench`]: how benchmarks report their figures to `tests/bench`;
+//! - `aws` (feature `aws`): the AWS emulator, a Lambda Runtime API server, and Lambda
+//!   binaries started as Lambda starts them.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod bench;
 pub mod conformance;
 pub mod fake_n8n;

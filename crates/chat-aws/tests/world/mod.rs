@@ -3,7 +3,6 @@
 //! drive the handlers with the sample events of `events/`.
 #![allow(dead_code)]
 
-use crate::common;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::sqs::SqsEvent;
@@ -11,6 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chat_aws::App;
 use chat_aws::app::LambdaEnv;
 use chat_aws::handlers;
+use chat_testkit::aws::emulator as common;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 

@@ -3,10 +3,9 @@
 //! the function's own configuration, against a [`RuntimeApi`] of the test. Shared by the
 //! `lambda_boot` test and the `cold_start` benchmark; the including crate also declares the
 //! `common` and `runtime_api` modules.
-#![allow(dead_code)]
 
-use crate::common::{self, Fresh};
-use crate::runtime_api::{Outcome, RuntimeApi};
+use super::emulator::{self as common, Fresh};
+use super::runtime_api::{Outcome, RuntimeApi};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -66,7 +65,7 @@ pub fn own_profile_dir() -> PathBuf {
 }
 
 /// The path of a Lambda binary in `dir`; fails with what to run (`build_hint`) when it is
-/// missing, or older than a source file it was built from (per cargo's `<name>.d` next to it).
+/// missing. (Tests take theirs from cargo, `CARGO_BIN_EXE_<name>`, which is always current.)
 pub fn binary(dir: &Path, name: &str, build_hint: &str) -> PathBuf {
     let p = dir.join(name);
     assert!(
@@ -74,34 +73,7 @@ pub fn binary(dir: &Path, name: &str, build_hint: &str) -> PathBuf {
         "the Lambda binary {} is missing: run `{build_hint}` first",
         p.display()
     );
-    if let Some(source) = newer_source(&p) {
-        panic!(
-            "the Lambda binary {} is older than {}: run `{build_hint}` first",
-            p.display(),
-            source.display()
-        );
-    }
     p
-}
-
-/// A source file listed in cargo's dep-info of `bin` that changed after `bin` was built.
-fn newer_source(bin: &Path) -> Option<PathBuf> {
-    let modified = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
-    let built = modified(bin)?;
-    let info = std::fs::read_to_string(bin.with_extension("d")).ok()?;
-    let (_, deps) = info.lines().next()?.split_once(": ")?;
-    // Paths are separated by spaces; a space inside a path is escaped as `\ `.
-    let deps = deps.replace("\\ ", "\0");
-    deps.split(' ')
-        .filter(|d| !d.is_empty())
-        .map(|d| PathBuf::from(d.replace('\0', " ")))
-        .find(|d| modified(d).is_some_and(|m| m > built))
-}
-
-/// A debug binary next to the running test (`cargo build --workspace` builds them; a
-/// `cargo test` alone does not).
-pub fn debug_binary(name: &str) -> PathBuf {
-    binary(&own_profile_dir(), name, "cargo build --workspace")
 }
 
 /// A sample event of `events/`.

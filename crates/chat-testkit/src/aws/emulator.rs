@@ -2,7 +2,6 @@
 //! into `.venv` by `infra/tools`, started by `infra/emulator.py`) on an ephemeral 127.0.0.1 port, and a fresh table and queue pair
 //! per test, created from `template.yaml`'s own definitions. The emulator stops by itself when
 //! the test process exits (it watches its stdin, which only this process holds).
-#![allow(dead_code)]
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::types::{

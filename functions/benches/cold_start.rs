@@ -13,13 +13,9 @@
 //! Binaries: `target/release` (next to this benchmark), or `CHAT_BENCH_BIN_DIR`.
 //! Run with `tests/bench` (or `tests/bench-lambdas`), which builds them first.
 
+use chat_testkit::aws::emulator as common;
+use chat_testkit::aws::{lambda as lambda_support, runtime_api};
 use chat_testkit::bench as bench_report;
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/lambda_support/mod.rs"]
-mod lambda_support;
-#[path = "../tests/runtime_api/mod.rs"]
-mod runtime_api;
 
 use lambda_support::*;
 use runtime_api::RuntimeApi;
@@ -77,13 +73,12 @@ async fn run() {
         Some(d) => PathBuf::from(d),
         None => own_profile_dir(),
     };
-    let hint = "cargo build --release -p chat-fn-session -p chat-fn-send -p chat-fn-webhook \
-                -p chat-fn-connect -p chat-fn-disconnect -p chat-fn-dispatch";
+    let hint = "cargo build --release -p chat-functions --bins";
     let mut bins: Vec<PathBuf> = FUNCTIONS.iter().map(|f| binary(&dir, f, hint)).collect();
     bins.push(binary(
         &dir.join("examples"),
         "hello_lambda",
-        "cargo build --release -p chat-aws --example hello_lambda",
+        "cargo build --release -p chat-functions --example hello_lambda",
     ));
     // Each function with plain secrets, then with secrets from SSM; the floor last.
     let runs: Vec<(&str, bool, &PathBuf)> = FUNCTIONS

@@ -6,9 +6,8 @@
 //! The binaries are built by `cargo build --workspace` (a `cargo test -p chat-aws` alone does
 //! not build them). Every wait is bounded; the processes are killed at the end of each test.
 
-mod common;
-mod lambda_support;
-mod runtime_api;
+use chat_testkit::aws::emulator as common;
+use chat_testkit::aws::lambda as lambda_support;
 
 use lambda_support::*;
 use serde_json::{Value, json};
@@ -17,7 +16,7 @@ use std::collections::BTreeMap;
 /// A guest session created through the `session` binary's own response: `(id, token)`.
 async fn session_via_binary(fresh: &common::Fresh) -> (String, String) {
     let mut f = Lambda::start(
-        &debug_binary("session"),
+        std::path::Path::new(env!("CARGO_BIN_EXE_session")),
         "session",
         &function_env("session", fresh),
     )
@@ -44,7 +43,12 @@ async fn session_creates_a_guest_session_and_serves_it_warm() {
     let mut env = function_env("session", &fresh);
     let endpoint = "https://w1x2y3z4k5.execute-api.us-east-1.amazonaws.com/prod";
     env.insert("WEBSOCKET_ENDPOINT".into(), endpoint.into());
-    let mut f = Lambda::start(&debug_binary("session"), "session", &env).await;
+    let mut f = Lambda::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_session")),
+        "session",
+        &env,
+    )
+    .await;
 
     let (status, body) = http(&f.call(&event("session-create.json")).await);
     assert_eq!(status, 201, "{body}");
@@ -81,7 +85,12 @@ async fn session_creates_a_guest_session_and_serves_it_warm() {
         "CHAT_WEBSOCKET_URL".into(),
         "wss://chat.example.com/ws".into(),
     );
-    let mut f = Lambda::start(&debug_binary("session"), "session", &env).await;
+    let mut f = Lambda::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_session")),
+        "session",
+        &env,
+    )
+    .await;
     let mut e = event("session-create.json");
     e["requestContext"]["http"]["sourceIp"] = json!("198.51.100.7");
     let (status, body) = http(&f.call(&e).await);
@@ -96,7 +105,7 @@ async fn webhook_answers_health_and_checks_signatures() {
     let (id, _) = session_via_binary(&fresh).await;
     let pk = format!("SESSION#{id}");
     let mut f = Lambda::start(
-        &debug_binary("webhook"),
+        std::path::Path::new(env!("CARGO_BIN_EXE_webhook")),
         "webhook",
         &function_env("webhook", &fresh),
     )
@@ -139,7 +148,7 @@ async fn connect_refuses_a_missing_token_and_stores_a_valid_connection() {
     let (id, token) = session_via_binary(&fresh).await;
     let pk = format!("SESSION#{id}");
     let mut f = Lambda::start(
-        &debug_binary("connect"),
+        std::path::Path::new(env!("CARGO_BIN_EXE_connect")),
         "connect",
         &function_env("connect", &fresh),
     )
@@ -174,7 +183,7 @@ async fn disconnect_forgets_the_connection() {
     let (id, token) = session_via_binary(&fresh).await;
     let conn = "Bm9vdEJvb3RUZXN0Mg=";
     let mut c = Lambda::start(
-        &debug_binary("connect"),
+        std::path::Path::new(env!("CARGO_BIN_EXE_connect")),
         "connect",
         &function_env("connect", &fresh),
     )
@@ -184,7 +193,7 @@ async fn disconnect_forgets_the_connection() {
     c.stop().await;
 
     let mut f = Lambda::start(
-        &debug_binary("disconnect"),
+        std::path::Path::new(env!("CARGO_BIN_EXE_disconnect")),
         "disconnect",
         &function_env("disconnect", &fresh),
     )
@@ -209,7 +218,12 @@ async fn send_refuses_empty_content_and_accepts_a_message() {
     let (id, token) = session_via_binary(&fresh).await;
     let pk = format!("SESSION#{id}");
     let before = partition(&fresh, &pk).await;
-    let mut f = Lambda::start(&debug_binary("send"), "send", &function_env("send", &fresh)).await;
+    let mut f = Lambda::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_send")),
+        "send",
+        &function_env("send", &fresh),
+    )
+    .await;
 
     let (status, body) = http(
         &f.call(&http_event_for("send-http-empty-content.json", &id, &token))
@@ -248,7 +262,7 @@ async fn send_refuses_empty_content_and_accepts_a_message() {
 async fn dispatch_reports_a_bad_record_as_a_batch_item_failure() {
     let fresh = common::fresh().await;
     let mut f = Lambda::start(
-        &debug_binary("dispatch"),
+        std::path::Path::new(env!("CARGO_BIN_EXE_dispatch")),
         "dispatch",
         &function_env("dispatch", &fresh),
     )
@@ -266,7 +280,7 @@ async fn dispatch_reports_a_bad_record_as_a_batch_item_failure() {
 /// Starts `function` with `env`, expects it to stop during init (never polling for an event)
 /// with a non-zero status and output naming `variable`, and no secret value in that output.
 async fn assert_init_fails(function: &str, env: &BTreeMap<String, String>, variable: &str) {
-    let mut f = Lambda::start(&debug_binary(function), function, env).await;
+    let mut f = Lambda::start(&bin_of(function), function, env).await;
     let status = f
         .exit(WAIT)
         .await
@@ -347,7 +361,12 @@ async fn secrets_from_ssm_serve_requests_and_a_missing_one_stops_the_cold_start(
     env.insert("CHAT_SESSION_SECRET_PARAM".into(), session.clone());
 
     // The binary reads them and answers: a session created, then served with its token.
-    let mut f = Lambda::start(&debug_binary("session"), "session", &env).await;
+    let mut f = Lambda::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_session")),
+        "session",
+        &env,
+    )
+    .await;
     let (status, body) = http(&f.call(&event("session-create.json")).await);
     assert_eq!(status, 201, "{body}");
     let (id, token) = (
@@ -368,7 +387,12 @@ async fn secrets_from_ssm_serve_requests_and_a_missing_one_stops_the_cold_start(
     // A parameter that does not exist: the start fails with a JSON line naming it.
     let missing = format!("{prefix}/nothing-here");
     env.insert("CHAT_SESSION_SECRET_PARAM".into(), missing.clone());
-    let mut f = Lambda::start(&debug_binary("session"), "session", &env).await;
+    let mut f = Lambda::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_session")),
+        "session",
+        &env,
+    )
+    .await;
     let status = f.exit(WAIT).await.expect("the cold start stops");
     assert!(!status.success());
     assert_eq!(f.api.next_calls(), 0, "polled for an event");
@@ -384,4 +408,17 @@ async fn secrets_from_ssm_serve_requests_and_a_missing_one_stops_the_cold_start(
     for v in ssm_values {
         assert!(!out.contains(v), "a value from SSM in the output:\n{out}");
     }
+}
+
+/// The debug binary of `function`, as cargo built it for these tests.
+fn bin_of(function: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(match function {
+        "session" => env!("CARGO_BIN_EXE_session"),
+        "send" => env!("CARGO_BIN_EXE_send"),
+        "webhook" => env!("CARGO_BIN_EXE_webhook"),
+        "connect" => env!("CARGO_BIN_EXE_connect"),
+        "disconnect" => env!("CARGO_BIN_EXE_disconnect"),
+        "dispatch" => env!("CARGO_BIN_EXE_dispatch"),
+        other => panic!("no function {other}"),
+    })
 }

@@ -13,7 +13,6 @@
 //! outcome arrived, so a benchmark can measure init time and first-answer time from `exec`.
 //! One server serves one function instance: a `next` held by a killed process would otherwise
 //! take the next instance's event.
-#![allow(dead_code)]
 
 use axum::Router;
 use axum::body::Bytes;

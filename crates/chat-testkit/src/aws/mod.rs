@@ -1,0 +1,5 @@
+//! The AWS side of the test kit (feature `aws`).
+
+pub mod emulator;
+pub mod lambda;
+pub mod runtime_api;
