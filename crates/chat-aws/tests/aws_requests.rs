@@ -1,8 +1,8 @@
 //! How many AWS requests one chat round makes (user send over the WebSocket → dispatch to
 //! n8n → n8n's reply stored and pushed), counted at the emulator's recorder, by operation,
-//! with 1 and with 10 connections in the session. Printed with `--nocapture`; the test also
-//! holds the product to what it does today: no Scan ever, and each extra connection costs
-//! exactly one `PostToConnection` per frame fanned out.
+//! with 1 and with 10 connections in the session. Printed with `--nocapture`; the test holds
+//! the product to the exact counts (a change must be deliberate), no Scan ever, and each extra
+//! connection costing exactly one `PostToConnection` per frame fanned out.
 //!
 //! DynamoDB capacity units are not reported by the emulator (it answers constants), so they
 //! are computed from the recorded requests by DynamoDB's published rules: a write costs one
@@ -216,5 +216,34 @@ async fn requests_per_chat_round() {
         total(&ten) - total(&one),
         pushes(&ten) - pushes(&one),
         "extra connections cost only pushes"
+    );
+    // The counts themselves, exactly: a change of the calls per round must show here (and
+    // in README → Performance) on purpose, never by accident.
+    let expected = |pairs: &[(&str, usize)]| -> BTreeMap<String, usize> {
+        pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    };
+    let calls = |c: &BTreeMap<String, usize>| -> BTreeMap<String, usize> {
+        c.iter()
+            .filter(|(k, _)| !k.starts_with('~'))
+            .map(|(k, n)| (k.clone(), *n))
+            .collect()
+    };
+    assert_eq!(
+        calls(&one),
+        expected(&[
+            ("DynamoDB.GetItem", 7),
+            ("DynamoDB.Query", 5),
+            ("DynamoDB.TransactWriteItems", 2),
+            ("DynamoDB.UpdateItem", 4),
+            ("PostToConnection", 6),
+            ("SQS.SendMessageBatch", 1),
+        ]),
+        "AWS requests of one round with one connection"
+    );
+    assert_eq!(total(&one), 25);
+    assert_eq!(
+        pushes(&ten),
+        51,
+        "five frames fanned out to each of nine more connections"
     );
 }

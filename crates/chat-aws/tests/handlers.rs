@@ -218,9 +218,8 @@ async fn n8n_failing_is_retried_with_backoff_then_dead_lettered_and_the_queue_re
         hidden.messages.unwrap_or_default().is_empty(),
         "hidden during the backoff"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-
-    // The last attempt (receive count = max attempts) fails too: dead-lettered by us.
+    // The last attempt, once the backoff has passed (receive count = max attempts), fails
+    // too: dead-lettered by us.
     let batch = w.receive_jobs(1).await;
     let mut batch = serde_json::to_value(batch).unwrap();
     batch["Records"][0]["attributes"]["ApproximateReceiveCount"] = json!("3");
@@ -389,7 +388,6 @@ async fn a_message_never_answered_fails_when_its_delayed_deadline_record_arrives
     assert_eq!(w.history(&sid, &token).await[0]["status"], "dispatched");
 
     // The deadline record arrives once its delay has passed (the emulator honours it).
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let batch = w.receive_jobs(1).await;
     assert!(
         batch.records[0]

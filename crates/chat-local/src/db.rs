@@ -60,6 +60,8 @@ const MAX_BATCH: usize = 256;
 #[derive(Clone)]
 pub struct Db {
     calls: mpsc::Sender<Box<dyn Work>>,
+    /// Transactions committed so far (one per batch).
+    commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A database failure; its text is for logs.
@@ -165,10 +167,17 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         let (calls, queued) = mpsc::channel();
+        let commits = std::sync::Arc::default();
+        let counted = std::sync::Arc::clone(&commits);
         std::thread::Builder::new()
             .name("chat-db".into())
-            .spawn(move || run(conn, queued))?;
-        Ok(Self { calls })
+            .spawn(move || run(conn, queued, &counted))?;
+        Ok(Self { calls, commits })
+    }
+
+    /// How many transactions the database thread has committed (one per batch of calls).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs `f` atomically on the database thread; its answer comes once its writes are
@@ -235,11 +244,16 @@ where
 
 /// The database thread: runs queued calls in batches until every handle is dropped, then
 /// closes the connection (after finishing what was queued).
-fn run(conn: Connection, queued: mpsc::Receiver<Box<dyn Work>>) {
+fn run(
+    conn: Connection,
+    queued: mpsc::Receiver<Box<dyn Work>>,
+    commits: &std::sync::atomic::AtomicU64,
+) {
     while let Ok(first) = queued.recv() {
         let mut batch = vec![first];
         batch.extend(queued.try_iter().take(MAX_BATCH - 1));
         let commit_error = run_batch(&conn, &mut batch).err().map(|e| e.to_string());
+        commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for call in batch {
             call.finish(commit_error.as_deref());
         }
@@ -290,23 +304,50 @@ mod tests {
     #[tokio::test]
     async fn a_failing_call_rolls_back_alone_within_its_batch() {
         let db = Db::open_in_memory().unwrap();
-        // Holds the thread so the next calls queue up and run as one batch.
-        let hold = db.call(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            Ok(())
+        // A call that holds the database thread until released, so the next calls queue up.
+        let (started, is_running) = tokio::sync::oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let hold = tokio::spawn({
+            let db = db.clone();
+            async move {
+                db.call(move |_| {
+                    let _ = started.send(());
+                    let _ = released.recv_timeout(std::time::Duration::from_secs(10));
+                    Ok(())
+                })
+                .await
+            }
         });
-        let ok_a = db.call(insert("a"));
-        let bad = db.call(|c| {
+        is_running.await.unwrap();
+        let before = db.commits();
+        let spawn = |f: Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>| {
+            let db = db.clone();
+            tokio::spawn(async move { db.call(f).await })
+        };
+        let ok_a = spawn(Box::new(insert("a")));
+        let bad = spawn(Box::new(|c| {
             insert("b")(c)?;
             Err::<(), _>(rusqlite::Error::InvalidQuery)
-        });
-        let dup = db.call(|c| {
+        }));
+        let dup = spawn(Box::new(|c| {
             insert("c")(c)?;
             insert("a")(c) // a unique-key violation after a write of its own
-        });
-        let ok_d = db.call(insert("d"));
+        }));
+        let ok_d = spawn(Box::new(insert("d")));
+        // Let the four calls reach the queue (each sends on its first poll), then release.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).unwrap();
         let (h, a, b, c, d) = tokio::join!(hold, ok_a, bad, dup, ok_d);
+        let (h, a, b, c, d) = (h.unwrap(), a.unwrap(), b.unwrap(), c.unwrap(), d.unwrap());
         assert!(h.is_ok() && a.is_ok() && d.is_ok());
+        // The held call commits alone; the four queued behind it commit together.
+        assert_eq!(
+            db.commits() - before,
+            2,
+            "one commit for the four queued calls"
+        );
         assert!(matches!(b, Err(DbError::Sqlite(_))), "{b:?}");
         assert!(matches!(c, Err(DbError::Sqlite(_))), "{c:?}");
         assert_eq!(db.call(keys).await.unwrap(), ["a", "d"]);

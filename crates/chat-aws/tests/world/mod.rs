@@ -181,11 +181,13 @@ impl World {
         serde_json::from_value(json!({ "Records": records })).unwrap()
     }
 
-    /// Receives the queued dispatch jobs as an SQS event the dispatch function would get.
+    /// Receives exactly `expect` queued jobs as an SQS event, waiting (bounded) for records
+    /// that are delayed or hidden to become visible.
     pub async fn receive_jobs(&self, expect: usize) -> SqsEvent {
         let sqs = aws_sdk_sqs::Client::new(&self.f.sdk);
         let mut records = Vec::new();
-        for _ in 0..20 {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while tokio::time::Instant::now() < deadline {
             let out = sqs
                 .receive_message()
                 .queue_url(&self.f.queue_url)
@@ -194,9 +196,14 @@ impl World {
                 .send()
                 .await
                 .unwrap();
-            records.extend(out.messages.unwrap_or_default().into_iter().map(record_of));
+            let got = out.messages.unwrap_or_default();
+            let empty = got.is_empty();
+            records.extend(got.into_iter().map(record_of));
             if records.len() >= expect {
                 break;
+            }
+            if empty {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
         assert_eq!(records.len(), expect, "queued jobs");

@@ -440,6 +440,59 @@ pub async fn post_signed(
     chat_testkit::fake_n8n::post_signed(http, url, body, WEBHOOK_SECRET, timestamp).await
 }
 
+/// An n8n that is down: it accepts each connection and drops it at once, counting them, so a
+/// test can see the attempts without reading the server's log. `stop` frees its port.
+pub struct DroppingPeer {
+    pub url: String,
+    pub port: u16,
+    attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DroppingPeer {
+    pub async fn start() -> DroppingPeer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = attempts.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        DroppingPeer {
+            url: format!("http://127.0.0.1:{port}/webhook/chat"),
+            port,
+            attempts,
+            task,
+        }
+    }
+
+    pub fn attempts(&self) -> usize {
+        self.attempts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits (bounded) until at least `n` attempts came.
+    pub async fn wait_for_attempts(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.attempts() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} attempts came",
+                self.attempts()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops listening; its port is free for a real (fake) n8n.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
 /// A port on 127.0.0.1 that nothing listens on (until someone binds it).
 pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
