@@ -320,7 +320,8 @@ mod tests {
         });
         is_running.await.unwrap();
         let before = db.commits();
-        let spawn = |f: Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>| {
+        type Call = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
+        let spawn = |f: Call| {
             let db = db.clone();
             tokio::spawn(async move { db.call(f).await })
         };
