@@ -141,95 +141,15 @@ async fn run(secs: usize, interval: Duration, tmpfs: bool) {
     let pid = server_pid().expect("the chat-local child process is visible in /proc");
     let hz = clock_ticks();
 
-    // 250 sessions, then 4 sockets each.
-    let mut sessions = Vec::with_capacity(SESSIONS);
-    for chunk in (0..SESSIONS).collect::<Vec<_>>().chunks(25) {
-        let made =
-            futures_util::future::join_all(chunk.iter().map(|_| server.create_session())).await;
-        sessions.extend(made);
-    }
-    // Each session's sockets come from an address of their own (127.0.1.1, 127.0.1.2, ...),
-    // as browsers do, so the server's default caps per address hold.
-    let mut sockets: Vec<Option<Socket>> = Vec::with_capacity(CLIENTS);
-    let clients: Vec<(String, String)> = (0..CLIENTS)
-        .map(|c| {
-            let n = c / PER_SESSION;
-            let s = &sessions[n];
-            let url = format!("{}?sessionId={}&token={}", server.ws_url, s.id, s.token);
-            (url, format!("127.0.{}.{}", 1 + n / 250, 1 + n % 250))
-        })
-        .collect();
-    let to = server.addr();
-    for chunk in clients.chunks(50) {
-        let opened = futures_util::future::join_all(chunk.iter().map(|(u, from)| async move {
-            let tcp = common::tcp_from(from, to, None).await;
-            let (ws, _) = tokio::time::timeout(
-                common::WAIT,
-                tokio_tungstenite::client_async(u.as_str(), MaybeTlsStream::Plain(tcp)),
-            )
-            .await
-            .expect("WebSocket connects in time")
-            .expect("WebSocket connects");
-            ws
-        }))
-        .await;
-        sockets.extend(opened.into_iter().map(Some));
-    }
+    let mut sockets = connect_all(&server).await;
     let rss_connected = read_status(pid, "VmRSS:").unwrap_or(0);
 
     let per_client = ((secs as u128 * 1000) / interval.as_millis()).max(1) as usize;
     let total = CLIENTS * per_client;
-    let shared = Arc::new(Shared {
-        start: Instant::now(),
-        per_client,
-        interval,
-        sent_at: (0..total).map(|_| AtomicU64::new(0)).collect(),
-        user_seen: (0..total).map(|_| AtomicU8::new(0)).collect(),
-        reply_seen: (0..total).map(|_| AtomicU8::new(0)).collect(),
-        per_second: (0..secs + DRAIN.as_secs() as usize + 10)
-            .map(|_| AtomicU64::new(0))
-            .collect(),
-        sent: AtomicU64::new(0),
-        late_sends: AtomicU64::new(0),
-        send_failed: AtomicU64::new(0),
-        frames: AtomicU64::new(0),
-        user_recv: AtomicU64::new(0),
-        reply_recv: AtomicU64::new(0),
-        acks: AtomicU64::new(0),
-        statuses: AtomicU64::new(0),
-        typing: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        other: AtomicU64::new(0),
-        duplicates: AtomicU64::new(0),
-        foreign: AtomicU64::new(0),
-        closed_early: AtomicU64::new(0),
-        last_receipt_ns: AtomicU64::new(0),
-        error_samples: Mutex::new(Vec::new()),
-    });
+    let shared = Arc::new(Shared::new(secs, per_client, interval));
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    // Resource sampler: once a second, the server's and this process's CPU ticks and RSS.
-    let sampler = {
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut samples = Vec::new();
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.changed() => break,
-                }
-                samples.push((
-                    Instant::now(),
-                    cpu_ticks(&pid.to_string()).unwrap_or(0),
-                    cpu_ticks("self").unwrap_or(0),
-                    read_status(pid, "VmRSS:").unwrap_or(0),
-                    read_status(pid, "Threads:").unwrap_or(0),
-                ));
-            }
-            samples
-        })
-    };
+    let sampler = spawn_sampler(pid, stop_rx.clone());
 
     let mut readers = Vec::with_capacity(CLIENTS);
     let mut sinks = Vec::with_capacity(CLIENTS);
@@ -282,30 +202,13 @@ async fn run(secs: usize, interval: Duration, tmpfs: bool) {
     let rss_end = read_status(pid, "VmRSS:").unwrap_or(0);
     drop(sinks);
 
-    // Losses: per message, how many of the 4 connections never saw it.
-    let mut user_missing = 0u64;
-    let mut reply_missing = 0u64;
-    let mut user_none = 0u64;
-    let mut reply_none = 0u64;
-    let mut examples = Vec::new();
-    for idx in 0..total {
-        if shared.sent_at[idx].load(Ordering::Relaxed) == 0 {
-            continue;
-        }
-        let u = shared.user_seen[idx].load(Ordering::Relaxed).count_ones() as u64;
-        let r = shared.reply_seen[idx].load(Ordering::Relaxed).count_ones() as u64;
-        user_missing += PER_SESSION as u64 - u;
-        reply_missing += PER_SESSION as u64 - r;
-        user_none += u64::from(u == 0);
-        reply_none += u64::from(r == 0);
-        if (u < PER_SESSION as u64 || r < PER_SESSION as u64) && examples.len() < 5 {
-            examples.push(format!(
-                "c{idx} (session {}, from connection {}): user on {u}/4, reply on {r}/4",
-                idx / per_client / PER_SESSION,
-                idx / per_client % PER_SESSION
-            ));
-        }
-    }
+    let Losses {
+        user_missing,
+        reply_missing,
+        user_none,
+        reply_none,
+        examples,
+    } = losses(&shared, total, per_client);
 
     // Rates over the load window: first send to last receipt.
     let last_ns = shared.last_receipt_ns.load(Ordering::Relaxed);
@@ -323,18 +226,7 @@ async fn run(secs: usize, interval: Duration, tmpfs: bool) {
         .collect();
     let peak_sec = steady.iter().copied().max().unwrap_or(0);
 
-    // CPU: average over the run and the busiest one-second interval.
-    let (mut cpu_avg, mut cpu_peak, mut client_avg) = (0.0, 0.0f64, 0.0);
-    if resources.len() >= 2 {
-        let (a, b) = (&resources[0], &resources[resources.len() - 1]);
-        let dt = (b.0 - a.0).as_secs_f64();
-        cpu_avg = (b.1 - a.1) as f64 / hz / dt * 100.0;
-        client_avg = (b.2 - a.2) as f64 / hz / dt * 100.0;
-        for w in resources.windows(2) {
-            let dt = (w[1].0 - w[0].0).as_secs_f64();
-            cpu_peak = cpu_peak.max((w[1].1 - w[0].1) as f64 / hz / dt * 100.0);
-        }
-    }
+    let (cpu_avg, cpu_peak, client_avg) = cpu(&resources, hz);
     let rss_peak_sampled = resources.iter().map(|r| r.3).max().unwrap_or(0);
     let threads_peak = resources.iter().map(|r| r.4).max().unwrap_or(0);
 
@@ -526,6 +418,164 @@ async fn run(secs: usize, interval: Duration, tmpfs: bool) {
         }
     }
     drop(server);
+}
+
+/// 250 sessions, then 4 sockets each, every session's from an address of its own.
+async fn connect_all(server: &Server) -> Vec<Option<Socket>> {
+    // 250 sessions, then 4 sockets each.
+    let mut sessions = Vec::with_capacity(SESSIONS);
+    for chunk in (0..SESSIONS).collect::<Vec<_>>().chunks(25) {
+        let made =
+            futures_util::future::join_all(chunk.iter().map(|_| server.create_session())).await;
+        sessions.extend(made);
+    }
+    // Each session's sockets come from an address of their own (127.0.1.1, 127.0.1.2, ...),
+    // as browsers do, so the server's default caps per address hold.
+    let mut sockets: Vec<Option<Socket>> = Vec::with_capacity(CLIENTS);
+    let clients: Vec<(String, String)> = (0..CLIENTS)
+        .map(|c| {
+            let n = c / PER_SESSION;
+            let s = &sessions[n];
+            let url = format!("{}?sessionId={}&token={}", server.ws_url, s.id, s.token);
+            (url, format!("127.0.{}.{}", 1 + n / 250, 1 + n % 250))
+        })
+        .collect();
+    let to = server.addr();
+    for chunk in clients.chunks(50) {
+        let opened = futures_util::future::join_all(chunk.iter().map(|(u, from)| async move {
+            let tcp = common::tcp_from(from, to, None).await;
+            let (ws, _) = tokio::time::timeout(
+                common::WAIT,
+                tokio_tungstenite::client_async(u.as_str(), MaybeTlsStream::Plain(tcp)),
+            )
+            .await
+            .expect("WebSocket connects in time")
+            .expect("WebSocket connects");
+            ws
+        }))
+        .await;
+        sockets.extend(opened.into_iter().map(Some));
+    }
+    sockets
+}
+
+impl Shared {
+    fn new(secs: usize, per_client: usize, interval: Duration) -> Self {
+        let total = CLIENTS * per_client;
+        Shared {
+            start: Instant::now(),
+            per_client,
+            interval,
+            sent_at: (0..total).map(|_| AtomicU64::new(0)).collect(),
+            user_seen: (0..total).map(|_| AtomicU8::new(0)).collect(),
+            reply_seen: (0..total).map(|_| AtomicU8::new(0)).collect(),
+            per_second: (0..secs + DRAIN.as_secs() as usize + 10)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            sent: AtomicU64::new(0),
+            late_sends: AtomicU64::new(0),
+            send_failed: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
+            user_recv: AtomicU64::new(0),
+            reply_recv: AtomicU64::new(0),
+            acks: AtomicU64::new(0),
+            statuses: AtomicU64::new(0),
+            typing: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            other: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            foreign: AtomicU64::new(0),
+            closed_early: AtomicU64::new(0),
+            last_receipt_ns: AtomicU64::new(0),
+            error_samples: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// Once a second until stopped: (when, server CPU ticks, own CPU ticks, server RSS, threads).
+type Sample = (Instant, u64, u64, u64, u64);
+
+fn spawn_sampler(
+    pid: u32,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Vec<Sample>> {
+    tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
+            samples.push((
+                Instant::now(),
+                cpu_ticks(&pid.to_string()).unwrap_or(0),
+                cpu_ticks("self").unwrap_or(0),
+                read_status(pid, "VmRSS:").unwrap_or(0),
+                read_status(pid, "Threads:").unwrap_or(0),
+            ));
+        }
+        samples
+    })
+}
+
+/// Per message, how many of the 4 connections never saw it.
+struct Losses {
+    user_missing: u64,
+    reply_missing: u64,
+    user_none: u64,
+    reply_none: u64,
+    examples: Vec<String>,
+}
+
+fn losses(shared: &Shared, total: usize, per_client: usize) -> Losses {
+    let mut user_missing = 0u64;
+    let mut reply_missing = 0u64;
+    let mut user_none = 0u64;
+    let mut reply_none = 0u64;
+    let mut examples = Vec::new();
+    for idx in 0..total {
+        if shared.sent_at[idx].load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        let u = shared.user_seen[idx].load(Ordering::Relaxed).count_ones() as u64;
+        let r = shared.reply_seen[idx].load(Ordering::Relaxed).count_ones() as u64;
+        user_missing += PER_SESSION as u64 - u;
+        reply_missing += PER_SESSION as u64 - r;
+        user_none += u64::from(u == 0);
+        reply_none += u64::from(r == 0);
+        if (u < PER_SESSION as u64 || r < PER_SESSION as u64) && examples.len() < 5 {
+            examples.push(format!(
+                "c{idx} (session {}, from connection {}): user on {u}/4, reply on {r}/4",
+                idx / per_client / PER_SESSION,
+                idx / per_client % PER_SESSION
+            ));
+        }
+    }
+
+    Losses {
+        user_missing,
+        reply_missing,
+        user_none,
+        reply_none,
+        examples,
+    }
+}
+
+/// The server's mean and peak (busiest second) CPU and this process's mean, in % of a core.
+fn cpu(resources: &[Sample], hz: f64) -> (f64, f64, f64) {
+    let (mut cpu_avg, mut cpu_peak, mut client_avg) = (0.0, 0.0f64, 0.0);
+    if resources.len() >= 2 {
+        let (a, b) = (&resources[0], &resources[resources.len() - 1]);
+        let dt = (b.0 - a.0).as_secs_f64();
+        cpu_avg = (b.1 - a.1) as f64 / hz / dt * 100.0;
+        client_avg = (b.2 - a.2) as f64 / hz / dt * 100.0;
+        for w in resources.windows(2) {
+            let dt = (w[1].0 - w[0].0).as_secs_f64();
+            cpu_peak = cpu_peak.max((w[1].1 - w[0].1) as f64 / hz / dt * 100.0);
+        }
+    }
+    (cpu_avg, cpu_peak, client_avg)
 }
 
 async fn sender(
