@@ -1,0 +1,462 @@
+/**
+ * The chat backend's stack, resource for resource what template.yaml deploys with SAM: the
+ * table, the dispatch queue and its dead-letter queue with the alarm, the six Rust Lambdas
+ * (arm64, provided.al2023) with their least-privilege policies and log groups, the HTTP API
+ * and the WebSocket API with their routes and stage throttling, and the outputs.
+ * tests/cdk-check synthesizes it and compares it with template.yaml after the SAM transform,
+ * so the two cannot drift apart unnoticed.
+ *
+ * Higher-level constructs where they render what the template declares (table, queues, alarm,
+ * functions, log groups); the plain CloudFormation resources (L1) for both APIs, because the
+ * API Gateway v2 integrations of aws-cdk-lib add one Lambda permission per route and cannot
+ * throttle a single route nor order a stage after the routes its settings name.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  Aws,
+  CfnCondition,
+  CfnOutput,
+  CfnParameter,
+  CfnResource,
+  Duration,
+  Fn,
+  RemovalPolicy,
+  Stack,
+  StackProps,
+  Validations,
+} from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { declareConditions, declareParameters, declareRules, ParameterName } from './parameters';
+
+export interface ChatStackProps extends StackProps {
+  /**
+   * The folder of the built `bootstrap` binaries: `<lambdaDir>/<FunctionId>/bootstrap` as
+   * `infra/sam-build` leaves them in `.aws-sam/build`, or `<lambdaDir>/<binary>/bootstrap` as
+   * `cargo lambda build` leaves them in `target/lambda`.
+   */
+  readonly lambdaDir: string;
+  /** New defaults of non-secret parameters (CDK context in bin/app.ts). */
+  readonly parameterDefaults?: Partial<Record<ParameterName, string>>;
+}
+
+/** What differs between the six functions. */
+interface FunctionSpec {
+  /** The construct id, also the folder name `sam build` gives the function's artifacts. */
+  readonly id: 'SessionFunction' | 'SendFunction' | 'WebhookFunction' | 'ConnectFunction' | 'DisconnectFunction' | 'DispatchFunction';
+  /** The binary of `functions/src/bin/`. */
+  readonly binary: string;
+  readonly description: string;
+  readonly timeout?: Duration;
+  readonly reservedConcurrency: ParameterName;
+  /** Exactly the calls the code makes (crates/chat-aws/tests/iam_policy.rs pins the template's). */
+  readonly statements: iam.PolicyStatement[];
+}
+
+const DESCRIPTION =
+  'chat-backend: a chat backend whose replies come from an n8n workflow. Six Rust Lambdas (arm64, provided.al2023), ' +
+  'one DynamoDB table, an SQS queue with a dead-letter queue, an HTTP API and a WebSocket API. ' +
+  'Deployed with the CDK app in infra/cdk.';
+
+export class ChatStack extends Stack {
+  constructor(scope: Construct, id: string, props: ChatStackProps) {
+    super(scope, id, { description: DESCRIPTION, ...props });
+    this.templateOptions.templateFormatVersion = '2010-09-09';
+
+    const p = declareParameters(this, props.parameterDefaults);
+    const c = declareConditions(this, p);
+    declareRules(this, p);
+    Validations.of(this).acknowledge({
+      id: 'CloudFormation-Validate::W2509',
+      reason: 'The *SecretParameter parameters hold the names of SSM parameters, not secrets (those are NoEcho).',
+    });
+    const ifElse = (condition: CfnCondition, yes: unknown, no: unknown) => Fn.conditionIf(condition.logicalId, yes, no);
+    const orNone = (condition: CfnCondition, value: string) => ifElse(condition, value, Aws.NO_VALUE).toString();
+
+    // ----- storage --------------------------------------------------------------------------
+
+    // Chat history outlives the stack: deleting or replacing the stack keeps the table.
+    const table = new dynamodb.Table(this, 'Table', {
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      timeToLiveAttribute: 'ttl',
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    table.addLocalSecondaryIndex({
+      indexName: 'byMessageId',
+      sortKey: { name: 'msgId', type: dynamodb.AttributeType.STRING },
+      projectionType: dynamodb.ProjectionType.ALL,
+    });
+
+    // ----- dispatch queue -------------------------------------------------------------------
+
+    // Queues and log groups hold nothing that must outlive the stack: they go with it.
+    const deadLetterQueue = new sqs.Queue(this, 'DispatchDeadLetterQueue', {
+      retentionPeriod: Duration.days(14),
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const queue = new sqs.Queue(this, 'DispatchQueue', {
+      // At least 6x the dispatch function's timeout (30 s).
+      visibilityTimeout: Duration.seconds(180),
+      retentionPeriod: Duration.days(4),
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      deadLetterQueue: { queue: deadLetterQueue, maxReceiveCount: p.DispatchMaxAttempts.valueAsNumber },
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+
+    const alarm = new cloudwatch.Alarm(this, 'DeadLetterAlarm', {
+      alarmDescription:
+        'A user message could not be delivered to n8n after every attempt and was dead-lettered. ' +
+        'Inspect the dead-letter queue (DlqUrl output).',
+      metric: deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(1) }),
+      evaluationPeriods: 1,
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    // The topic is a parameter that may be empty, which an alarm action object cannot express.
+    (alarm.node.defaultChild as cloudwatch.CfnAlarm).addPropertyOverride(
+      'AlarmActions',
+      ifElse(c.HasAlarmTopic, [p.AlarmTopicArn.valueAsString], Aws.NO_VALUE),
+    );
+    Validations.of(alarm).acknowledge({
+      id: 'CloudFormation-Validate::W1030',
+      reason: 'AlarmTopicArn is used only when it is not empty (HasAlarmTopic).',
+    });
+
+    // ----- APIs (their ids are needed by every function's environment) ---------------------
+
+    const httpApi = new apigw.CfnApi(this, 'HttpApi', {
+      name: `${Aws.STACK_NAME}-http`,
+      protocolType: 'HTTP',
+      corsConfiguration: {
+        allowOrigins: ['*'],
+        allowHeaders: ['authorization', 'content-type'],
+        allowMethods: ['GET', 'POST'],
+        exposeHeaders: ['retry-after'],
+        maxAge: 600,
+      },
+    });
+    const webSocketApi = new apigw.CfnApi(this, 'WebSocketApi', {
+      name: `${Aws.STACK_NAME}-ws`,
+      protocolType: 'WEBSOCKET',
+      routeSelectionExpression: '$request.body.action',
+    });
+    const stage = p.Stage.valueAsString;
+    const httpApiUrl = `https://${httpApi.ref}.execute-api.${Aws.REGION}.${Aws.URL_SUFFIX}`;
+    const webSocketHost = `${webSocketApi.ref}.execute-api.${Aws.REGION}.${Aws.URL_SUFFIX}/${stage}`;
+
+    // ----- functions ------------------------------------------------------------------------
+
+    const environment: Record<string, string> = {
+      RUST_LOG: 'info',
+      TABLE_NAME: table.tableName,
+      QUEUE_URL: queue.queueUrl,
+      // Base URL n8n calls back: the webhook is ${CHAT_PUBLIC_URL}/webhook.
+      CHAT_PUBLIC_URL: httpApiUrl,
+      // The API Gateway Management API endpoint (PostToConnection), from id, region and stage.
+      WEBSOCKET_ENDPOINT: `https://${webSocketHost}`,
+      // What POST /sessions returns as `websocketUrl`.
+      CHAT_WEBSOCKET_URL: `wss://${webSocketHost}`,
+      // Each secret: its value, or the name of the SSM parameter that holds it.
+      CHAT_WEBHOOK_SECRET: ifElse(c.HasWebhookSecretParameter, Aws.NO_VALUE, p.WebhookSecret.valueAsString).toString(),
+      CHAT_WEBHOOK_SECRET_PARAM: orNone(c.HasWebhookSecretParameter, p.WebhookSecretParameter.valueAsString),
+      CHAT_SESSION_SECRET: ifElse(c.HasSessionSecretParameter, Aws.NO_VALUE, p.SessionSecret.valueAsString).toString(),
+      CHAT_SESSION_SECRET_PARAM: orNone(c.HasSessionSecretParameter, p.SessionSecretParameter.valueAsString),
+      CHAT_AUTH_JWT_SECRET: orNone(c.HasAuthJwtSecret, p.AuthJwtSecret.valueAsString),
+      CHAT_AUTH_JWT_SECRET_PARAM: orNone(c.HasAuthJwtSecretParameter, p.AuthJwtSecretParameter.valueAsString),
+      // Empty means unset for these three.
+      CHAT_AUTH_JWKS_URL: p.AuthJwksUrl.valueAsString,
+      CHAT_AUTH_JWT_AUDIENCE: p.AuthJwtAudience.valueAsString,
+      CHAT_AUTH_JWT_ISSUER: p.AuthJwtIssuer.valueAsString,
+      CHAT_N8N_WEBHOOK_URL: p.N8nWebhookUrl.valueAsString,
+      CHAT_DISPATCH_MAX_ATTEMPTS: p.DispatchMaxAttempts.valueAsString,
+      CHAT_DISPATCH_BACKOFF_MS: p.DispatchBackoffMs.valueAsString,
+      CHAT_DISPATCH_TIMEOUT_MS: p.DispatchTimeoutMs.valueAsString,
+      CHAT_MAX_CONTENT_CHARS: p.MaxContentChars.valueAsString,
+      CHAT_MAX_REPLY_CHARS: p.MaxReplyChars.valueAsString,
+      CHAT_REPLY_TIMEOUT_MS: p.ReplyTimeoutMs.valueAsString,
+      CHAT_RATE_MESSAGES_PER_MINUTE: p.RateMessagesPerMinute.valueAsString,
+      CHAT_RATE_SESSIONS_PER_5MIN: p.RateSessionsPer5Min.valueAsString,
+      CHAT_RATE_WEBHOOKS_PER_MINUTE: p.RateWebhooksPerMinute.valueAsString,
+    };
+
+    // TransactWriteItems needs the action of each item it holds (PutItem, UpdateItem,
+    // DeleteItem); DeleteItem is where a push answered 410 Gone removes the connection.
+    const tableStatement = (...actions: string[]) =>
+      new iam.PolicyStatement({ sid: 'Table', actions: actions.map((a) => `dynamodb:${a}`), resources: [table.tableArn] });
+    const allTableActions = ['GetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem'];
+    const messageIndex = new iam.PolicyStatement({
+      sid: 'MessageIndex',
+      actions: ['dynamodb:Query'],
+      resources: [`${table.tableArn}/index/byMessageId`],
+    });
+    const push = new iam.PolicyStatement({
+      sid: 'Push',
+      actions: ['execute-api:ManageConnections'],
+      resources: [`arn:${Aws.PARTITION}:execute-api:${Aws.REGION}:${Aws.ACCOUNT_ID}:${webSocketApi.ref}/${stage}/POST/@connections/*`],
+    });
+
+    const specs: FunctionSpec[] = [
+      {
+        id: 'SessionFunction',
+        binary: 'session',
+        description: 'HTTP: POST /sessions, GET /sessions/{id}, GET /sessions/{id}/messages, POST /sessions/{id}/read',
+        reservedConcurrency: 'SessionReservedConcurrency',
+        statements: [tableStatement(...allTableActions), push],
+      },
+      {
+        id: 'SendFunction',
+        binary: 'send',
+        description: 'HTTP: POST /sessions/{id}/messages; WebSocket: sendMessage, typing, read, ping, $default',
+        reservedConcurrency: 'SendReservedConcurrency',
+        statements: [
+          tableStatement(...allTableActions),
+          new iam.PolicyStatement({ sid: 'Enqueue', actions: ['sqs:SendMessage'], resources: [queue.queueArn] }),
+          push,
+        ],
+      },
+      {
+        id: 'WebhookFunction',
+        binary: 'webhook',
+        description: 'HTTP: POST /webhook (n8n replies), GET /webhook, GET /health',
+        reservedConcurrency: 'WebhookReservedConcurrency',
+        statements: [tableStatement(...allTableActions), messageIndex, push],
+      },
+      {
+        id: 'ConnectFunction',
+        binary: 'connect',
+        description: 'WebSocket $connect: checks ?sessionId=&token= and stores the connection (never pushes)',
+        reservedConcurrency: 'ConnectReservedConcurrency',
+        statements: [tableStatement('GetItem', 'PutItem')],
+      },
+      {
+        id: 'DisconnectFunction',
+        binary: 'disconnect',
+        description: "WebSocket $disconnect: deletes the connection's items (best effort; they also expire by TTL)",
+        reservedConcurrency: 'DisconnectReservedConcurrency',
+        statements: [tableStatement('GetItem', 'DeleteItem')],
+      },
+      {
+        id: 'DispatchFunction',
+        binary: 'dispatch',
+        description: 'SQS consumer: delivers user messages to n8n, retries with backoff, marks failures',
+        // One n8n call may take DispatchTimeoutMs (at most 25 s); the records of a batch are
+        // processed concurrently, so 30 s covers the batch plus the store writes.
+        timeout: Duration.seconds(30),
+        reservedConcurrency: 'DispatchReservedConcurrency',
+        statements: [
+          tableStatement(...allTableActions),
+          messageIndex,
+          // ReceiveMessage, DeleteMessage and GetQueueAttributes are used by the event source
+          // mapping (Lambda's poller, with this role); ChangeMessageVisibility by the code.
+          new iam.PolicyStatement({
+            sid: 'Consume',
+            actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueAttributes'],
+            resources: [queue.queueArn],
+          }),
+          push,
+        ],
+      },
+    ];
+
+    const functions = {} as Record<FunctionSpec['id'], lambda.Function>;
+    for (const spec of specs) {
+      const fn = new lambda.Function(this, spec.id, {
+        runtime: lambda.Runtime.PROVIDED_AL2023,
+        architecture: lambda.Architecture.ARM_64,
+        handler: 'bootstrap',
+        code: lambda.Code.fromAsset(bootstrapDir(props.lambdaDir, spec.id, spec.binary)),
+        description: spec.description,
+        memorySize: 128,
+        timeout: spec.timeout ?? Duration.seconds(10),
+        environment,
+      });
+      // Reserved only for a positive value: a parameter, so the condition decides at deploy.
+      (fn.node.defaultChild as lambda.CfnFunction).addPropertyOverride(
+        'ReservedConcurrentExecutions',
+        ifElse(c.reservedConcurrency[spec.id], p[spec.reservedConcurrency].valueAsString, Aws.NO_VALUE),
+      );
+      for (const statement of spec.statements) {
+        fn.addToRolePolicy(statement);
+      }
+      new logs.LogGroup(this, `${spec.id}Logs`, {
+        logGroupName: `/aws/lambda/${fn.functionName}`,
+        retention: logs.RetentionDays.ONE_MONTH,
+        removalPolicy: RemovalPolicy.DESTROY,
+      });
+      functions[spec.id] = fn;
+    }
+
+    // Secrets from SSM Parameter Store: every function may read exactly the named parameters,
+    // and only when at least one is named (a policy with a condition).
+    const ssmArn = (name: CfnParameter) => `arn:${Aws.PARTITION}:ssm:${Aws.REGION}:${Aws.ACCOUNT_ID}:parameter${name.valueAsString}`;
+    const secrets = new iam.Policy(this, 'SecretsPolicy', {
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'Secrets',
+          actions: ['ssm:GetParameters'],
+          resources: [
+            orNone(c.HasWebhookSecretParameter, ssmArn(p.WebhookSecretParameter)),
+            orNone(c.HasSessionSecretParameter, ssmArn(p.SessionSecretParameter)),
+            orNone(c.HasAuthJwtSecretParameter, ssmArn(p.AuthJwtSecretParameter)),
+          ],
+        }),
+      ],
+      roles: Object.values(functions).map((fn) => fn.role!),
+    });
+    (secrets.node.defaultChild as iam.CfnPolicy).cfnOptions.condition = c.HasSecretParameters;
+
+    // An explicit event source mapping that grants nothing: the SQS event source of
+    // aws-lambda-event-sources would also grant sqs:GetQueueUrl, which the poller does not need.
+    new lambda.EventSourceMapping(this, 'DispatchEventSource', {
+      target: functions.DispatchFunction,
+      eventSourceArn: queue.queueArn,
+      batchSize: 10,
+      reportBatchItemFailures: true,
+    });
+
+    // ----- HTTP API -------------------------------------------------------------------------
+
+    const lambdaIntegration = (api: apigw.CfnApi, id: string, fn: lambda.Function, payloadFormatVersion?: string) =>
+      new apigw.CfnIntegration(this, id, {
+        apiId: api.ref,
+        integrationType: 'AWS_PROXY',
+        integrationUri: `arn:${Aws.PARTITION}:apigateway:${Aws.REGION}:lambda:path/2015-03-31/functions/${fn.functionArn}/invocations`,
+        payloadFormatVersion,
+      });
+    const route = (api: apigw.CfnApi, id: string, routeKey: string, integration: apigw.CfnIntegration, extra: Partial<apigw.CfnRouteProps> = {}) =>
+      new apigw.CfnRoute(this, id, { apiId: api.ref, routeKey, target: `integrations/${integration.ref}`, ...extra });
+    const invokePermission = (id: string, fn: lambda.Function, api: apigw.CfnApi) =>
+      new lambda.CfnPermission(this, id, {
+        action: 'lambda:InvokeFunction',
+        functionName: fn.functionName,
+        principal: 'apigateway.amazonaws.com',
+        sourceArn: `arn:${Aws.PARTITION}:execute-api:${Aws.REGION}:${Aws.ACCOUNT_ID}:${api.ref}/*`,
+      });
+    const after = (first: CfnResource, ...then: CfnResource[]) => then.forEach((r) => r.addResourceDependency(first));
+
+    const sessionHttp = lambdaIntegration(httpApi, 'SessionHttpIntegration', functions.SessionFunction, '2.0');
+    const sendHttp = lambdaIntegration(httpApi, 'SendHttpIntegration', functions.SendFunction, '2.0');
+    const webhookHttp = lambdaIntegration(httpApi, 'WebhookHttpIntegration', functions.WebhookFunction, '2.0');
+
+    // The $default stage, auto-deployed. Its RouteSettings may only name routes that exist:
+    // POST /sessions is created first, the stage after it, the other routes after the stage.
+    const createSession = route(httpApi, 'CreateSessionRoute', 'POST /sessions', sessionHttp);
+    const httpStage = new apigw.CfnStage(this, 'HttpApiStage', {
+      apiId: httpApi.ref,
+      stageName: '$default',
+      autoDeploy: true,
+      defaultRouteSettings: {
+        throttlingRateLimit: p.HttpThrottlingRateLimit.valueAsNumber,
+        throttlingBurstLimit: p.HttpThrottlingBurstLimit.valueAsNumber,
+      },
+      routeSettings: {
+        'POST /sessions': {
+          ThrottlingRateLimit: p.CreateSessionThrottlingRateLimit.valueAsNumber,
+          ThrottlingBurstLimit: p.CreateSessionThrottlingBurstLimit.valueAsNumber,
+        },
+      },
+    });
+    after(createSession, httpStage);
+    after(
+      httpStage,
+      route(httpApi, 'GetSessionRoute', 'GET /sessions/{id}', sessionHttp),
+      route(httpApi, 'ListMessagesRoute', 'GET /sessions/{id}/messages', sessionHttp),
+      route(httpApi, 'MarkReadRoute', 'POST /sessions/{id}/read', sessionHttp),
+      route(httpApi, 'PostMessageRoute', 'POST /sessions/{id}/messages', sendHttp),
+      route(httpApi, 'PostWebhookRoute', 'POST /webhook', webhookHttp),
+      route(httpApi, 'GetWebhookRoute', 'GET /webhook', webhookHttp),
+      route(httpApi, 'HealthRoute', 'GET /health', webhookHttp),
+    );
+    invokePermission('SessionHttpPermission', functions.SessionFunction, httpApi);
+    invokePermission('SendHttpPermission', functions.SendFunction, httpApi);
+    invokePermission('WebhookHttpPermission', functions.WebhookFunction, httpApi);
+
+    // ----- WebSocket API --------------------------------------------------------------------
+
+    const connectWs = lambdaIntegration(webSocketApi, 'ConnectWsIntegration', functions.ConnectFunction);
+    const disconnectWs = lambdaIntegration(webSocketApi, 'DisconnectWsIntegration', functions.DisconnectFunction);
+    const sendWs = lambdaIntegration(webSocketApi, 'SendWsIntegration', functions.SendFunction);
+
+    // AutoDeploy, so a route changed by a later update goes live. The routes throttled on their
+    // own (typing, ping) exist before the stage; the others are created after it.
+    const typing = route(webSocketApi, 'TypingRoute', 'typing', sendWs);
+    const ping = route(webSocketApi, 'PingRoute', 'ping', sendWs);
+    const chatter = {
+      ThrottlingRateLimit: p.ChatterThrottlingRateLimit.valueAsNumber,
+      ThrottlingBurstLimit: p.ChatterThrottlingBurstLimit.valueAsNumber,
+    };
+    const webSocketStage = new apigw.CfnStage(this, 'WebSocketStage', {
+      apiId: webSocketApi.ref,
+      stageName: stage,
+      autoDeploy: true,
+      defaultRouteSettings: {
+        throttlingRateLimit: p.WebSocketThrottlingRateLimit.valueAsNumber,
+        throttlingBurstLimit: p.WebSocketThrottlingBurstLimit.valueAsNumber,
+      },
+      routeSettings: { typing: chatter, ping: chatter },
+    });
+    after(typing, webSocketStage);
+    after(ping, webSocketStage);
+    after(
+      webSocketStage,
+      // The token is checked by the connect function itself (a non-2xx answer rejects the upgrade).
+      route(webSocketApi, 'ConnectRoute', '$connect', connectWs, { authorizationType: 'NONE' }),
+      route(webSocketApi, 'DisconnectRoute', '$disconnect', disconnectWs),
+      // One-way routes: every answer to a frame is pushed with PostToConnection.
+      route(webSocketApi, 'SendMessageRoute', 'sendMessage', sendWs),
+      route(webSocketApi, 'ReadRoute', 'read', sendWs),
+      // Frames that are not JSON, have no `action`, or an unknown one: answered with an error frame.
+      route(webSocketApi, 'DefaultRoute', '$default', sendWs),
+    );
+    invokePermission('ConnectWsPermission', functions.ConnectFunction, webSocketApi);
+    invokePermission('DisconnectWsPermission', functions.DisconnectFunction, webSocketApi);
+    invokePermission('SendWsPermission', functions.SendFunction, webSocketApi);
+
+    // ----- outputs --------------------------------------------------------------------------
+
+    new CfnOutput(this, 'HttpApiUrl', {
+      description: 'Base URL of the HTTP API (CHAT_PUBLIC_URL), e.g. POST <HttpApiUrl>/sessions',
+      value: httpApiUrl,
+    });
+    new CfnOutput(this, 'WebSocketUrl', {
+      description: 'WebSocket URL for browsers (append ?sessionId=<id>&token=<token>); POST /sessions returns it as websocketUrl',
+      value: `wss://${webSocketHost}`,
+    });
+    new CfnOutput(this, 'WebhookUrl', {
+      description:
+        "The callback URL to paste into n8n's reply step (POST, signed) - it is ${CHAT_PUBLIC_URL}/webhook and is also sent to n8n as callbackUrl",
+      value: `${httpApiUrl}/webhook`,
+    });
+    new CfnOutput(this, 'TableName', { description: 'The DynamoDB table', value: table.tableName });
+    new CfnOutput(this, 'QueueUrl', { description: 'The dispatch queue (user messages waiting for n8n)', value: queue.queueUrl });
+    new CfnOutput(this, 'DlqUrl', {
+      description: 'The dead-letter queue (messages n8n never accepted; the DeadLetterAlarm watches it)',
+      value: deadLetterQueue.queueUrl,
+    });
+  }
+}
+
+/** The folder holding a function's `bootstrap`, in the layout of `sam build` or of cargo-lambda. */
+function bootstrapDir(lambdaDir: string, id: string, binary: string): string {
+  const candidates = [path.join(lambdaDir, id), path.join(lambdaDir, binary)];
+  const found = candidates.find((dir) => fs.existsSync(path.join(dir, 'bootstrap')));
+  if (!found) {
+    throw new Error(
+      `no bootstrap binary for ${id} in ${candidates.join(' or ')}: build them with infra/sam-build ` +
+        '(or cargo lambda build --release --arm64, then -c lambdaDir=target/lambda)',
+    );
+  }
+  return found;
+}
