@@ -7,6 +7,9 @@ Usage:
       holding its binary's name, for an offline `cdk synth -c lambdaDir=<dir>`
   .venv/bin/python tests/cdk_compare.py compare <sam.json> <cdk.out>
       prints every difference and exits 1 if there is one
+  .venv/bin/python tests/cdk_compare.py selftest <sam.json> <cdk.out>
+      applies each deliberate drift of DRIFTS alone to the transformed template.yaml and checks
+      that the comparison then fails and names it (so no kind of difference is ignored)
 
 Logical ids differ by nature (CDK appends hashes), so each resource is named by what it is: the
 table, the queue with a redrive policy and its dead-letter queue, a function by the binary it
@@ -36,6 +39,7 @@ Allowed differences, the only normalizations (see the README's "Deploy with CDK"
 - numbers and booleans compared as CloudFormation reads them (128 and "128" are the same).
 """
 
+import copy
 import json
 import re
 import sys
@@ -412,6 +416,115 @@ def compare(sam, cdk):
     return problems
 
 
+def _env(doc, fn):
+    return doc["Resources"][fn]["Properties"]["Environment"]["Variables"]
+
+
+def _props(doc, logical_id):
+    return doc["Resources"][logical_id]["Properties"]
+
+
+def _statements(doc, role):
+    return _props(doc, role)["Policies"][0]["PolicyDocument"]["Statement"]
+
+
+def _rename_env(doc, fn, old, new):
+    env = _env(doc, fn)
+    env[new] = env.pop(old)
+
+
+# Deliberate drifts, each applied alone to the transformed template.yaml, and a text that a
+# line of the comparison's report must then hold. They cover each kind of thing compared.
+DRIFTS = [
+    ("an environment variable renamed", lambda d: _rename_env(d, "SendFunction", "QUEUE_URL", "QUEUE"),
+     "Function send / Properties / Environment / Variables / QUEUE"),
+    ("a static environment value", lambda d: _env(d, "ConnectFunction").update(RUST_LOG="debug"),
+     "Function connect / Properties / Environment / Variables / RUST_LOG"),
+    ("an environment value hard-coded instead of its parameter",
+     lambda d: _env(d, "DispatchFunction").update(CHAT_DISPATCH_TIMEOUT_MS="10000"),
+     "Function dispatch / Properties / Environment / Variables / CHAT_DISPATCH_TIMEOUT_MS"),
+    ("memory", lambda d: _props(d, "WebhookFunction").update(MemorySize=256),
+     "Function webhook / Properties / MemorySize"),
+    ("timeout", lambda d: _props(d, "DispatchFunction").update(Timeout=60),
+     "Function dispatch / Properties / Timeout"),
+    ("architecture", lambda d: _props(d, "SessionFunction").update(Architectures=["x86_64"]),
+     "Function session / Properties / Architectures"),
+    ("runtime", lambda d: _props(d, "SessionFunction").update(Runtime="provided.al2"),
+     "Function session / Properties / Runtime"),
+    ("reserved concurrency dropped", lambda d: _props(d, "SendFunction").pop("ReservedConcurrentExecutions"),
+     "Function send / Properties / ReservedConcurrentExecutions"),
+    ("an IAM action added", lambda d: _statements(d, "ConnectFunctionRole")[0]["Action"].append("dynamodb:Scan"),
+     "Role of Function connect / Properties / Grants: only in template.yaml: Allow dynamodb:Scan"),
+    ("an IAM statement on another resource",
+     lambda d: _statements(d, "SendFunctionRole")[1].update(Resource={"Fn::GetAtt": ["DispatchDeadLetterQueue", "Arn"]}),
+     "Role of Function send / Properties / Grants"),
+    ("an IAM statement dropped", lambda d: _statements(d, "WebhookFunctionRole").pop(1),
+     "Role of Function webhook / Properties / Grants: only in the CDK app: Allow dynamodb:Query"),
+    ("a route reaching another function",
+     lambda d: _props(d, "GetSessionRoute").update(Target={"Fn::Sub": "integrations/${SendHttpIntegration}"}),
+     "Route Api HTTP GET /sessions/{id} / Properties / Target"),
+    ("a route key", lambda d: _props(d, "PingRoute").update(RouteKey="pong"),
+     "Route Api WEBSOCKET pong"),
+    ("a route removed", lambda d: d["Resources"].pop("HealthRoute"),
+     "count of AWS::ApiGatewayV2::Route"),
+    ("stage throttling of one route",
+     lambda d: _props(d, "WebSocketStage")["RouteSettings"].pop("ping"),
+     "Stage of Api WEBSOCKET / Properties / RouteSettings / ping"),
+    ("stage default throttling",
+     lambda d: _props(d, "HttpApiStage")["DefaultRouteSettings"].update(ThrottlingBurstLimit=50),
+     "Stage of Api HTTP / Properties / DefaultRouteSettings / ThrottlingBurstLimit"),
+    ("CORS", lambda d: _props(d, "HttpApi")["CorsConfiguration"]["AllowMethods"].append("DELETE"),
+     "Api HTTP / Properties / CorsConfiguration / AllowMethods"),
+    ("queue visibility", lambda d: _props(d, "DispatchQueue").update(VisibilityTimeout=30),
+     "Queue / Properties / VisibilityTimeout"),
+    ("queue redrive", lambda d: _props(d, "DispatchQueue")["RedrivePolicy"].update(maxReceiveCount=5),
+     "Queue / Properties / RedrivePolicy / maxReceiveCount"),
+    ("table TTL", lambda d: _props(d, "Table")["TimeToLiveSpecification"].update(AttributeName="expires"),
+     "Table / Properties / TimeToLiveSpecification / AttributeName"),
+    ("table index", lambda d: _props(d, "Table")["LocalSecondaryIndexes"][0].update(IndexName="byMsg"),
+     "Table / Properties / LocalSecondaryIndexes"),
+    ("table retention", lambda d: d["Resources"]["Table"].update(DeletionPolicy="Delete"),
+     "Table / DeletionPolicy"),
+    ("alarm", lambda d: _props(d, "DeadLetterAlarm").update(Threshold=5),
+     "Threshold"),
+    ("log retention", lambda d: _props(d, "DispatchFunctionLogs").update(RetentionInDays=7),
+     "LogGroup of Function dispatch / Properties / RetentionInDays"),
+    ("an output removed", lambda d: d["Outputs"].pop("DlqUrl"),
+     "Outputs / DlqUrl: only in the CDK app"),
+    ("a parameter's default", lambda d: d["Parameters"]["ReplyTimeoutMs"].update(Default=60000),
+     "Parameters / ReplyTimeoutMs / Default"),
+    ("a new parameter", lambda d: d["Parameters"].update(WelcomeText={"Type": "String", "Default": ""}),
+     "Parameters / WelcomeText: only in template.yaml"),
+    ("a condition", lambda d: d["Conditions"].update(HasAlarmTopic={"Fn::Equals": ["", ""]}),
+     "HasAlarmTopic"),
+]
+
+
+def selftest(sam_json, cdk_out):
+    """Each drift of DRIFTS alone must fail the comparison with a line that names it."""
+    doc, cdk = json.loads(Path(sam_json).read_text()), load_cdk(cdk_out)
+    passed, failed = 0, 0
+    for what, drift, expected in DRIFTS:
+        drifted = copy.deepcopy(doc)
+        drift(drifted)
+        binary_of = {k: r.get("Metadata", {}).get("BuildProperties", {}).get("Binary", "?")
+                     for k, r in drifted["Resources"].items() if r["Type"] == "AWS::Lambda::Function"}
+        with open("/dev/null", "w") as quiet:
+            stdout, sys.stdout = sys.stdout, quiet
+            try:
+                problems = compare(Template(drifted, binary_of), cdk)
+            finally:
+                sys.stdout = stdout
+        if any(expected in p for p in problems):
+            passed += 1
+            print(f"ok: {what}: {next(p for p in problems if expected in p)}")
+        else:
+            failed += 1
+            print(f"FAILED: {what}: no difference holds {expected!r}; found: {problems}")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
 def write_placeholders(sam_json, out_dir):
     sam = load_sam(sam_json)
     for k, r in sam.res.items():
@@ -434,6 +547,8 @@ def main(argv):
             return 1
         print("\nthe CDK app deploys what template.yaml deploys (modulo the allowed differences)")
         return 0
+    if len(argv) == 4 and argv[1] == "selftest":
+        return selftest(argv[2], argv[3])
     print(__doc__, file=sys.stderr)
     return 2
 
