@@ -5,6 +5,7 @@
 //! | `fast` | the Rust tests that need no Python or Node: core, HTTP router, `chat-local` (real binary), n8n client, test kit | Rust |
 //! | `aws` | the AWS adapters, handlers and Lambda binaries against the emulator | Rust, Python 3 |
 //! | `browser` | `ChatClient` unit tests, the type check, the widget in headless Chromium | Rust, Node |
+//! | `cdk` | `tests/cdk-check`: the CDK app synthesized offline and compared with `template.yaml` | Python 3, Node |
 //! | `n8n` | the n8n workflow's code, then the workflow on a real n8n 2.8.4 | Rust, Node |
 //! | `full` | `tests/run`: lints, formatting, clippy and every lane above (the README's test command, what CI runs) | all |
 //! | `bench` | `tests/bench`: every benchmark, one table | all; release builds |
@@ -14,7 +15,7 @@
 
 use std::process::{Command, ExitCode};
 
-const LANES: [(&str, &str); 7] = [
+const LANES: [(&str, &str); 8] = [
     (
         "fast",
         "Rust tests without Python or Node (core, router, chat-local, n8n client, test kit)",
@@ -26,6 +27,10 @@ const LANES: [(&str, &str); 7] = [
     (
         "browser",
         "ChatClient unit tests, type check, the widget in headless Chromium",
+    ),
+    (
+        "cdk",
+        "tests/cdk-check: the CDK app's synth compared with template.yaml",
     ),
     (
         "n8n",
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
             vec!["cargo", "test", "-p", "chat-aws", "-p", "chat-functions"],
         ],
         "browser" => vec![vec!["tests/browser/run"]],
+        "cdk" => vec![vec!["tests/cdk-check"]],
         "n8n" => vec![vec!["tests/n8n/run"]],
         "full" => vec![vec!["tests/run"]],
         "bench" => vec![vec!["tests/bench"]],
