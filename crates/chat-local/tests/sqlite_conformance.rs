@@ -35,6 +35,7 @@ async fn data_survives_reopening_the_file() {
             expires_at: i64::MAX,
             last_seq: 0,
             read_up_to: 0,
+            metadata: None,
         };
         store.create_session(&s).await.unwrap();
         let m = NewMessage {
@@ -94,6 +95,7 @@ async fn purge_removes_only_what_has_expired() {
             expires_at,
             last_seq: 0,
             read_up_to: 0,
+            metadata: None,
         };
         store.create_session(&s).await.unwrap();
         let m = NewMessage {
