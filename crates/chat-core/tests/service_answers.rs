@@ -8,19 +8,21 @@ use service_support::*;
 
 use futures_util::StreamExt;
 
-/// A body whose chunks arrive `gap_ms` apart on the harness clock, then maybe an error.
+/// A body whose chunks arrive `gap_ms` apart on the harness clock, then maybe an error. Like
+/// a real HTTP body it must not be polled again once it has ended (it panics).
 fn timed(h: &H, gap_ms: Millis, chunks: &[&str], end: Option<&str>) -> AgentBody {
     let clock = h.clock.clone();
-    let mut items: Vec<Result<Vec<u8>, AgentError>> =
+    let mut items: std::collections::VecDeque<Result<Vec<u8>, AgentError>> =
         chunks.iter().map(|c| Ok(c.as_bytes().to_vec())).collect();
     if let Some(e) = end {
-        items.push(Err(AgentError(e.to_string())));
+        items.push_back(Err(AgentError(e.to_string())));
     }
-    Box::pin(futures_util::stream::iter(items).then(move |item| {
+    Box::pin(futures_util::stream::unfold(items, move |mut items| {
         let clock = clock.clone();
         async move {
             clock.advance(gap_ms);
-            item
+            let item = items.pop_front()?;
+            Some((item, items))
         }
     }))
 }
@@ -467,6 +469,20 @@ async fn a_stream_that_breaks_before_any_text_stores_no_reply() {
         let all = h.all_messages(&s.id).await;
         assert!(replies(&all).is_empty(), "{reason}");
     }
+}
+
+#[tokio::test]
+async fn a_whole_answer_in_pieces_is_read_to_its_end_once() {
+    let h = H::new();
+    let (s, _, job) = asked(&h, "hi").await;
+    h.agent
+        .answer_with(timed(&h, 5, &["{\n  \"output\": \"Hel", "lo\"\n}\n"], None));
+    assert_eq!(
+        h.dispatcher.dispatch(job, 1).await.unwrap(),
+        DispatchOutcome::Delivered
+    );
+    let all = h.all_messages(&s.id).await;
+    assert_eq!(replies(&all)[0].content, "Hello");
 }
 
 #[tokio::test]

@@ -37,6 +37,8 @@ impl Dispatcher {
         mut body: AgentBody,
     ) -> Result<DispatchOutcome, ChatError> {
         let mut buf = Vec::new();
+        // A body is not polled again once it has ended.
+        let mut ended = false;
         // Read until the first non-blank line is whole (it tells a stream from an answer).
         let first_line = loop {
             if let Some(start) = buf.iter().position(|b: &u8| !b.is_ascii_whitespace())
@@ -48,7 +50,10 @@ impl Dispatcher {
                 break None;
             }
             match body.next().await {
-                None => break None,
+                None => {
+                    ended = true;
+                    break None;
+                }
                 Some(Ok(c)) => buf.extend_from_slice(&c),
                 Some(Err(e)) => return self.broken(session, message, &e, None).await,
             }
@@ -59,9 +64,9 @@ impl Dispatcher {
             return self.stream(session, message, buf, body).await;
         }
         // A whole body: read the rest, bounded.
-        while buf.len() <= answer::MAX_ANSWER_BYTES {
+        while !ended && buf.len() <= answer::MAX_ANSWER_BYTES {
             match body.next().await {
-                None => break,
+                None => ended = true,
                 Some(Ok(c)) => buf.extend_from_slice(&c),
                 Some(Err(e)) => return self.broken(session, message, &e, None).await,
             }
