@@ -172,8 +172,6 @@ pub struct Config {
     pub n8n_auth_header: Option<AuthHeader>,
     /// Stored as every new session's first assistant message (`CHAT_WELCOME_MESSAGE`).
     pub welcome_message: Option<String>,
-    /// Ask n8n for a greeting when a session starts (`CHAT_N8N_SESSION_START`).
-    pub session_start: bool,
 }
 
 impl Config {
@@ -282,16 +280,6 @@ impl Config {
                     })
             })
             .transpose()?;
-        let session_start = match set("CHAT_N8N_SESSION_START").as_deref().map(str::trim) {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(_) => {
-                return Err(ConfigError::Invalid {
-                    name: "CHAT_N8N_SESSION_START",
-                    expected: "true or false",
-                });
-            }
-        };
         let auth_jwt_secret = env("CHAT_AUTH_JWT_SECRET")
             .filter(|s| !s.is_empty())
             .map(Secret::new);
@@ -306,7 +294,6 @@ impl Config {
             dispatch,
             n8n_auth_header,
             welcome_message,
-            session_start,
         })
     }
 }
@@ -398,7 +385,6 @@ mod tests {
         let c = cfg(&[
             ("CHAT_N8N_AUTH_HEADER", "Authorization: Basic dXNlcjpwYXNz"),
             ("CHAT_WELCOME_MESSAGE", "Hi! How can I help?"),
-            ("CHAT_N8N_SESSION_START", "true"),
             ("CHAT_STREAM_TIMEOUT_MS", "5000"),
         ])
         .unwrap();
@@ -408,10 +394,9 @@ mod tests {
             ("Authorization", "Basic dXNlcjpwYXNz")
         );
         assert_eq!(c.welcome_message.as_deref(), Some("Hi! How can I help?"));
-        assert!(c.session_start);
         assert_eq!(c.dispatch.stream_timeout, Duration::from_millis(5000));
         let d = cfg(&[]).unwrap();
-        assert!(d.n8n_auth_header.is_none() && d.welcome_message.is_none() && !d.session_start);
+        assert!(d.n8n_auth_header.is_none() && d.welcome_message.is_none());
         assert_eq!(d.dispatch.stream_timeout, Duration::from_millis(90_000));
         for bad in [
             "no colon",
@@ -426,7 +411,6 @@ mod tests {
             assert!(e.to_string().contains("CHAT_N8N_AUTH_HEADER"), "{bad}");
             assert!(!e.to_string().contains("s3cret") && !e.to_string().contains("forged"));
         }
-        assert!(cfg(&[("CHAT_N8N_SESSION_START", "yes")]).is_err());
         assert!(cfg(&[("CHAT_WELCOME_MESSAGE", "\u{200B}")]).is_err());
         let debug = format!(
             "{:?}",

@@ -31,6 +31,5 @@ pub fn config() -> Config {
         dispatch: DispatchConfig::default(),
         n8n_auth_header: None,
         welcome_message: None,
-        session_start: false,
     }
 }

@@ -469,15 +469,15 @@ mod tests {
     #[test]
     fn deltas_are_coalesced_to_one_per_interval() {
         let mut s = state("");
-        s.text.push_str("a");
+        s.text.push('a');
         assert_eq!(
             s.delta(0).as_deref(),
             Some("a"),
             "the first text goes at once"
         );
-        s.text.push_str("b");
+        s.text.push('b');
         assert_eq!(s.delta(50), None);
-        s.text.push_str("c");
+        s.text.push('c');
         assert_eq!(s.delta(99), None);
         assert_eq!(s.delta(100).as_deref(), Some("bc"));
         assert_eq!(s.delta(500), None, "nothing new");
