@@ -101,7 +101,7 @@ export async function launchBrowser() {
   return chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS, timeout: 60_000 });
 }
 
-/** The widget's messages as rendered: [{ role, type, seq, status, text, pending }]. */
+/** The widget's messages as rendered: [{ role, type, seq, id, status, text, streaming }]. */
 export function readMessages(page) {
   return page.evaluate(() => {
     const root = document.querySelector('[data-chat-widget]')?.shadowRoot;
@@ -112,7 +112,8 @@ export function readMessages(page) {
       seq: li.dataset.seq === '' ? null : Number(li.dataset.seq),
       id: li.dataset.id,
       status: li.querySelector('.status')?.dataset.status ?? null,
-      text: [...li.querySelector('.bubble').childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent).join(''),
+      text: li.querySelector('.bubble .text').textContent,
+      streaming: li.dataset.streaming === 'true',
     }));
   });
 }

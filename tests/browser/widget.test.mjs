@@ -351,7 +351,8 @@ describe('chat widget in Chromium', () => {
     const origin = `http://localhost:${site.address().port}`;
     const context = await browser.newContext();
     // The modules the one line loads from the chat server: chat-widget.js imports
-    // chat-client.js, which imports chat-logic.js. Each must be served, with CORS.
+    // chat-client.js (which imports chat-logic.js) and chat-markdown.js. Each must be served,
+    // with CORS.
     const modules = {};
     context.on('response', (r) => {
       if (r.url().startsWith(`${srv.url}/`) && r.url().endsWith('.js')) {
@@ -359,11 +360,12 @@ describe('chat widget in Chromium', () => {
       }
     });
     const page = await newPage(context, origin);
-    await waitFor(() => Object.keys(modules).length === 3, { what: 'the three modules to load' });
+    await waitFor(() => Object.keys(modules).length === 4, { what: 'the four modules to load' });
     assert.deepEqual(modules, {
       '/chat-widget.js': [200, '*'],
       '/chat-client.js': [200, '*'],
       '/chat-logic.js': [200, '*'],
+      '/chat-markdown.js': [200, '*'],
     });
     await openWidget(page);
     assert.equal(await page.locator('[data-chat-widget] h2').textContent(), 'Shop support');
