@@ -5,18 +5,8 @@ import { createServer } from 'node:http';
 import { join } from 'node:path';
 import {
   startServer, launchBrowser, readMessages, tempDir, removeDir, waitFor, ensureOutput,
+  newPage, launcher, input, openWidget, connected, send,
 } from './support.mjs';
-
-// Reconnect quickly in tests (the defaults back off up to 30 s), whatever config the page sets.
-const CONFIG = `(() => {
-  const fast = { backoffBaseMs: 200, backoffMaxMs: 1500 };
-  let config = { clientOptions: fast };
-  Object.defineProperty(window, 'chatWidgetConfig', {
-    configurable: true,
-    get: () => config,
-    set: (v) => { config = { ...v, clientOptions: { ...fast, ...(v && v.clientOptions) } }; },
-  });
-})();`;
 
 let browser;
 const servers = [];
@@ -52,47 +42,6 @@ async function server(opts = {}) {
   const s = await startServer({ ...opts, dataDir });
   servers.push(s);
   return { ...s, dataDir };
-}
-
-// Content-Security-Policy violations, as the page sees them (window.__cspViolations).
-const CSP_WATCH = `(() => {
-  window.__cspViolations = [];
-  document.addEventListener('securitypolicyviolation', (e) => {
-    window.__cspViolations.push(e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline'));
-  });
-})();`;
-
-/** A page at `url`; `page.errors` collects uncaught errors and CSP violations reported on the console. */
-async function newPage(context, url, { viewport } = {}) {
-  const page = await context.newPage();
-  if (viewport) await page.setViewportSize(viewport);
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) errors.push(`CSP: ${m.text()}`);
-  });
-  await page.addInitScript(CSP_WATCH);
-  await page.addInitScript(CONFIG);
-  await page.goto(url);
-  page.errors = errors;
-  return page;
-}
-
-const launcher = (page) => page.locator('[data-chat-widget] .launcher');
-const input = (page) => page.locator('[data-chat-widget] textarea');
-
-async function openWidget(page) {
-  await launcher(page).click();
-  await page.locator('[data-chat-widget] .panel').waitFor({ state: 'visible', timeout: 10_000 });
-}
-
-async function connected(page) {
-  await waitFor(() => page.evaluate(() => window.__chatWidget?.client.connectionState === 'open'), { what: 'the widget to connect' });
-}
-
-async function send(page, text) {
-  await input(page).fill(text);
-  await input(page).press('Enter');
 }
 
 /** Waits until the widget shows `n` messages with a seq, all answered. */
