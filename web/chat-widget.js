@@ -90,6 +90,7 @@ header .conn { font-size: 12px; opacity: .92; display: flex; align-items: center
 .md h1, .md h2, .md h3, .md h4, .md h5, .md h6 { font-size: 1em; font-weight: 700; line-height: 1.3; }
 .md h1, .md h2, .md h3 { font-size: 1.1em; }
 .md ul, .md ol { padding-left: 1.4em; }
+.md ul { list-style: disc; } .md ul ul { list-style: circle; } .md ol { list-style: decimal; }
 .md li + li { margin-top: .15em; }
 .md li > ul, .md li > ol, .md li > p { margin: .15em 0; }
 .md code { font: .88em/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: var(--code-bg);
