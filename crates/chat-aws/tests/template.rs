@@ -6,25 +6,10 @@
 //! parameter values.
 
 use chat_testkit::aws::emulator as common;
+use common::template_with;
 
 use serde_json::Value;
 use std::collections::HashMap;
-use std::process::Command;
-
-fn template_with(params: &[(&str, &str)]) -> Value {
-    let out = Command::new(common::repo().join(".venv/bin/python"))
-        .arg(common::repo().join("infra/template_resources.py"))
-        .arg(common::repo().join("template.yaml"))
-        .args(params.iter().map(|(k, v)| format!("{k}={v}")))
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn number(v: &Value) -> f64 {
     v.as_str()
