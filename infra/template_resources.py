@@ -89,7 +89,8 @@ def as_list(v):
 
 
 def functions():
-    """Each function by its binary name: logical id, policy statements, event source queues."""
+    """Each function by its binary name: logical id, policy statements, event source queues,
+    reserved concurrency, timeout and its own environment variables (beside the globals)."""
     out = {}
     for logical, r in res.items():
         if r["Type"] != "AWS::Serverless::Function":
@@ -111,7 +112,9 @@ def functions():
                                                      {"Ref": "AWS::NoValue"})}).get("x")
         out[r["Metadata"]["BuildProperties"]["Binary"]] = {
             "logicalId": logical, "statements": statements, "eventSourceQueues": queues,
-            "reservedConcurrency": reserved}
+            "reservedConcurrency": reserved,
+            "timeout": evaluate(r["Properties"].get("Timeout", template["Globals"]["Function"]["Timeout"])),
+            "environment": evaluate(r["Properties"].get("Environment", {}).get("Variables", {}))}
     return out
 
 

@@ -9,8 +9,9 @@ export type MessageType =
   | 'error'
   | 'info'
   | 'scheduling_update';
-/** Server statuses, plus the client's own `queued` / `sending` / `failed` for unsent messages. */
-export type MessageStatus = 'queued' | 'sending' | 'received' | 'dispatched' | 'answered' | 'failed';
+/** Server statuses (`delivered`: a reply from the assistant or an agent), plus the client's
+ * own `queued` / `sending` / `failed` for unsent messages. */
+export type MessageStatus = 'queued' | 'sending' | 'received' | 'dispatched' | 'answered' | 'failed' | 'delivered';
 export type ConnectionState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
 
 export interface ChatMessage {
@@ -22,8 +23,9 @@ export interface ChatMessage {
   sessionId?: string | null;
   role: Role;
   type: MessageType;
+  /** The text; while `streaming`, the text so far. */
   content: string;
-  data?: Record<string, unknown>;
+  data?: ChatMessageData;
   metadata?: Record<string, unknown>;
   status: MessageStatus;
   createdAt: string;
@@ -37,6 +39,34 @@ export interface ChatMessage {
   error?: string;
   /** A `failed` message whose text was sent again with `retry` (this session only). */
   retried?: boolean;
+  /** True while the reply is being written (`delta` frames): not stored yet, no seq; the
+   * stored reply (a `message` with the same id) replaces it whole. */
+  streaming?: boolean;
+  /** While streaming: the `index` of the last delta applied. */
+  streamIndex?: number;
+}
+
+/** A message's free `data`, with the fields the client and widget understand. */
+export interface ChatMessageData {
+  /** Suggested replies: the widget shows them as buttons (on the newest reply) that send
+   * that text. See `suggestionsOf`. */
+  suggestions?: unknown[];
+  /** The reply's stream broke: `content` is what came before it did. */
+  incomplete?: boolean;
+  [key: string]: unknown;
+}
+
+/** A piece of a reply being written, as the server pushes it (coalesced; `index` counts the
+ * deltas of one reply from 0). The stored `message` with the same `messageId` follows. */
+export interface DeltaFrame {
+  event: 'delta';
+  /** The reply's id (the stored message will have it). */
+  messageId: string;
+  /** The user message it answers. */
+  replyTo: string;
+  index: number;
+  /** Text appended to the reply. */
+  text: string;
 }
 
 export interface StoredSession {
@@ -84,8 +114,14 @@ export interface ChatClientOptions {
 }
 
 export interface ChatClientEvents {
-  /** A message was added or changed (optimistic, acknowledged, stored, status). */
+  /** A message was added or changed (optimistic, acknowledged, stored, status, streamed). */
   message: { message: ChatMessage; isNew: boolean };
+  /** A reply being streamed grew by `text` (delta `index`); `message` is the reply so far.
+   * `gap`: a delta was missed (the stored reply will have the whole text). */
+  delta: { message: ChatMessage; index: number; text: string; gap: boolean };
+  /** After a reconnect, replies whose stream will not finish here were dropped from
+   * `messages`; each arrives whole once stored. */
+  streamCleared: { messageIds: string[] };
   /** The ordered list changed (after one or more `message` events). */
   change: { messages: readonly ChatMessage[] };
   status: { messageId: string; status: MessageStatus };
@@ -169,6 +205,24 @@ export function mergeMessages(
   list: readonly ChatMessage[],
   incoming: Iterable<Partial<ChatMessage> & { id: string }>,
 ): { list: readonly ChatMessage[]; changes: { message: ChatMessage; added: boolean }[] };
+/** Applies a `delta` frame: the first (index 0) adds a `streaming` message, later ones append;
+ * repeats, deltas of a stored reply or of one whose start was missed change nothing. */
+export function applyDelta(
+  list: readonly ChatMessage[],
+  delta: Partial<DeltaFrame>,
+  at: { createdAt: string; localOrder?: number },
+): { list: readonly ChatMessage[]; message: ChatMessage | null; added: boolean; changed: boolean; gap: boolean };
+/** Drops the messages still streaming, except those in `keep`. */
+export function clearStreams(
+  list: readonly ChatMessage[],
+  keep?: ReadonlySet<string>,
+): { list: readonly ChatMessage[]; cleared: string[] };
+/** A message's suggested replies: the strings of `data.suggestions`, trimmed, deduplicated,
+ * at most `max` (6), each at most `maxChars` (200) long. */
+export function suggestionsOf(
+  message: Partial<ChatMessage> | null | undefined,
+  opts?: { max?: number; maxChars?: number },
+): string[];
 export function advanceCursor(cursor: number, seqs: Iterable<number>): number;
 export function hasGap(cursor: number, seq: number): boolean;
 

@@ -11,7 +11,9 @@
 // backoff and jitter, pings to stay under idle timeouts, reconnects before the connection age
 // limit (make-before-break), catches up with `GET …/messages?after=<seq>` on every (re)connect,
 // dedupes by id, and sends with a `clientMessageId`: shown at once, settled on `ack`, re-sent
-// after a reconnect if never acknowledged (the server is idempotent on it).
+// after a reconnect if never acknowledged (the server is idempotent on it). A reply that is
+// streamed (`delta` frames) is held as a message marked `streaming` with its text so far, and
+// replaced by the stored reply (the `message` with the same id).
 //
 // This file holds the class: connections, timers, storage and events. The pure logic it runs
 // (backoff, merge, cursor, pending sends, typing debounce, session reuse) is in chat-logic.js,
@@ -25,7 +27,9 @@ import {
   DEFAULTS,
   addPending,
   advanceCursor,
+  applyDelta,
   backoffDelay,
+  clearStreams,
   createTypingDebouncer,
   furthestStatus,
   hasGap,
@@ -120,6 +124,10 @@ export class ChatClient {
     /** @type {Map<string, MessageStatus | undefined>} */
     this._earlyStatus = new Map();
     this._cursor = 0;
+    // The replies a delta arrived for since the current socket opened (null once its
+    // catch-up is done): a stream not among them after a reconnect will not finish here.
+    /** @type {Set<string> | null} */
+    this._streamsSeen = null;
     /** @type {Session | null} */
     this._session = null;
     /** @type {ConnectionState} */
@@ -602,6 +610,7 @@ export class ChatClient {
     }
     const reconnected = this._everOpened === true;
     this._everOpened = true;
+    if (!replacing) this._streamsSeen = new Set();
     this._rejections = 0;
     ws._openedAt = Date.now();
     this._schedulePing(ws);
@@ -622,6 +631,7 @@ export class ChatClient {
       }
     }
     if (ws !== this._ws) return;
+    if (!replacing) this._clearStreams();
     this._attempt = 0;
     this._setState('open');
     this._flushSends(reconnected || replacing);
@@ -730,6 +740,20 @@ export class ChatClient {
         if (gap) this._catchUp().catch(() => {});
         break;
       }
+      case 'delta': {
+        const r = applyDelta(this._messages, ev, { createdAt: new Date().toISOString(), localOrder: this._localOrder + 1 });
+        if (!r.changed || !r.message) break;
+        if (r.added) {
+          this._localOrder++;
+          this._emit('typing', { role: r.message.role, isTyping: false }); // the reply shows itself
+        }
+        this._messages = r.list;
+        this._streamsSeen?.add(r.message.id);
+        this._emit('delta', { message: r.message, index: ev.index, text: ev.text, gap: r.gap });
+        this._emit('message', { message: r.message, isNew: r.added });
+        this._emit('change', { messages: this._messages });
+        break;
+      }
       case 'ack': {
         if (!ev.clientMessageId) break;
         this._pending = settlePending(this._pending, ev.clientMessageId);
@@ -817,6 +841,16 @@ export class ChatClient {
     }
     for (const c of changes) this._emit('message', { message: c.message, isNew: c.added });
     if (changes.length) this._emit('change', { messages: this._messages });
+  }
+
+  /** After a reconnect's catch-up: drops the streams that will not finish on this socket. */
+  _clearStreams() {
+    const { list, cleared } = clearStreams(this._messages, this._streamsSeen ?? new Set());
+    this._streamsSeen = null;
+    if (!cleared.length) return;
+    this._messages = list;
+    this._emit('streamCleared', { messageIds: cleared });
+    this._emit('change', { messages: this._messages });
   }
 
   /**

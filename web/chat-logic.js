@@ -1,5 +1,6 @@
-// The pure logic of ChatClient (chat-client.js): backoff, merging and ordering messages, the
-// catch-up cursor, pending sends, the typing debounce, session reuse. Plain functions over
+// The pure logic of ChatClient (chat-client.js): backoff, merging and ordering messages,
+// streamed replies (deltas), the catch-up cursor, pending sends, the typing debounce, session
+// reuse, suggested replies. Plain functions over
 // plain values, with no socket, timer, storage or DOM of their own (timers and randomness are
 // injectable), so they are unit-tested without a browser (tests/browser/client-logic.test.mjs)
 // and the class stays about connections and events.
@@ -10,6 +11,7 @@
 
 /**
  * @typedef {import('./chat-client.js').ChatMessage} ChatMessage
+ * @typedef {import('./chat-client.js').DeltaFrame} DeltaFrame
  * @typedef {import('./chat-client.js').MessageStatus} MessageStatus
  * @typedef {import('./chat-client.js').PendingSend} PendingSend
  * @typedef {import('./chat-client.js').PendingSends} PendingSends
@@ -51,7 +53,7 @@ export function backoffDelay(attempt, opts = {}, random = Math.random) {
 }
 
 /** @type {Record<MessageStatus, number>} */
-const STATUS_RANK = { queued: 0, sending: 0, failed: 3, received: 1, dispatched: 2, answered: 4 };
+const STATUS_RANK = { queued: 0, sending: 0, failed: 3, received: 1, dispatched: 2, answered: 4, delivered: 4 };
 
 /**
  * The further along of two statuses (a late page must not move a status backwards).
@@ -93,7 +95,8 @@ export function compareMessages(a, b) {
 
 /**
  * Merges one message into an ordered list, deduplicating by `id` and by `clientMessageId`
- * (an optimistic message is replaced by the stored one). Returns
+ * (an optimistic message is replaced by the stored one; a reply being streamed is replaced
+ * whole by the stored reply, whatever was streamed). Returns
  * `{ list, message, added, changed }`; `list` is a new array only when something changed.
  * An update for a message not in the list is added as it is: pass only whole messages then.
  * @param {readonly ChatMessage[]} list
@@ -114,6 +117,14 @@ export function mergeMessage(list, incoming) {
     return { list: next, message, added: true, changed: true };
   }
   const old = list[i];
+  if (old.streaming && incoming.content !== undefined && !incoming.streaming) {
+    const stored = /** @type {ChatMessage} */ ({ ...incoming });
+    const next = list.filter((_, k) => k !== i);
+    let at = next.length;
+    while (at > 0 && compareMessages(next[at - 1], stored) > 0) at--;
+    next.splice(at, 0, stored);
+    return { list: next, message: stored, added: false, changed: true };
+  }
   const merged = /** @type {ChatMessage} */ ({ ...old, ...incoming, status: furthestStatus(old.status, incoming.status) });
   if (incoming.seq != null || old.seq != null) delete merged.localOrder;
   if (incoming.pending === undefined && incoming.seq != null) delete merged.pending;
@@ -126,6 +137,96 @@ export function mergeMessage(list, incoming) {
   while (at > 0 && compareMessages(next[at - 1], merged) > 0) at--;
   next.splice(at, 0, merged);
   return { list: next, message: merged, added: false, changed: true };
+}
+
+/**
+ * Applies a `delta` frame (a piece of a reply being written) to an ordered list. The reply is
+ * held as a message with `streaming: true`, its text so far as `content`, and the index of the
+ * last delta applied as `streamIndex`; it has no seq and sorts after the stored messages.
+ * - the first delta (index 0) adds it; a later one appends its text;
+ * - a repeated or older index changes nothing (a socket and its replacement may both carry it);
+ * - a skipped index is tolerated (`gap: true`): the text goes on from there, and the stored
+ *   reply (the `message` event with the same id) replaces the whole text anyway;
+ * - a delta for a reply already stored, or for one whose beginning this client never saw (a
+ *   tab opened or reconnected mid-stream: it gets the whole reply as a `message`), changes
+ *   nothing; so does a frame that is not a valid delta.
+ * `list` is a new array only when something changed.
+ * @param {readonly ChatMessage[]} list
+ * @param {Partial<DeltaFrame>} delta
+ * @param {{ createdAt: string, localOrder?: number }} at when the reply began, and its place
+ *   among messages not stored yet
+ * @returns {{ list: readonly ChatMessage[], message: ChatMessage | null, added: boolean, changed: boolean, gap: boolean }}
+ */
+export function applyDelta(list, delta, at) {
+  const unchanged = { list, message: null, added: false, changed: false, gap: false };
+  const { messageId, index, text, replyTo } = delta;
+  if (typeof messageId !== 'string' || !messageId || typeof text !== 'string') return unchanged;
+  if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0) return unchanged;
+  const i = list.findIndex((m) => m.id === messageId);
+  if (i < 0) {
+    if (index !== 0) return unchanged;
+    /** @type {ChatMessage} */
+    const message = {
+      id: messageId,
+      role: 'assistant',
+      type: 'text',
+      content: text,
+      status: 'delivered',
+      createdAt: at.createdAt,
+      streaming: true,
+      streamIndex: 0,
+      ...(typeof replyTo === 'string' && replyTo ? { replyTo } : {}),
+      ...(at.localOrder != null ? { localOrder: at.localOrder } : {}),
+    };
+    const next = [...list];
+    let pos = next.length;
+    while (pos > 0 && compareMessages(next[pos - 1], message) > 0) pos--;
+    next.splice(pos, 0, message);
+    return { list: next, message, added: true, changed: true, gap: false };
+  }
+  const old = list[i];
+  if (!old.streaming || index <= (old.streamIndex ?? -1)) return unchanged;
+  const message = { ...old, content: old.content + text, streamIndex: index };
+  const next = [...list];
+  next[i] = message;
+  return { list: next, message, added: false, changed: true, gap: index > (old.streamIndex ?? -1) + 1 };
+}
+
+/**
+ * Removes the replies still streaming, except those in `keep`: after a reconnect, a stream
+ * that was not finished by the catch-up and did not go on over the new socket will never
+ * finish here (its deltas went to a socket that is gone); the stored reply comes whole, by a
+ * push or the next catch-up. Returns the new list and the ids removed.
+ * @param {readonly ChatMessage[]} list
+ * @param {ReadonlySet<string>} [keep]
+ * @returns {{ list: readonly ChatMessage[], cleared: string[] }}
+ */
+export function clearStreams(list, keep = new Set()) {
+  const cleared = list.filter((m) => m.streaming && !keep.has(m.id)).map((m) => m.id);
+  if (!cleared.length) return { list, cleared };
+  return { list: list.filter((m) => !cleared.includes(m.id)), cleared };
+}
+
+/**
+ * The suggested replies a message offers (`data.suggestions`): its strings, trimmed, without
+ * empty ones or repeats, at most `max` of them, each at most `maxChars` long (longer ones are
+ * dropped: a suggestion is sent as it is). Anything else in `data.suggestions` is ignored.
+ * @param {Partial<ChatMessage> | null | undefined} message
+ * @param {{ max?: number, maxChars?: number }} [opts]
+ * @returns {string[]}
+ */
+export function suggestionsOf(message, { max = 6, maxChars = 200 } = {}) {
+  const raw = message?.data?.suggestions;
+  if (!Array.isArray(raw)) return [];
+  /** @type {string[]} */
+  const out = [];
+  for (const s of raw) {
+    if (typeof s !== 'string') continue;
+    const t = s.trim();
+    if (t && t.length <= maxChars && !out.includes(t)) out.push(t);
+    if (out.length >= max) break;
+  }
+  return out;
 }
 
 /**

@@ -10,9 +10,14 @@
 // With `autoMount: false`, mount it yourself: `import { mountChatWidget } from '…/chat-widget.js'`.
 //
 // The widget lives in a shadow root, so the host page's CSS and this CSS never mix.
+// Assistant and agent messages are Markdown, rendered to DOM nodes by chat-markdown.js (served
+// beside this file; never innerHTML); a reply that is streamed grows in place with a caret and
+// is announced to screen readers once, when it is stored. Suggested replies of the newest reply
+// (`data.suggestions`) are buttons that send their text.
 // tests/browser/run type-checks it (tsc --checkJs) against chat-client.d.ts, as a user of it.
 
-import { ChatClient } from './chat-client.js';
+import { ChatClient, suggestionsOf } from './chat-client.js';
+import { renderMarkdown } from './chat-markdown.js';
 
 /**
  * @typedef {import('./chat-client.js').ChatClientOptions} ChatClientOptions
@@ -35,16 +40,17 @@ const CSS = `
 :host { all: initial; }
 * { box-sizing: border-box; }
 .root { --accent: #2563eb; --bg: #ffffff; --fg: #111827; --muted: #6b7280; --line: #e5e7eb;
-  --bubble: #f3f4f6; font: 15px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+  --bubble: #f3f4f6; --link: #1d4ed8; --code-bg: #0000000f; font: 15px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
   color: var(--fg); position: fixed; right: 20px; bottom: 20px; z-index: 2147483000; }
 @media (prefers-color-scheme: dark) {
-  .root { --bg: #111827; --fg: #f9fafb; --muted: #9ca3af; --line: #374151; --bubble: #1f2937; }
+  .root { --bg: #111827; --fg: #f9fafb; --muted: #9ca3af; --line: #374151; --bubble: #1f2937;
+    --link: #93c5fd; --code-bg: #ffffff1a; }
 }
 .launcher { width: 60px; height: 60px; border-radius: 50%; border: 0; background: var(--accent);
   color: #fff; cursor: pointer; box-shadow: 0 6px 20px #0004; display: grid; place-items: center;
   position: relative; margin-left: auto; }
 .launcher:hover { filter: brightness(1.08); }
-.launcher:focus-visible, button:focus-visible, textarea:focus-visible { outline: 3px solid #f59e0b; outline-offset: 2px; }
+.launcher:focus-visible, button:focus-visible, textarea:focus-visible, a:focus-visible { outline: 3px solid #f59e0b; outline-offset: 2px; }
 .launcher svg { width: 28px; height: 28px; }
 .badge { position: absolute; top: -4px; right: -4px; min-width: 22px; height: 22px; padding: 0 6px;
   border-radius: 11px; background: #dc2626; color: #fff; font-size: 12px; font-weight: 700;
@@ -67,16 +73,43 @@ header .conn { font-size: 12px; opacity: .92; display: flex; align-items: center
 .log { flex: 1; overflow-y: auto; padding: 14px; display: flex; flex-direction: column; gap: 10px;
   margin: 0; list-style: none; }
 .empty { color: var(--muted); text-align: center; margin: auto; font-size: 14px; }
-.msg { max-width: 85%; display: flex; flex-direction: column; gap: 3px; }
+.msg { max-width: 85%; min-width: 0; display: flex; flex-direction: column; gap: 3px; }
 .msg .who { font-size: 11px; color: var(--muted); font-weight: 600; text-transform: uppercase; letter-spacing: .03em; }
-.bubble { padding: 9px 12px; border-radius: 14px; white-space: pre-wrap; overflow-wrap: anywhere; background: var(--bubble); }
+.bubble { padding: 9px 12px; border-radius: 14px; white-space: pre-wrap; overflow-wrap: anywhere; background: var(--bubble);
+  min-width: 0; max-width: 100%; }
 .msg.user { align-self: flex-end; align-items: flex-end; }
 .msg.user .bubble { background: var(--accent); color: #fff; border-bottom-right-radius: 4px; }
 .msg.assistant, .msg.agent { align-self: flex-start; }
 .msg.assistant .bubble, .msg.agent .bubble { border-bottom-left-radius: 4px; }
 .msg.system { align-self: center; max-width: 92%; }
 .msg.system .bubble { background: transparent; border: 1px dashed var(--line); color: var(--muted); font-size: 13px; }
-.kind { font-size: 11px; font-weight: 700; display: inline-flex; gap: 5px; align-items: center; text-transform: uppercase; letter-spacing: .04em; }
+.kind { font-size: 11px; font-weight: 700; display: flex; gap: 5px; align-items: center; text-transform: uppercase; letter-spacing: .04em; }
+.md { white-space: normal; }
+.md p, .md ul, .md ol, .md pre, .md blockquote, .md table, .md h1, .md h2, .md h3, .md h4, .md h5, .md h6 { margin: 0 0 .55em; }
+.md > :last-child { margin-bottom: 0; }
+.md h1, .md h2, .md h3, .md h4, .md h5, .md h6 { font-size: 1em; font-weight: 700; line-height: 1.3; }
+.md h1, .md h2, .md h3 { font-size: 1.1em; }
+.md ul, .md ol { padding-left: 1.4em; }
+.md ul { list-style: disc; } .md ul ul { list-style: circle; } .md ol { list-style: decimal; }
+.md li + li { margin-top: .15em; }
+.md li > ul, .md li > ol, .md li > p { margin: .15em 0; }
+.md code { font: .88em/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: var(--code-bg);
+  border-radius: 4px; padding: .05em .3em; }
+.md pre { background: #0f172a; color: #e2e8f0; border-radius: 8px; padding: 8px 10px; overflow-x: auto; white-space: pre; }
+.md pre code { background: none; padding: 0; color: inherit; }
+.md a { color: var(--link); text-decoration: underline; }
+.md blockquote { margin-left: 0; margin-right: 0; padding-left: 10px; border-left: 3px solid var(--line); color: var(--muted); }
+.md hr { border: 0; border-top: 1px solid var(--line); }
+.md table { border-collapse: collapse; display: block; overflow-x: auto; max-width: 100%; font-size: .92em; }
+.md th, .md td { border: 1px solid var(--line); padding: 3px 7px; text-align: left; }
+.caret { display: inline-block; width: .45em; height: 1.05em; margin-left: 2px; vertical-align: -.15em;
+  background: currentColor; opacity: .6; animation: caret 1s steps(2, start) infinite; }
+@keyframes caret { to { visibility: hidden; } }
+.note { margin-top: 6px; font-size: 12px; font-style: italic; color: var(--muted); }
+.suggestions { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 4px; }
+.suggestion { font: inherit; font-size: 13px; color: var(--accent); background: var(--bg); border: 1px solid var(--accent);
+  border-radius: 999px; padding: 4px 12px; cursor: pointer; text-align: left; }
+.suggestion:hover { background: var(--accent); color: #fff; }
 .t-confirmation .bubble { background: #dcfce7; color: #14532d; border: 1px solid #16a34a; }
 .t-confirmation .kind { color: #15803d; }
 .t-clarification .bubble { background: #fef9c3; color: #713f12; border: 1px solid #ca8a04; }
@@ -101,7 +134,7 @@ header .conn { font-size: 12px; opacity: .92; display: flex; align-items: center
 .typing i { width: 6px; height: 6px; border-radius: 50%; background: var(--muted); display: inline-block; animation: blink 1.2s infinite; }
 .typing i:nth-child(2) { animation-delay: .2s; } .typing i:nth-child(3) { animation-delay: .4s; }
 @keyframes blink { 0%, 80%, 100% { opacity: .25; } 40% { opacity: 1; } }
-@media (prefers-reduced-motion: reduce) { .typing i { animation: none; } }
+@media (prefers-reduced-motion: reduce) { .typing i, .caret { animation: none; } }
 form { display: flex; gap: 8px; padding: 10px 12px; border-top: 1px solid var(--line); align-items: flex-end; }
 textarea { flex: 1; resize: none; font: inherit; color: var(--fg); background: var(--bg); border: 1px solid var(--line);
   border-radius: 10px; padding: 9px 10px; max-height: 120px; min-height: 40px; }
@@ -147,6 +180,9 @@ const STATUS_LABELS = {
   answered: 'Answered',
   failed: 'Not sent',
 };
+/** Keys of a message's `data` shown as suggestion buttons or a note, not in its data list. */
+const DATA_SHOWN_ELSEWHERE = new Set(['suggestions', 'incomplete']);
+
 /** @type {Record<string, string>} */
 const CONN_LABELS = { idle: 'Starting…', connecting: 'Connecting…', open: 'Online', reconnecting: 'Reconnecting…', closed: 'Offline' };
 
@@ -169,6 +205,22 @@ function el(tag, attrs = {}, ...children) {
   }
   e.append(...children.filter((c) => c != null));
   return e;
+}
+
+/**
+ * Where a streaming reply's caret goes: at the end of its last block (the last paragraph, list
+ * item, code block or cell), so it follows the text.
+ * @param {Element} root
+ * @returns {Element}
+ */
+function caretHost(root) {
+  let host = root;
+  for (;;) {
+    const last = host.lastElementChild;
+    if (last?.tagName === 'PRE') return last.lastElementChild ?? last; // inside the code
+    if (!last || !/^(P|H[1-6]|UL|OL|LI|BLOCKQUOTE|TABLE|THEAD|TBODY|TR|TH|TD)$/.test(last.tagName)) return host;
+    host = last;
+  }
 }
 
 /**
@@ -210,6 +262,10 @@ export function mountChatWidget(options = {}) {
 
   const rows = new Map(); // message key -> <li>
   let isOpen = false;
+  // The suggested replies of the newest reply, shown inside its row (moved, never rebuilt
+  // with it, so the row is not announced again).
+  const suggestions = el('div', { class: 'suggestions', role: 'group', 'aria-label': 'Suggested replies' });
+  let suggestionsKey = '';
 
   const keyOf = (/** @type {ChatMessage} */ m) => (m.clientMessageId && m.role === 'user' ? `c:${m.clientMessageId}` : `i:${m.id}`);
 
@@ -226,11 +282,20 @@ export function mountChatWidget(options = {}) {
       rows.set(key, li);
     }
     // Rebuild a row only when it changed, so screen readers hear each message once.
-    const sig = JSON.stringify([m.id, m.seq, m.type, m.role, m.status, m.content, m.pending, m.error, m.data, m.retried]);
+    const sig = JSON.stringify([m.id, m.seq, m.type, m.role, m.status, m.content, m.pending, m.error, m.data, m.retried, m.streaming]);
     if (li._sig === sig) return fresh;
     li._sig = sig;
     const type = m.type || 'text';
-    li.className = `msg ${m.role} t-${type}`;
+    li.className = `msg ${m.role} t-${type}${m.streaming ? ' streaming' : ''}`;
+    // A reply being written is hidden from screen readers (the log would read every delta);
+    // the stored reply replaces its content and is announced once.
+    if (m.streaming) {
+      li.setAttribute('aria-hidden', 'true');
+      li.dataset.streaming = 'true';
+    } else {
+      li.removeAttribute('aria-hidden');
+      delete li.dataset.streaming;
+    }
     li.dataset.id = m.id;
     li.dataset.seq = m.seq ?? '';
     li.dataset.type = type;
@@ -239,10 +304,18 @@ export function mountChatWidget(options = {}) {
     const label = TYPE_LABELS[type];
     const parts = [el('span', { class: 'who', text: ROLE_LABELS[m.role] ?? m.role })];
     const bubble = el('div', { class: 'bubble' });
-    if (label) bubble.append(el('div', { class: 'kind', text: label }), document.createElement('br'));
-    bubble.append(document.createTextNode(m.content ?? ''));
+    if (label) bubble.append(el('div', { class: 'kind', text: label }));
+    if (m.role === 'assistant' || m.role === 'agent') {
+      const text = el('div', { class: 'text md' });
+      text.append(renderMarkdown(m.content ?? '', { headingOffset: 2 }));
+      if (m.streaming) caretHost(text).append(el('span', { class: 'caret', 'aria-hidden': 'true' }));
+      bubble.append(text);
+    } else {
+      bubble.append(el('div', { class: 'text', text: m.content ?? '' }));
+    }
+    if (m.data?.incomplete === true) bubble.append(el('div', { class: 'note', text: 'This answer was cut off before it was complete.' }));
     if (type !== 'text' && m.data && typeof m.data === 'object') {
-      const entries = Object.entries(m.data).filter(([, v]) => v == null || typeof v !== 'object').slice(0, 6);
+      const entries = Object.entries(m.data).filter(([k, v]) => !DATA_SHOWN_ELSEWHERE.has(k) && (v == null || typeof v !== 'object')).slice(0, 6);
       if (entries.length) {
         const dl = el('dl', { class: 'data' });
         for (const [k, v] of entries) dl.append(el('dt', { text: `${k}:` }), el('dd', { text: String(v) }));
@@ -297,7 +370,34 @@ export function mountChatWidget(options = {}) {
       if (prev.nextSibling !== li) prev.after(li);
       prev = li;
     }
+    renderSuggestions();
     if (atBottom) log.scrollTop = log.scrollHeight;
+  }
+
+  /** Shows the suggested replies of the newest message, if it is a stored reply that has some. */
+  function renderSuggestions() {
+    const newest = client.messages[client.messages.length - 1];
+    const offered = newest && newest.role !== 'user' && !newest.streaming ? suggestionsOf(newest) : [];
+    const li = offered.length ? rows.get(keyOf(newest)) : undefined;
+    if (!li) {
+      suggestions.remove();
+      suggestionsKey = '';
+      return;
+    }
+    const key = JSON.stringify([newest.id, offered]);
+    if (key !== suggestionsKey) {
+      suggestionsKey = key;
+      suggestions.replaceChildren(...offered.map((text) => {
+        const b = el('button', { class: 'suggestion', type: 'button', text });
+        b.addEventListener('click', () => {
+          client.send(text);
+          log.scrollTop = log.scrollHeight;
+          input.focus();
+        });
+        return b;
+      }));
+    }
+    if (li.lastChild !== suggestions) li.append(suggestions);
   }
 
   function updateBadge() {

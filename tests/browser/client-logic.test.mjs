@@ -8,6 +8,7 @@ import {
   backoffDelay, mergeMessage, mergeMessages, advanceCursor, hasGap, furthestStatus,
   addPending, markSent, settlePending, settleFromMessages, setPendingState, sendsDue,
   createTypingDebouncer, jwtSubject, sessionUsable, newClientMessageId, DEFAULTS,
+  applyDelta, clearStreams, suggestionsOf,
 } from '../../web/chat-client.js';
 
 test('chat-client.js exports ChatClient, ChatApiError and the whole of chat-logic.js, as they are', () => {
@@ -285,5 +286,220 @@ describe('ChatClient frames', () => {
     client._merge([msg(12, { replyTo: 'id-11' })]);
     client._merge([msg(11, { status: 'dispatched' })]);
     assert.equal(client.messages.find((m) => m.id === 'id-11').status, 'answered');
+  });
+});
+
+describe('streamed replies (delta frames)', () => {
+  const at = (localOrder) => ({ createdAt: '2026-01-01T00:00:05Z', localOrder });
+  const delta = (index, text, messageId = 'R1') => ({ event: 'delta', messageId, replyTo: 'id-1', index, text });
+
+  test('the first delta adds a streaming reply after the stored messages; later ones append', () => {
+    const local = { id: 'local:c9', clientMessageId: 'c9', role: 'user', type: 'text', content: 'later', status: 'queued', pending: true, localOrder: 1 };
+    let r = applyDelta([msg(1), local], delta(0, 'Hel'), at(2));
+    assert.equal(r.added, true);
+    assert.equal(r.gap, false);
+    assert.deepEqual(r.list.map((m) => m.id), ['id-1', 'local:c9', 'R1'], 'after stored messages, in local order');
+    assert.deepEqual(r.message, {
+      id: 'R1', role: 'assistant', type: 'text', content: 'Hel', status: 'delivered', createdAt: '2026-01-01T00:00:05Z',
+      streaming: true, streamIndex: 0, replyTo: 'id-1', localOrder: 2,
+    });
+    r = applyDelta(r.list, delta(1, 'lo, '), at(3));
+    assert.equal(r.added, false);
+    assert.equal(r.message.content, 'Hello, ');
+    assert.equal(r.message.streamIndex, 1);
+    assert.equal(r.list.length, 3);
+  });
+
+  test('a repeated or older index changes nothing; a skipped one is tolerated and flagged', () => {
+    let { list } = applyDelta([], delta(0, 'a'), at(1));
+    ({ list } = applyDelta(list, delta(1, 'b'), at(1)));
+    const same = applyDelta(list, delta(1, 'b'), at(1));
+    assert.equal(same.changed, false);
+    assert.equal(same.list, list, 'the same array');
+    assert.equal(applyDelta(list, delta(0, 'a'), at(1)).changed, false);
+    const gap = applyDelta(list, delta(4, 'e'), at(1));
+    assert.equal(gap.gap, true);
+    assert.equal(gap.message.content, 'abe', 'the text goes on; the stored reply will fix it');
+    assert.equal(gap.message.streamIndex, 4);
+  });
+
+  test('a delta of a stored reply, of one whose start was missed, or a malformed frame changes nothing', () => {
+    const stored = [msg(1), msg(2, { id: 'R1', replyTo: 'id-1', content: 'Done' })];
+    assert.equal(applyDelta(stored, delta(3, ' late'), at(1)).changed, false, 'the reply is stored already');
+    assert.equal(applyDelta([msg(1)], delta(2, 'middle'), at(1)).changed, false, 'joined mid-stream: the reply comes whole');
+    for (const bad of [
+      { event: 'delta', index: 0, text: 'x' },
+      { ...delta(0, 'x'), messageId: 7 },
+      { ...delta(0, 'x'), index: -1 },
+      { ...delta(0, 'x'), index: 1.5 },
+      { ...delta(0, 'x'), index: '0' },
+      { ...delta(0, 'x'), text: null },
+    ]) assert.equal(applyDelta([], bad, at(1)).changed, false, JSON.stringify(bad));
+  });
+
+  test('the stored reply replaces the streamed one whole, takes its place by seq, and ends streaming', () => {
+    let { list } = applyDelta([msg(1)], delta(0, 'Half an ans'), at(1));
+    const local = { id: 'local:c5', clientMessageId: 'c5', role: 'user', type: 'text', content: 'next', status: 'queued', pending: true, localOrder: 2 };
+    ({ list } = mergeMessages(list, [local]));
+    const stored = msg(2, { id: 'R1', replyTo: 'id-1', content: 'Half an answer, then the rest.', status: 'delivered', data: { suggestions: ['Thanks'] } });
+    const r = mergeMessage(list, stored);
+    assert.equal(r.added, false);
+    assert.deepEqual(r.message, stored, 'nothing of the stream is left (streaming, streamIndex, localOrder)');
+    assert.deepEqual(r.list.map((m) => m.id), ['id-1', 'R1', 'local:c5']);
+    // A whole message replaces it even when the text is shorter (the stream had a gap).
+    ({ list } = applyDelta([], delta(0, 'abc'), at(1)));
+    assert.equal(mergeMessage(list, msg(1, { id: 'R1', content: 'ab' })).message.content, 'ab');
+    // A status update of a streaming message is merged as usual.
+    assert.equal(mergeMessage(list, { id: 'R1', status: 'delivered' }).message.streaming, true);
+  });
+
+  test('clearStreams drops unfinished streams, except those kept', () => {
+    let { list } = applyDelta([msg(1)], delta(0, 'a', 'R1'), at(1));
+    ({ list } = applyDelta(list, delta(0, 'b', 'R2'), at(2)));
+    const r = clearStreams(list, new Set(['R2']));
+    assert.deepEqual(r.cleared, ['R1']);
+    assert.deepEqual(r.list.map((m) => m.id), ['id-1', 'R2']);
+    assert.equal(clearStreams(r.list, new Set(['R2'])).list, r.list, 'nothing to clear: the same array');
+    assert.deepEqual(clearStreams(list).cleared, ['R1', 'R2']);
+  });
+
+  test('suggestionsOf: strings only, trimmed, no repeats, bounded', () => {
+    assert.deepEqual(suggestionsOf(msg(2, { data: { suggestions: [' Yes ', 'No', 'Yes', '', 7, null, { t: 1 }, 'x'.repeat(201), 'Maybe'] } })), ['Yes', 'No', 'Maybe']);
+    assert.deepEqual(suggestionsOf(msg(2, { data: { suggestions: 'Yes' } })), []);
+    assert.deepEqual(suggestionsOf(msg(2)), []);
+    assert.deepEqual(suggestionsOf(null), []);
+    assert.deepEqual(suggestionsOf({ data: { suggestions: ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'] } }), ['a', 'b', 'c', 'd', 'e', 'f']);
+    assert.deepEqual(suggestionsOf({ data: { suggestions: ['a', 'b', 'c'] } }, { max: 2 }), ['a', 'b']);
+  });
+});
+
+describe('ChatClient with a test double of the socket: deltas, the stored reply, reconnects', () => {
+  /** An in-memory server behind `fetch`, and WebSockets the test opens, feeds and drops. */
+  function harness() {
+    const stored = [];
+    const sockets = [];
+    const session = { sessionId: 'S1', token: 't', expiresAt: new Date(Date.now() + 86_400_000).toISOString(), websocketUrl: 'ws://chat.test/ws' };
+    const reply = (status, body) => ({ ok: status < 300, status, json: async () => body, headers: { get: () => null } });
+    const fetch = async (url, init = {}) => {
+      const u = new URL(url);
+      if (init.method === 'POST' && u.pathname === '/sessions') return reply(201, session);
+      if (u.pathname === '/sessions/S1') return reply(200, { session: { id: 'S1', readUpTo: 0 }, messages: stored.slice(-50), hasMore: false });
+      if (u.pathname === '/sessions/S1/messages') {
+        const after = Number(u.searchParams.get('after'));
+        return reply(200, { messages: stored.filter((m) => m.seq > after), hasMore: false });
+      }
+      return reply(404, { error: { code: 'not_found', message: u.pathname } });
+    };
+    class TestSocket {
+      constructor(url) {
+        this.url = url;
+        this.readyState = 0;
+        this.sent = [];
+        sockets.push(this);
+      }
+      send(data) { this.sent.push(JSON.parse(data)); }
+      close() { this.readyState = 3; }
+      open() { this.readyState = 1; this.onopen?.(); }
+      push(frame) { this.onmessage?.({ data: JSON.stringify(frame) }); }
+      drop() { this.readyState = 3; this.onclose?.({ code: 1006 }); }
+    }
+    return { stored, sockets, fetch, TestSocket };
+  }
+
+  const settle = () => new Promise((r) => setTimeout(r, 5));
+  async function until(fn, what) {
+    for (let i = 0; i < 400; i++) {
+      if (fn()) return;
+      await settle();
+    }
+    assert.fail(`timed out waiting for ${what}`);
+  }
+  const storedReply = (seq, id, content) => ({ id, seq, sessionId: 'S1', role: 'assistant', type: 'text', content, status: 'delivered', createdAt: '2026-01-01T00:00:09Z', replyTo: 'U1' });
+
+  /** A started client on the test double; stopped after the test, even a failed one (its
+   * timers would keep the test process alive). */
+  async function started(t) {
+    const h = harness();
+    h.stored.push({ id: 'U1', seq: 1, sessionId: 'S1', role: 'user', type: 'text', content: 'Hi', status: 'dispatched', createdAt: '2026-01-01T00:00:00Z' });
+    const { ChatClient } = await import('../../web/chat-client.js');
+    const storage = new Map();
+    const client = new ChatClient({
+      baseUrl: 'http://chat.test', fetch: h.fetch, WebSocket: h.TestSocket, backoffBaseMs: 1, backoffMaxMs: 2,
+      storage: { getItem: (k) => storage.get(k) ?? null, setItem: (k, v) => storage.set(k, v), removeItem: (k) => storage.delete(k) },
+    });
+    t.after(() => client.stop());
+    const events = [];
+    for (const type of ['delta', 'streamCleared', 'typing']) client.on(type, (d) => events.push([type, d]));
+    await client.start();
+    h.sockets[0].open();
+    await until(() => client.connectionState === 'open', 'the socket to open');
+    return { ...h, client, events };
+  }
+  const delta = (messageId, index, text) => ({ event: 'delta', messageId, replyTo: 'U1', index, text });
+
+  test('deltas build a streaming reply; the stored reply replaces it; a late delta is ignored', async (t) => {
+    const { client, sockets, events } = await started(t);
+    const ws = sockets[0];
+    ws.push(delta('R1', 0, 'Step **one**'));
+    ws.push(delta('R1', 1, ', step two'));
+    ws.push(delta('R1', 1, ', step two')); // repeated: ignored
+    let r = client.messages.find((m) => m.id === 'R1');
+    assert.equal(r.content, 'Step **one**, step two');
+    assert.equal(r.streaming, true);
+    assert.equal(r.seq, undefined);
+    assert.deepEqual(events.filter(([t]) => t === 'delta').map(([, d]) => [d.index, d.text, d.gap, d.message.content]), [
+      [0, 'Step **one**', false, 'Step **one**'],
+      [1, ', step two', false, 'Step **one**, step two'],
+    ]);
+    assert.ok(events.some(([t, d]) => t === 'typing' && d.role === 'assistant' && d.isTyping === false), 'the typing indicator goes when the reply shows');
+    ws.push(delta('R1', 3, ' (gap)'));
+    assert.equal(events.at(-1)[1].gap, true);
+    const final = storedReply(2, 'R1', 'Step **one**, step two, step three.');
+    ws.push({ event: 'message', message: final });
+    r = client.messages.find((m) => m.id === 'R1');
+    assert.deepEqual(r, final, 'the stored reply, whole; no longer streaming');
+    assert.equal(client.messages.find((m) => m.id === 'U1').status, 'answered');
+    ws.push(delta('R1', 4, ' late'));
+    assert.deepEqual(client.messages.find((m) => m.id === 'R1'), final);
+    assert.equal(client.messages.length, 2);
+  });
+
+  test('after a reconnect: a stream stored meanwhile comes by after, one going on stays, one that died is cleared', async (t) => {
+    const { client, sockets, stored, events } = await started(t);
+    sockets[0].push(delta('DONE', 0, 'Finished while '));
+    sockets[0].push(delta('GOES_ON', 0, 'Still '));
+    sockets[0].push(delta('DIED', 0, 'Never fin'));
+    assert.deepEqual(client.messages.filter((m) => m.streaming).map((m) => m.id), ['DONE', 'GOES_ON', 'DIED']);
+    sockets[0].drop();
+    // While the client is away: DONE is stored; GOES_ON is still being written; DIED never ends.
+    stored.push(storedReply(2, 'DONE', 'Finished while you were away.'));
+    await until(() => sockets.length === 2, 'a new socket');
+    sockets[1].open();
+    sockets[1].push(delta('GOES_ON', 3, 'writing')); // right after the open, before its catch-up ends
+    await until(() => client.connectionState === 'open', 'the reconnect');
+    const byId = Object.fromEntries(client.messages.map((m) => [m.id, m]));
+    assert.equal(byId.DONE.content, 'Finished while you were away.');
+    assert.equal(byId.DONE.streaming, undefined);
+    assert.equal(byId.GOES_ON.streaming, true);
+    assert.equal(byId.GOES_ON.content, 'Still writing');
+    assert.equal(byId.DIED, undefined, 'the stream that will not finish here is cleared');
+    assert.deepEqual(events.filter(([t]) => t === 'streamCleared').map(([, d]) => d.messageIds), [['DIED']]);
+    // Its late deltas do not bring a half reply back; its stored reply comes whole.
+    sockets[1].push(delta('DIED', 1, 'ished'));
+    assert.equal(client.messages.some((m) => m.id === 'DIED'), false);
+    sockets[1].push({ event: 'message', message: storedReply(3, 'DIED', 'Never finished, but stored.') });
+    assert.equal(client.messages.find((m) => m.id === 'DIED').content, 'Never finished, but stored.');
+  });
+
+  test('a make-before-break socket replacement clears nothing', async (t) => {
+    const { client, sockets } = await started(t);
+    sockets[0].push(delta('R1', 0, 'Going on'));
+    client._openSocket(true); // the age limit's proactive reconnect
+    sockets[1].open();
+    await until(() => client._ws === sockets[1], 'the replacement');
+    await settle();
+    assert.equal(client.messages.find((m) => m.id === 'R1')?.streaming, true);
+    sockets[1].push(delta('R1', 1, ' and on'));
+    assert.equal(client.messages.find((m) => m.id === 'R1').content, 'Going on and on');
   });
 });

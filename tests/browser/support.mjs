@@ -1,4 +1,5 @@
-// Test support: start/stop a real chat-local, launch Debian's Chromium, read the widget.
+// Test support: start/stop a real chat-local, launch Debian's Chromium, open pages with the
+// widget (fast reconnects, CSP violations collected) and read it.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -101,7 +102,7 @@ export async function launchBrowser() {
   return chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS, timeout: 60_000 });
 }
 
-/** The widget's messages as rendered: [{ role, type, seq, status, text, pending }]. */
+/** The widget's messages as rendered: [{ role, type, seq, id, status, text, streaming }]. */
 export function readMessages(page) {
   return page.evaluate(() => {
     const root = document.querySelector('[data-chat-widget]')?.shadowRoot;
@@ -112,9 +113,62 @@ export function readMessages(page) {
       seq: li.dataset.seq === '' ? null : Number(li.dataset.seq),
       id: li.dataset.id,
       status: li.querySelector('.status')?.dataset.status ?? null,
-      text: [...li.querySelector('.bubble').childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent).join(''),
+      text: li.querySelector('.bubble .text').textContent,
+      streaming: li.dataset.streaming === 'true',
     }));
   });
+}
+
+// Reconnect quickly in tests (the defaults back off up to 30 s), whatever config the page sets.
+const CONFIG = `(() => {
+  const fast = { backoffBaseMs: 200, backoffMaxMs: 1500 };
+  let config = { clientOptions: fast };
+  Object.defineProperty(window, 'chatWidgetConfig', {
+    configurable: true,
+    get: () => config,
+    set: (v) => { config = { ...v, clientOptions: { ...fast, ...(v && v.clientOptions) } }; },
+  });
+})();`;
+
+// Content-Security-Policy violations, as the page sees them (window.__cspViolations).
+const CSP_WATCH = `(() => {
+  window.__cspViolations = [];
+  document.addEventListener('securitypolicyviolation', (e) => {
+    window.__cspViolations.push(e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline'));
+  });
+})();`;
+
+/** A page at `url`; `page.errors` collects uncaught errors and CSP violations reported on the console. */
+export async function newPage(context, url, { viewport } = {}) {
+  const page = await context.newPage();
+  if (viewport) await page.setViewportSize(viewport);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) errors.push(`CSP: ${m.text()}`);
+  });
+  await page.addInitScript(CSP_WATCH);
+  await page.addInitScript(CONFIG);
+  await page.goto(url);
+  page.errors = errors;
+  return page;
+}
+
+export const launcher = (page) => page.locator('[data-chat-widget] .launcher');
+export const input = (page) => page.locator('[data-chat-widget] textarea');
+
+export async function openWidget(page) {
+  await launcher(page).click();
+  await page.locator('[data-chat-widget] .panel').waitFor({ state: 'visible', timeout: 10_000 });
+}
+
+export async function connected(page) {
+  await waitFor(() => page.evaluate(() => window.__chatWidget?.client.connectionState === 'open'), { what: 'the widget to connect' });
+}
+
+export async function send(page, text) {
+  await input(page).fill(text);
+  await input(page).press('Enter');
 }
 
 export function ensureOutput() {

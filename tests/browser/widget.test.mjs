@@ -5,18 +5,8 @@ import { createServer } from 'node:http';
 import { join } from 'node:path';
 import {
   startServer, launchBrowser, readMessages, tempDir, removeDir, waitFor, ensureOutput,
+  newPage, launcher, input, openWidget, connected, send,
 } from './support.mjs';
-
-// Reconnect quickly in tests (the defaults back off up to 30 s), whatever config the page sets.
-const CONFIG = `(() => {
-  const fast = { backoffBaseMs: 200, backoffMaxMs: 1500 };
-  let config = { clientOptions: fast };
-  Object.defineProperty(window, 'chatWidgetConfig', {
-    configurable: true,
-    get: () => config,
-    set: (v) => { config = { ...v, clientOptions: { ...fast, ...(v && v.clientOptions) } }; },
-  });
-})();`;
 
 let browser;
 const servers = [];
@@ -52,47 +42,6 @@ async function server(opts = {}) {
   const s = await startServer({ ...opts, dataDir });
   servers.push(s);
   return { ...s, dataDir };
-}
-
-// Content-Security-Policy violations, as the page sees them (window.__cspViolations).
-const CSP_WATCH = `(() => {
-  window.__cspViolations = [];
-  document.addEventListener('securitypolicyviolation', (e) => {
-    window.__cspViolations.push(e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline'));
-  });
-})();`;
-
-/** A page at `url`; `page.errors` collects uncaught errors and CSP violations reported on the console. */
-async function newPage(context, url, { viewport } = {}) {
-  const page = await context.newPage();
-  if (viewport) await page.setViewportSize(viewport);
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) errors.push(`CSP: ${m.text()}`);
-  });
-  await page.addInitScript(CSP_WATCH);
-  await page.addInitScript(CONFIG);
-  await page.goto(url);
-  page.errors = errors;
-  return page;
-}
-
-const launcher = (page) => page.locator('[data-chat-widget] .launcher');
-const input = (page) => page.locator('[data-chat-widget] textarea');
-
-async function openWidget(page) {
-  await launcher(page).click();
-  await page.locator('[data-chat-widget] .panel').waitFor({ state: 'visible', timeout: 10_000 });
-}
-
-async function connected(page) {
-  await waitFor(() => page.evaluate(() => window.__chatWidget?.client.connectionState === 'open'), { what: 'the widget to connect' });
-}
-
-async function send(page, text) {
-  await input(page).fill(text);
-  await input(page).press('Enter');
 }
 
 /** Waits until the widget shows `n` messages with a seq, all answered. */
@@ -351,7 +300,8 @@ describe('chat widget in Chromium', () => {
     const origin = `http://localhost:${site.address().port}`;
     const context = await browser.newContext();
     // The modules the one line loads from the chat server: chat-widget.js imports
-    // chat-client.js, which imports chat-logic.js. Each must be served, with CORS.
+    // chat-client.js (which imports chat-logic.js) and chat-markdown.js. Each must be served,
+    // with CORS.
     const modules = {};
     context.on('response', (r) => {
       if (r.url().startsWith(`${srv.url}/`) && r.url().endsWith('.js')) {
@@ -359,11 +309,12 @@ describe('chat widget in Chromium', () => {
       }
     });
     const page = await newPage(context, origin);
-    await waitFor(() => Object.keys(modules).length === 3, { what: 'the three modules to load' });
+    await waitFor(() => Object.keys(modules).length === 4, { what: 'the four modules to load' });
     assert.deepEqual(modules, {
       '/chat-widget.js': [200, '*'],
       '/chat-client.js': [200, '*'],
       '/chat-logic.js': [200, '*'],
+      '/chat-markdown.js': [200, '*'],
     });
     await openWidget(page);
     assert.equal(await page.locator('[data-chat-widget] h2').textContent(), 'Shop support');

@@ -132,10 +132,13 @@ const tail = (file, lines = 40) => {
 };
 
 /**
- * Imports and publishes the workflow into a fresh n8n user folder, starts n8n and waits until
- * the workflow is active. Resolves to {baseUrl, webhookUrl, log, workflowId, rest, stop}.
+ * Imports `credentials` (an array of n8n credential objects {id, name, type, data}, which n8n
+ * encrypts itself) and publishes the workflows (`workflowPath`, or each of `workflowPaths`)
+ * into a fresh n8n user folder, starts n8n and waits until every workflow is active. Resolves
+ * to {baseUrl, webhookUrl, log, workflowId, rest, stop} (webhookUrl and workflowId: the first
+ * workflow's, the shipped signed workflow by default).
  */
-export async function startN8n({ secret, workflowPath = WORKFLOW }) {
+export async function startN8n({ secret, workflowPath = WORKFLOW, workflowPaths = [workflowPath], credentials = [] }) {
   if (!fs.existsSync(N8N_BIN)) throw new Error(`no n8n at ${N8N_BIN}: run tests/n8n/install`);
   const folder = tempFolder('chat-n8n-test-');
   const log = path.join(folder, 'n8n.log');
@@ -168,10 +171,19 @@ export async function startN8n({ secret, workflowPath = WORKFLOW }) {
     N8N_BLOCK_ENV_ACCESS_IN_NODE: 'false',
     CHAT_WEBHOOK_SECRET: secret,
   };
-  const { id } = JSON.parse(fs.readFileSync(workflowPath, 'utf8'));
+  const ids = workflowPaths.map((p) => JSON.parse(fs.readFileSync(p, 'utf8')).id);
+  const id = ids[0];
   try {
-    await n8nCli(['import:workflow', `--input=${workflowPath}`], { env, log });
-    await n8nCli(['publish:workflow', `--id=${id}`], { env, log });
+    if (credentials.length > 0) {
+      const file = path.join(folder, 'credentials.json');
+      fs.writeFileSync(file, JSON.stringify(credentials), { mode: 0o600 });
+      await n8nCli(['import:credentials', `--input=${file}`], { env, log });
+      fs.rmSync(file);
+    }
+    for (const [i, p] of workflowPaths.entries()) {
+      await n8nCli(['import:workflow', `--input=${p}`], { env, log });
+      await n8nCli(['publish:workflow', `--id=${ids[i]}`], { env, log });
+    }
   } catch (e) {
     removeFolder(folder);
     throw e;
@@ -188,7 +200,7 @@ export async function startN8n({ secret, workflowPath = WORKFLOW }) {
     await waitFor('n8n to activate the workflow', 180_000, () => {
       if (n8n.child.exitCode !== null) throw new Error(`n8n exited with ${n8n.child.exitCode}`);
       const text = fs.readFileSync(log, 'utf8');
-      return text.includes('Editor is now accessible') && new RegExp(`Activated workflow .*ID: ${id}`).test(text);
+      return text.includes('Editor is now accessible') && ids.every((i) => new RegExp(`Activated workflow .*ID: ${i}`).test(text));
     });
   } catch (e) {
     const message = `${e.message}\n--- n8n log:\n${tail(log)}`;
@@ -249,7 +261,7 @@ function restClient(baseUrl) {
  * Starts chat-local with its dispatches going to `n8nWebhookUrl`, signed with `secret`, and
  * waits until it answers. Resolves to {baseUrl, call(method, path, token, body), stop()}.
  */
-export async function startChatLocal({ n8nWebhookUrl, secret }) {
+export async function startChatLocal({ n8nWebhookUrl, secret, env = {} }) {
   if (!fs.existsSync(CHAT_LOCAL_BIN)) throw new Error(`no chat-local at ${CHAT_LOCAL_BIN}: cargo build -p chat-local`);
   const folder = tempFolder('chat-local-n8n-test-');
   const log = path.join(folder, 'chat-local.log');
@@ -266,6 +278,7 @@ export async function startChatLocal({ n8nWebhookUrl, secret }) {
       CHAT_WEBHOOK_SECRET: secret,
       CHAT_SESSION_SECRET: 'real-n8n test session secret',
       RUST_LOG: 'info',
+      ...env,
     },
   });
   const stop = async () => {
@@ -290,5 +303,5 @@ export async function startChatLocal({ n8nWebhookUrl, secret }) {
     await stop();
     throw e;
   }
-  return { baseUrl, call, log: () => tail(log), stop };
+  return { baseUrl, wsUrl: `ws://127.0.0.1:${port}/ws`, call, log: () => tail(log), stop };
 }

@@ -228,11 +228,21 @@ impl App {
         };
         let agent = match &env.n8n_url {
             Some(u) => Some(
-                N8nClient::new(u.clone(), env.config.dispatch.timeout).map_err(|_| {
-                    ConfigError::Invalid {
+                N8nClient::with_options(
+                    u.clone(),
+                    env.config.dispatch.timeout,
+                    env.config.dispatch.stream_timeout,
+                    env.config.n8n_auth_header.as_ref(),
+                )
+                .map_err(|e| match e {
+                    chat_n8n::ClientError::AuthHeader => ConfigError::Invalid {
+                        name: "CHAT_N8N_AUTH_HEADER",
+                        expected: "'Name: value' (a header name and a non-empty value)",
+                    },
+                    chat_n8n::ClientError::Http(_) => ConfigError::Invalid {
                         name: "CHAT_N8N_WEBHOOK_URL",
                         expected: "a URL the HTTP client accepts",
-                    }
+                    },
                 })?,
             )
             .map(|c| Arc::new(c) as Arc<dyn Agent>),

@@ -105,7 +105,23 @@ fn capacity(entry: &serde_json::Value) -> (f64, f64) {
 }
 
 async fn round(connections: usize) -> BTreeMap<String, usize> {
+    round_with(connections, None).await.0
+}
+
+/// One round; with `stream`, n8n answers the dispatch by streaming these tokens (20 ms apart)
+/// instead of calling back. Also returns the `delta` frames the sender's connection got.
+async fn round_with(
+    connections: usize,
+    stream: Option<&[&str]>,
+) -> (BTreeMap<String, usize>, usize) {
     let w = world::world().await;
+    if let Some(tokens) = stream {
+        *w.n8n.answer.lock().unwrap() = chat_testkit::fake_n8n::Answer::Stream {
+            lines: chat_testkit::fake_n8n::n8n_stream(tokens),
+            gap_ms: 20,
+            hang: false,
+        };
+    }
     let (sid, token) = w.session().await;
     let mut conns = Vec::new();
     for _ in 0..connections {
@@ -122,9 +138,16 @@ async fn round(connections: usize) -> BTreeMap<String, usize> {
         serde_json::from_str(batch.records[0].body.as_deref().unwrap()).unwrap();
     let out = chat_aws::handlers::dispatch(&w.app, batch).await;
     assert!(out.batch_item_failures.is_empty());
-    let reply = json!({"sessionId": sid, "replyTo": job["messageId"], "content": "counted", "eventId": "e-1"});
-    let (status, _) = w.http(w.signed_reply(&reply)).await;
-    assert_eq!(status, 200);
+    if stream.is_none() {
+        let reply = json!({"sessionId": sid, "replyTo": job["messageId"], "content": "counted", "eventId": "e-1"});
+        let (status, _) = w.http(w.signed_reply(&reply)).await;
+        assert_eq!(status, 200);
+    }
+    let deltas = common::pushed_to(&conns[0])
+        .await
+        .iter()
+        .filter(|f| f["event"] == "delta")
+        .count();
     let mut counts = BTreeMap::new();
     let (mut rru, mut wru) = (0.0, 0.0);
     for e in &common::recorded().await[start..] {
@@ -149,7 +172,7 @@ async fn round(connections: usize) -> BTreeMap<String, usize> {
             counts.remove("SQS.ReceiveMessage");
         }
     }
-    counts
+    (counts, deltas)
 }
 
 #[tokio::test]
@@ -246,4 +269,67 @@ async fn requests_per_chat_round() {
         51,
         "five frames fanned out to each of nine more connections"
     );
+    streamed_rounds().await;
+}
+
+/// A streamed answer instead of the callback: the webhook function's work moves into the
+/// dispatch function, and each `delta` costs one `PostToConnection` per connection (deltas go
+/// to the connections listed once when the stream starts: no lookup per delta). Run after the
+/// callback rounds, in the same test: the emulator's recorder is shared, so rounds must not
+/// overlap.
+async fn streamed_rounds() {
+    let tokens: Vec<String> = (0..30).map(|i| format!("t{i} ")).collect();
+    let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let (one, d1) = round_with(1, Some(&tokens)).await;
+    let (ten, d10) = round_with(10, Some(&tokens)).await;
+    println!("AWS requests per streamed round (30 tokens, 20 ms apart), by operation:");
+    println!(
+        "{:<32} {:>14} {:>15}",
+        "operation", "1 connection", "10 connections"
+    );
+    let keys: std::collections::BTreeSet<_> = one.keys().chain(ten.keys()).collect();
+    for k in keys {
+        println!(
+            "{:<32} {:>14} {:>15}",
+            k,
+            one.get(k).unwrap_or(&0),
+            ten.get(k).unwrap_or(&0)
+        );
+    }
+    println!("delta frames per reply: {d1} (1 connection), {d10} (10 connections)");
+    assert!(
+        (2..30).contains(&d1) && (2..30).contains(&d10),
+        "coalesced: {d1}, {d10}"
+    );
+    let pushes = |c: &BTreeMap<String, usize>| *c.get("PostToConnection").unwrap_or(&0);
+    // The callback round's six frames, plus one per delta.
+    assert_eq!(
+        pushes(&one),
+        6 + d1,
+        "PostToConnection per streamed reply, 1 connection"
+    );
+    assert_eq!(
+        pushes(&ten),
+        6 + d10 + 9 * (5 + d10),
+        "and with 10 connections"
+    );
+    let calls: BTreeMap<String, usize> = one
+        .iter()
+        .filter(|(k, _)| !k.starts_with('~') && *k != "PostToConnection")
+        .map(|(k, n)| (k.clone(), *n))
+        .collect();
+    let expected: BTreeMap<String, usize> = [
+        // Against the callback round (7, 5, 2, 4): the webhook function's reads and its
+        // rate-limit update are gone, the dispatch re-reads the user message before storing
+        // the reply, and one Query more lists the connections that get the deltas.
+        ("DynamoDB.GetItem", 5),
+        ("DynamoDB.Query", 6),
+        ("DynamoDB.TransactWriteItems", 2),
+        ("DynamoDB.UpdateItem", 3),
+        ("SQS.SendMessageBatch", 1),
+    ]
+    .iter()
+    .map(|(k, n)| (k.to_string(), *n))
+    .collect();
+    assert_eq!(calls, expected, "the streamed round's other requests");
 }

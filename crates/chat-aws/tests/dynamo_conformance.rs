@@ -53,6 +53,7 @@ async fn every_item_carries_its_ttl() {
             expires_at: expires,
             last_seq: 0,
             read_up_to: 0,
+            metadata: None,
         })
         .await
         .unwrap();

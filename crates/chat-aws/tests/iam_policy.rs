@@ -24,6 +24,7 @@
 //! windows, which would disturb other emulator tests of the same process.
 
 use chat_testkit::aws::emulator as common;
+use common::template_with;
 mod world;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayWebsocketProxyRequest};
@@ -31,7 +32,6 @@ use aws_lambda_events::sqs::SqsEvent;
 use chat_aws::{App, handlers};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use world::{WEBHOOK_SECRET, body_of, conn_id, event};
 
@@ -40,22 +40,6 @@ const AUTH_JWT_SECRET: &str = "iam-test-app-jwt-secret";
 
 /// (IAM action, resource ARN) of one call, e.g. ("dynamodb:PutItem", "Table").
 type Call = (String, String);
-
-/// The template's output of `infra/template_resources.py` for these parameter values.
-fn template_with(params: &[(&str, &str)]) -> Value {
-    let out = Command::new(common::repo().join(".venv/bin/python"))
-        .arg(common::repo().join("infra/template_resources.py"))
-        .arg(common::repo().join("template.yaml"))
-        .args(params.iter().map(|(k, v)| format!("{k}={v}")))
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// IAM's wildcard match: `*` is any run of characters, `?` any one character.
 fn glob(pattern: &str, text: &str) -> bool {

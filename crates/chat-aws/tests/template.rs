@@ -6,25 +6,10 @@
 //! parameter values.
 
 use chat_testkit::aws::emulator as common;
+use common::template_with;
 
 use serde_json::Value;
 use std::collections::HashMap;
-use std::process::Command;
-
-fn template_with(params: &[(&str, &str)]) -> Value {
-    let out = Command::new(common::repo().join(".venv/bin/python"))
-        .arg(common::repo().join("infra/template_resources.py"))
-        .arg(common::repo().join("template.yaml"))
-        .args(params.iter().map(|(k, v)| format!("{k}={v}")))
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn number(v: &Value) -> f64 {
     v.as_str()
@@ -288,4 +273,72 @@ async fn the_template_routes_are_the_routers_routes() {
     let (status, body) = call("DELETE", "/sessions").await;
     assert_eq!(status, 405, "{body}");
     assert!(body.contains("method_not_allowed"), "{body}");
+}
+
+#[test]
+fn the_dispatch_function_and_its_queue_fit_a_long_streamed_answer() {
+    let t = template_with(&[
+        ("N8nAuthHeader", "Authorization: Basic dXNlcjpwYXNz"),
+        ("StreamTimeoutMs", "840000"),
+        ("WelcomeMessage", "Hi! How can I help?"),
+    ]);
+    let functions = t["functions"].as_object().unwrap();
+    let dispatch = &functions["dispatch"];
+    // The longest allowed answer, plus room for the store writes.
+    let timeout = number(&dispatch["timeout"]);
+    assert!(
+        timeout * 1000.0 >= 840_000.0 + 30_000.0,
+        "dispatch timeout {timeout} s"
+    );
+    assert!(
+        number(&t["queueVisibilityTimeout"]) >= 6.0 * timeout,
+        "the queue's visibility is at least 6x the dispatch function's timeout"
+    );
+    // The n8n credentials go to the function that calls n8n, and no other.
+    assert_eq!(
+        dispatch["environment"]["CHAT_N8N_AUTH_HEADER"],
+        "Authorization: Basic dXNlcjpwYXNz"
+    );
+    assert!(
+        !t["environment"]
+            .as_object()
+            .unwrap()
+            .contains_key("CHAT_N8N_AUTH_HEADER")
+    );
+    for (name, f) in functions {
+        if name != "dispatch" {
+            assert!(
+                f["environment"].get("CHAT_N8N_AUTH_HEADER").is_none(),
+                "{name}"
+            );
+        }
+    }
+    let env = &t["environment"];
+    assert_eq!(env["CHAT_STREAM_TIMEOUT_MS"], "840000");
+    assert_eq!(env["CHAT_WELCOME_MESSAGE"], "Hi! How can I help?");
+    // And a function reads them as the core does.
+    let mut vars: HashMap<String, String> = env
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect();
+    vars.insert(
+        "CHAT_N8N_AUTH_HEADER".into(),
+        "Authorization: Basic dXNlcjpwYXNz".into(),
+    );
+    let config = chat_core::Config::from_env(
+        &|k| vars.get(k).cloned(),
+        chat_core::config::Secret::new("w"),
+        chat_core::config::Secret::new("s"),
+        "https://x".into(),
+        "wss://x".into(),
+    )
+    .unwrap();
+    assert_eq!(config.dispatch.stream_timeout.as_millis(), 840_000);
+    assert_eq!(
+        config.welcome_message.as_deref(),
+        Some("Hi! How can I help?")
+    );
+    assert_eq!(config.n8n_auth_header.unwrap().name, "Authorization");
 }

@@ -76,7 +76,14 @@ struct ReadBody {
     up_to: u64,
 }
 
-/// `POST /sessions`. The body may be empty or a JSON object (reserved for future options).
+/// The body of `POST /sessions`; other fields are reserved for future options.
+#[derive(Deserialize, Default)]
+struct CreateBody {
+    #[serde(default)]
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// `POST /sessions`. The body may be empty or a JSON object, `{metadata}` at most 4 KB.
 pub async fn create_session(
     svc: &ChatService,
     client_ip: &str,
@@ -85,16 +92,19 @@ pub async fn create_session(
 ) -> Response {
     let r = async {
         validate::body_size(body.len(), &svc.config().limits)?;
-        if !body.iter().all(u8::is_ascii_whitespace) {
+        let input = if body.iter().all(u8::is_ascii_whitespace) {
+            CreateBody::default()
+        } else {
             let _: serde_json::Map<String, serde_json::Value> = validate::parse_json(body)?;
-        }
+            validate::parse_json(body)?
+        };
         if authorization.is_some() && token::bearer(authorization).is_none() {
             return Err(ChatError::unauthorized(
                 ErrorCode::InvalidAuth,
                 "Authorization must be 'Bearer <app JWT>'",
             ));
         }
-        svc.create_session(client_ip, token::bearer(authorization))
+        svc.create_session_with(client_ip, token::bearer(authorization), input.metadata)
             .await
     };
     Response::from_result(201, r.await)

@@ -90,6 +90,9 @@ pub struct DispatchConfig {
     /// How long a user message may wait for its reply before it is marked `failed` and the
     /// user is told (at most 15 minutes: SQS delays a message at most that long).
     pub reply_timeout: Duration,
+    /// How long n8n's whole answer (a streamed one, or a body read whole) may take, counted
+    /// from the request; `timeout` bounds only the wait for its status and headers.
+    pub stream_timeout: Duration,
 }
 
 impl Default for DispatchConfig {
@@ -99,6 +102,7 @@ impl Default for DispatchConfig {
             backoff: Duration::from_millis(1000),
             timeout: Duration::from_millis(10_000),
             reply_timeout: Duration::from_millis(120_000),
+            stream_timeout: Duration::from_millis(90_000),
         }
     }
 }
@@ -108,6 +112,44 @@ impl DispatchConfig {
     pub fn delay_before(&self, next_attempt: u32) -> Duration {
         let doublings = next_attempt.saturating_sub(2).min(20);
         self.backoff.saturating_mul(1 << doublings)
+    }
+}
+
+/// A header sent with every dispatch for n8n's own authentication (`CHAT_N8N_AUTH_HEADER`,
+/// `Name: value`). The value is a secret: never logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthHeader {
+    pub name: String,
+    pub value: Secret,
+}
+
+impl AuthHeader {
+    /// Parses `Name: value`: a header name of token characters (not one we set ourselves)
+    /// and a non-empty value of visible ASCII, spaces and tabs.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (name, value) = s.split_once(':')?;
+        let (name, value) = (name.trim(), value.trim());
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        let reserved = [
+            "content-type",
+            "content-length",
+            "host",
+            "transfer-encoding",
+        ];
+        let lower = name.to_ascii_lowercase();
+        if name.is_empty()
+            || !name.chars().all(token)
+            || reserved.contains(&lower.as_str())
+            || lower.starts_with("x-chat-")
+            || value.is_empty()
+            || !value.chars().all(|c| c == '\t' || (' '..='~').contains(&c))
+        {
+            return None;
+        }
+        Some(Self {
+            name: name.to_string(),
+            value: Secret::new(value),
+        })
     }
 }
 
@@ -126,6 +168,10 @@ pub struct Config {
     pub websocket_url: String,
     pub limits: Limits,
     pub dispatch: DispatchConfig,
+    /// Sent with every dispatch (`CHAT_N8N_AUTH_HEADER`).
+    pub n8n_auth_header: Option<AuthHeader>,
+    /// Stored as every new session's first assistant message (`CHAT_WELCOME_MESSAGE`).
+    pub welcome_message: Option<String>,
 }
 
 impl Config {
@@ -207,7 +253,33 @@ impl Config {
                 1_000,
                 900_000,
             )?),
+            stream_timeout: Duration::from_millis(num(
+                env,
+                "CHAT_STREAM_TIMEOUT_MS",
+                dd.stream_timeout.as_millis() as u64,
+                1,
+                900_000,
+            )?),
         };
+        let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        let n8n_auth_header = set("CHAT_N8N_AUTH_HEADER")
+            .map(|v| {
+                AuthHeader::parse(&v).ok_or(ConfigError::Invalid {
+                    name: "CHAT_N8N_AUTH_HEADER",
+                    expected: "'Name: value' (a header name and a non-empty value)",
+                })
+            })
+            .transpose()?;
+        let welcome_message = set("CHAT_WELCOME_MESSAGE")
+            .map(|v| {
+                crate::validate::content(&v, limits.max_reply_chars)
+                    .map(|()| v)
+                    .map_err(|_| ConfigError::Invalid {
+                        name: "CHAT_WELCOME_MESSAGE",
+                        expected: "visible text of at most CHAT_MAX_REPLY_CHARS characters",
+                    })
+            })
+            .transpose()?;
         let auth_jwt_secret = env("CHAT_AUTH_JWT_SECRET")
             .filter(|s| !s.is_empty())
             .map(Secret::new);
@@ -220,6 +292,8 @@ impl Config {
             websocket_url,
             limits,
             dispatch,
+            n8n_auth_header,
+            welcome_message,
         })
     }
 }
@@ -304,6 +378,48 @@ mod tests {
         assert_eq!(d.delay_before(2), Duration::from_millis(100));
         assert_eq!(d.delay_before(3), Duration::from_millis(200));
         assert_eq!(d.delay_before(4), Duration::from_millis(400));
+    }
+
+    #[test]
+    fn the_n8n_settings_are_validated_without_echoing_values() {
+        let c = cfg(&[
+            ("CHAT_N8N_AUTH_HEADER", "Authorization: Basic dXNlcjpwYXNz"),
+            ("CHAT_WELCOME_MESSAGE", "Hi! How can I help?"),
+            ("CHAT_STREAM_TIMEOUT_MS", "5000"),
+        ])
+        .unwrap();
+        let h = c.n8n_auth_header.unwrap();
+        assert_eq!(
+            (h.name.as_str(), h.value.expose()),
+            ("Authorization", "Basic dXNlcjpwYXNz")
+        );
+        assert_eq!(c.welcome_message.as_deref(), Some("Hi! How can I help?"));
+        assert_eq!(c.dispatch.stream_timeout, Duration::from_millis(5000));
+        let d = cfg(&[]).unwrap();
+        assert!(d.n8n_auth_header.is_none() && d.welcome_message.is_none());
+        assert_eq!(d.dispatch.stream_timeout, Duration::from_millis(90_000));
+        for bad in [
+            "no colon",
+            ": value",
+            "Bad Name: v",
+            "X-Key:",
+            "Content-Type: text/plain",
+            "X-Chat-Signature: forged",
+            "X-Key: s3cret\u{7f}",
+        ] {
+            let e = cfg(&[("CHAT_N8N_AUTH_HEADER", bad)]).unwrap_err();
+            assert!(e.to_string().contains("CHAT_N8N_AUTH_HEADER"), "{bad}");
+            assert!(!e.to_string().contains("s3cret") && !e.to_string().contains("forged"));
+        }
+        assert!(cfg(&[("CHAT_WELCOME_MESSAGE", "\u{200B}")]).is_err());
+        let debug = format!(
+            "{:?}",
+            cfg(&[("CHAT_N8N_AUTH_HEADER", "X-Key: s3cret")]).unwrap()
+        );
+        assert!(
+            debug.contains("X-Key") && !debug.contains("s3cret"),
+            "{debug}"
+        );
     }
 
     #[test]

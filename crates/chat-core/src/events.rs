@@ -45,6 +45,15 @@ pub enum ServerEvent {
         message: String,
     },
     Pong {},
+    /// Text appended to a reply while n8n streams it (coalesced, never one per token). The
+    /// stored reply is pushed afterwards as a `message` with the same `messageId`.
+    Delta {
+        message_id: MessageId,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reply_to: Option<MessageId>,
+        index: u32,
+        text: String,
+    },
 }
 
 impl ServerEvent {
@@ -173,5 +182,18 @@ mod tests {
             serde_json::json!({"event":"typing","role":"assistant","isTyping":true})
         );
         assert_eq!(ServerEvent::Pong {}.to_frame(), r#"{"event":"pong"}"#);
+        let (m, r) = (MessageId::new(), MessageId::new());
+        assert_eq!(
+            ServerEvent::Delta {
+                message_id: m,
+                reply_to: Some(r),
+                index: 2,
+                text: "Hel".into()
+            }
+            .to_frame(),
+            format!(
+                r#"{{"event":"delta","messageId":"{m}","replyTo":"{r}","index":2,"text":"Hel"}}"#
+            )
+        );
     }
 }

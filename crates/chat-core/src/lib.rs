@@ -11,6 +11,7 @@
 //! [`api`] is the framework-neutral HTTP layer both deployments share: it turns raw request
 //! parts into service calls and results into status codes and JSON bodies of the contract.
 
+pub mod answer;
 pub mod api;
 pub mod auth;
 pub mod config;

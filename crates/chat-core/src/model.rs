@@ -263,6 +263,9 @@ pub struct Session {
     pub last_seq: u64,
     /// The newest `seq` the user has read.
     pub read_up_to: u64,
+    /// What the app told about the session at `POST /sessions` (page, locale, plan, ...):
+    /// returned with the session and sent to n8n with every dispatch.
+    pub metadata: Option<Map<String, Value>>,
 }
 
 /// A session as the API shows it.
@@ -280,6 +283,8 @@ pub struct SessionView {
     pub last_seq: u64,
     pub read_up_to: u64,
     pub unread_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
 }
 
 impl SessionView {
@@ -293,6 +298,7 @@ impl SessionView {
             last_seq: s.last_seq,
             read_up_to: s.read_up_to,
             unread_count,
+            metadata: s.metadata.clone(),
         }
     }
 }

@@ -173,8 +173,22 @@ pub trait JwksSource: Send + Sync {
     async fn fetch(&self) -> Result<Vec<u8>, JwksError>;
 }
 
-/// Delivers a user message to the agent (n8n); any non-2xx, error or timeout is a failure.
+/// The body of n8n's 2xx answer as it arrives: byte chunks in order, then the end. An
+/// `Err` item ends it early (the connection broke, or the answer ran past its time limit);
+/// an empty chunk means nothing arrived for a moment (adapters yield one after about 50 ms of
+/// silence), so text coalesced for a `delta` can be pushed while the agent pauses.
+pub type AgentBody =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Vec<u8>, AgentError>> + Send>>;
+
+/// Delivers a user message to the agent (n8n). A non-2xx status, a connection error or no
+/// answer within the dispatch timeout is a failure (retried); a 2xx gives the body to read
+/// (an answer, a stream, or an acknowledgement: [`crate::answer`]).
 #[async_trait]
 pub trait Agent: Send + Sync {
-    async fn deliver(&self, request: SignedRequest) -> Result<(), AgentError>;
+    async fn deliver(&self, request: SignedRequest) -> Result<AgentBody, AgentError>;
+}
+
+/// A body that is all there at once (tests, fakes).
+pub fn whole_body(bytes: impl Into<Vec<u8>>) -> AgentBody {
+    Box::pin(futures_util::stream::iter([Ok(bytes.into())]))
 }

@@ -110,7 +110,7 @@ struct AnsweringAgent {
 
 #[async_trait]
 impl Agent for AnsweringAgent {
-    async fn deliver(&self, request: SignedRequest) -> Result<(), AgentError> {
+    async fn deliver(&self, request: SignedRequest) -> Result<AgentBody, AgentError> {
         let v: Value = serde_json::from_slice(&request.body).unwrap();
         let body = serde_json::to_vec(&json!({
             "sessionId": v["sessionId"], "replyTo": v["messageId"], "content": "fast answer"
@@ -122,7 +122,7 @@ impl Agent for AnsweringAgent {
             .receive_reply("192.0.2.1", Some(&ts), Some(&sig), &body)
             .await
             .map_err(|e| AgentError(e.to_string()))?;
-        Ok(())
+        Ok(chat_core::ports::whole_body(Vec::new()))
     }
 }
 

@@ -59,6 +59,8 @@ pub enum StartError {
     },
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    N8n(#[from] chat_n8n::ClientError),
     #[error("{0}")]
     Queue(#[from] chat_core::ports::QueueError),
     #[error("{0}")]
@@ -203,7 +205,14 @@ pub async fn run(
         Some(u) => (u.clone(), None),
         None => (format!("{public_url}/dev/n8n"), Some(())),
     };
-    let agent = N8nClient::new(agent_url.clone(), config.dispatch.timeout)?;
+    // The dev bot is ours: it gets no auth header.
+    let auth = local.n8n_url.as_ref().and(config.n8n_auth_header.as_ref());
+    let agent = N8nClient::with_options(
+        agent_url.clone(),
+        config.dispatch.timeout,
+        config.dispatch.stream_timeout,
+        auth,
+    )?;
     let dev_bot = dev_bot.map(|()| DevBot::new(local.webhook_secret.clone(), agent.http().clone()));
     let dispatcher = Dispatcher::new(service.clone(), Arc::new(agent));
 

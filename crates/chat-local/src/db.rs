@@ -86,7 +86,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     created_at  INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL,
     last_seq    INTEGER NOT NULL DEFAULT 0,
-    read_up_to  INTEGER NOT NULL DEFAULT 0
+    read_up_to  INTEGER NOT NULL DEFAULT 0,
+    metadata    TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages (
     session_id        TEXT NOT NULL,
@@ -166,6 +167,15 @@ impl Db {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Databases made before sessions had metadata get the column.
+        let has_metadata: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('sessions') WHERE name = 'metadata'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_metadata {
+            conn.execute_batch("ALTER TABLE sessions ADD COLUMN metadata TEXT")?;
+        }
         let (calls, queued) = mpsc::channel();
         let commits = std::sync::Arc::default();
         let counted = std::sync::Arc::clone(&commits);

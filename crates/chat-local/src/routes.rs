@@ -21,7 +21,7 @@ const PAGE: &str = include_str!("../../../web/index.html");
 const EMBED: &str = include_str!("../../../web/embed.html");
 
 /// The browser client and widget (`web/`), embedded so the binary stays self-contained.
-const ASSETS: [(&str, &str, &str); 5] = [
+const ASSETS: [(&str, &str, &str); 6] = [
     (
         "/chat-client.js",
         "text/javascript; charset=utf-8",
@@ -31,6 +31,11 @@ const ASSETS: [(&str, &str, &str); 5] = [
         "/chat-logic.js",
         "text/javascript; charset=utf-8",
         include_str!("../../../web/chat-logic.js"),
+    ),
+    (
+        "/chat-markdown.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/chat-markdown.js"),
     ),
     (
         "/chat-client.d.ts",

@@ -110,6 +110,7 @@ fn session_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         expires_at: row.get(3)?,
         last_seq: row.get(4)?,
         read_up_to: row.get(5)?,
+        metadata: json_col(row, 6)?,
     })
 }
 
@@ -141,9 +142,9 @@ impl Store for SqliteStore {
         self.db
             .call(move |c| {
                 c.execute(
-                    "INSERT INTO sessions (id, user_id, created_at, expires_at, last_seq, read_up_to)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![s.id.to_string(), s.user_id, s.created_at, s.expires_at, s.last_seq, s.read_up_to],
+                    "INSERT INTO sessions (id, user_id, created_at, expires_at, last_seq, read_up_to, metadata)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![s.id.to_string(), s.user_id, s.created_at, s.expires_at, s.last_seq, s.read_up_to, to_json(&s.metadata)],
                 )
                 .map(|_| ())
             })
@@ -160,7 +161,7 @@ impl Store for SqliteStore {
         self.db
             .call(move |c| {
                 c.query_row(
-                    "SELECT id, user_id, created_at, expires_at, last_seq, read_up_to
+                    "SELECT id, user_id, created_at, expires_at, last_seq, read_up_to, metadata
                      FROM sessions WHERE id = ?1 AND expires_at > ?2",
                     params![id, now],
                     session_row,
@@ -327,7 +328,7 @@ impl Store for SqliteStore {
             .call(move |c| {
                 c.query_row(
                     "UPDATE sessions SET read_up_to = MAX(read_up_to, MIN(?2, last_seq)) WHERE id = ?1
-                     RETURNING id, user_id, created_at, expires_at, last_seq, read_up_to",
+                     RETURNING id, user_id, created_at, expires_at, last_seq, read_up_to, metadata",
                     params![sid, seq(up_to)],
                     session_row,
                 )

@@ -36,7 +36,7 @@ async fn every_response_is_nosniff_and_the_pages_carry_a_policy_that_forbids_fra
     #[rustfmt::skip]
     let responses = [
         ("GET", "/", 200), ("GET", "/embed.html", 200), ("GET", "/chat-widget.js", 200),
-        ("GET", "/chat-client.js", 200), ("GET", "/chat-logic.js", 200), ("GET", "/chat-client.d.ts", 200), ("GET", "/health", 200),
+        ("GET", "/chat-client.js", 200), ("GET", "/chat-logic.js", 200), ("GET", "/chat-markdown.js", 200), ("GET", "/chat-client.d.ts", 200), ("GET", "/health", 200),
         ("GET", "/nope", 404), ("PUT", "/health", 405), ("GET", "/sessions/x", 401),
         ("GET", "/ws", 400), ("OPTIONS", "/sessions", 204),
     ];

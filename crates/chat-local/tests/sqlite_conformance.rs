@@ -35,6 +35,7 @@ async fn data_survives_reopening_the_file() {
             expires_at: i64::MAX,
             last_seq: 0,
             read_up_to: 0,
+            metadata: None,
         };
         store.create_session(&s).await.unwrap();
         let m = NewMessage {
@@ -94,6 +95,7 @@ async fn purge_removes_only_what_has_expired() {
             expires_at,
             last_seq: 0,
             read_up_to: 0,
+            metadata: None,
         };
         store.create_session(&s).await.unwrap();
         let m = NewMessage {
@@ -153,4 +155,41 @@ async fn purge_removes_only_what_has_expired() {
             .is_some(),
         "the live session's idempotency key stays"
     );
+}
+
+#[tokio::test]
+async fn a_database_from_before_session_metadata_gains_the_column() {
+    use chat_core::model::{Session, SessionId};
+    use chat_core::ports::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let old = SessionId::new();
+    {
+        // The sessions table as earlier versions made it, with one session in it.
+        let c = rusqlite::Connection::open(dir.path().join("chat.db")).unwrap();
+        c.execute_batch(
+            "CREATE TABLE sessions (id TEXT PRIMARY KEY, user_id TEXT, created_at INTEGER NOT NULL,
+             expires_at INTEGER NOT NULL, last_seq INTEGER NOT NULL DEFAULT 0,
+             read_up_to INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO sessions (id, created_at, expires_at) VALUES (?1, 1, ?2)",
+            rusqlite::params![old.to_string(), i64::MAX],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::new(Db::open(dir.path()).unwrap());
+    let read = store.get_session(&old, 2).await.unwrap().expect("kept");
+    assert_eq!(read.metadata, None);
+    let new = Session {
+        id: SessionId::new(),
+        user_id: None,
+        created_at: 1,
+        expires_at: i64::MAX,
+        last_seq: 0,
+        read_up_to: 0,
+        metadata: serde_json::json!({"locale": "fr"}).as_object().cloned(),
+    };
+    store.create_session(&new).await.unwrap();
+    assert_eq!(store.get_session(&new.id, 2).await.unwrap(), Some(new));
 }

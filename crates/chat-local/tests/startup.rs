@@ -1,5 +1,7 @@
 //! Safe to start: the real binary refuses to listen beyond loopback with the public
-//! development secrets, and keeps its data private (folder 0700, database files 0600).
+//! development secrets, and keeps its data private (folder 0700, database files 0600); its
+//! n8n and session settings (`CHAT_N8N_AUTH_HEADER` checked without echoing it,
+//! `CHAT_WELCOME_MESSAGE`, a session's metadata) take effect as configured.
 
 mod common;
 
@@ -131,4 +133,63 @@ async fn a_data_folder_it_creates_is_0700() {
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join("chat.db")), 0o600);
     child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_malformed_n8n_auth_header_stops_the_start_without_echoing_it() {
+    let (code, stderr) = refused_start(&[
+        ("CHAT_N8N_WEBHOOK_URL", "http://127.0.0.1:9/webhook/chat"),
+        ("CHAT_N8N_AUTH_HEADER", "Authorization Basic s3cr3t-value"),
+    ])
+    .await;
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("CHAT_N8N_AUTH_HEADER"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cr3t"),
+        "the value in the message: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_session_keeps_its_metadata_and_opens_with_the_welcome_message() {
+    let (server, _dir) = Server::start(&[("CHAT_WELCOME_MESSAGE", "Hi! How can I help?")]).await;
+    let body = json!({"metadata": {"page": "/pricing", "locale": "de-CH"}}).to_string();
+    let (status, created, _) = server
+        .request("POST", "/sessions", None, Some(body.into_bytes()), &[])
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (id, token) = (
+        created["sessionId"].as_str().unwrap(),
+        created["token"].as_str().unwrap(),
+    );
+    let (status, view, _) = server
+        .request("GET", &format!("/sessions/{id}"), Some(token), None, &[])
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(
+        view["session"]["metadata"],
+        json!({"page": "/pricing", "locale": "de-CH"})
+    );
+    let messages = view["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        (
+            &messages[0]["role"],
+            &messages[0]["content"],
+            &messages[0]["seq"]
+        ),
+        (
+            &json!("assistant"),
+            &json!("Hi! How can I help?"),
+            &json!(1)
+        )
+    );
+    let big = json!({"metadata": {"blob": "x".repeat(5000)}}).to_string();
+    let (status, err, _) = server
+        .request("POST", "/sessions", None, Some(big.into_bytes()), &[])
+        .await;
+    assert_eq!(
+        (status, &err["error"]["code"]),
+        (400, &json!("invalid_input"))
+    );
 }

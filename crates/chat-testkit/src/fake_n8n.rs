@@ -1,7 +1,9 @@
 //! A fake n8n on 127.0.0.1, for tests that need the other end of the n8n contract without a
-//! real n8n: it checks our signature on every dispatch, records the payloads, answers with a
-//! status the test sets, and (when told to) calls the webhook back signed, as the shipped
-//! workflow does. The real n8n runs in its own lane (`tests/n8n/run`).
+//! real n8n: it checks our signature on every dispatch, records the payloads (and the
+//! `Authorization` header), answers with a status the test sets and a body it sets (nothing,
+//! a whole answer, or lines streamed as n8n streams them, maybe never ending), and (when told
+//! to) calls the webhook back signed, as the shipped workflow does. The real n8n runs in its
+//! own lane (`tests/n8n/run`).
 
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -17,7 +19,41 @@ pub struct FakeN8n {
     pub reply: Arc<Mutex<bool>>,
     /// Dispatches refused for a bad signature.
     pub bad_signatures: Arc<Mutex<u32>>,
+    /// The body of its answers.
+    pub answer: Arc<Mutex<Answer>>,
+    /// The `Authorization` header of every signed dispatch.
+    pub auth: Arc<Mutex<Vec<Option<String>>>>,
     secret: Arc<str>,
+}
+
+/// The body the fake answers with.
+#[derive(Clone, Debug, Default)]
+pub enum Answer {
+    /// No body.
+    #[default]
+    Empty,
+    /// This body, all at once.
+    Body(Vec<u8>),
+    /// These lines (each sent with a newline), one every `gap_ms`; then the body ends, or
+    /// with `hang` never does (the connection stays open).
+    Stream {
+        lines: Vec<String>,
+        gap_ms: u64,
+        hang: bool,
+    },
+}
+
+/// The lines n8n streams for an agent writing `tokens`: `begin`, one `item` each, `end`.
+pub fn n8n_stream(tokens: &[&str]) -> Vec<String> {
+    let meta = json!({"nodeId": "agent-1", "nodeName": "AI Agent", "itemIndex": 0, "runIndex": 0});
+    let mut lines = vec![json!({"type": "begin", "metadata": meta}).to_string()];
+    lines.extend(
+        tokens
+            .iter()
+            .map(|t| json!({"type": "item", "content": t, "metadata": meta}).to_string()),
+    );
+    lines.push(json!({"type": "end", "metadata": meta}).to_string());
+    lines
 }
 
 impl FakeN8n {
@@ -31,6 +67,8 @@ impl FakeN8n {
             status: Arc::new(Mutex::new(200)),
             reply: Arc::new(Mutex::new(true)),
             bad_signatures: Arc::default(),
+            answer: Arc::default(),
+            auth: Arc::default(),
             secret: secret.into(),
         };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -55,6 +93,54 @@ impl FakeN8n {
         &self,
         headers: axum::http::HeaderMap,
         body: axum::body::Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let status = self.status_and_callback(&headers, body).await;
+        if !status.is_success() {
+            return status.into_response();
+        }
+        match self.answer.lock().unwrap().clone() {
+            Answer::Empty => status.into_response(),
+            Answer::Body(b) => (status, b).into_response(),
+            Answer::Stream {
+                lines,
+                gap_ms,
+                hang,
+            } => {
+                let lines = futures_util::StreamExt::then(
+                    futures_util::stream::iter(lines),
+                    move |l| async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(gap_ms)).await;
+                        Ok::<_, std::convert::Infallible>(format!("{l}\n"))
+                    },
+                );
+                let body: std::pin::Pin<
+                    Box<
+                        dyn futures_util::Stream<Item = Result<String, std::convert::Infallible>>
+                            + Send,
+                    >,
+                > = if hang {
+                    Box::pin(futures_util::StreamExt::chain(
+                        lines,
+                        futures_util::stream::pending(),
+                    ))
+                } else {
+                    Box::pin(lines)
+                };
+                (
+                    status,
+                    [("content-type", "application/json; charset=utf-8")],
+                    axum::body::Body::from_stream(body),
+                )
+                    .into_response()
+            }
+        }
+    }
+
+    async fn status_and_callback(
+        &self,
+        headers: &axum::http::HeaderMap,
+        body: axum::body::Bytes,
     ) -> axum::http::StatusCode {
         let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
         if chat_core::signature::verify(
@@ -71,6 +157,10 @@ impl FakeN8n {
         }
         let v: Value = serde_json::from_slice(&body).expect("dispatch body is JSON");
         self.received.lock().unwrap().push(v.clone());
+        self.auth
+            .lock()
+            .unwrap()
+            .push(h("authorization").map(str::to_string));
         let status = *self.status.lock().unwrap();
         if status == 200 && *self.reply.lock().unwrap() {
             let secret = self.secret.clone();

@@ -29,5 +29,7 @@ pub fn config() -> Config {
         websocket_url: "ws://127.0.0.1:3000/ws".into(),
         limits: Limits::default(),
         dispatch: DispatchConfig::default(),
+        n8n_auth_header: None,
+        welcome_message: None,
     }
 }

@@ -10,8 +10,8 @@ use chat_core::model::{
     PageQuery, Session, SessionId,
 };
 use chat_core::ports::{
-    Agent, AgentError, Appended, Clock, Push, PushError, Queue, QueueError, SignedRequest, Store,
-    StoreError,
+    Agent, AgentBody, AgentError, Appended, Clock, Push, PushError, Queue, QueueError,
+    SignedRequest, Store, StoreError, whole_body,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
@@ -338,11 +338,13 @@ impl Clock for ManualClock {
     }
 }
 
-/// An [`Agent`] that records requests and fails while told to.
+/// An [`Agent`] that records requests, fails while told to, and answers with the bodies it
+/// is given (in order; an empty body, an acknowledgement, when none is left).
 #[derive(Default)]
 pub struct ScriptedAgent {
     requests: Mutex<Vec<SignedRequest>>,
     fail: std::sync::atomic::AtomicBool,
+    answers: Mutex<std::collections::VecDeque<AgentBody>>,
 }
 
 impl ScriptedAgent {
@@ -352,15 +354,24 @@ impl ScriptedAgent {
     pub fn requests(&self) -> Vec<SignedRequest> {
         self.requests.lock().unwrap().clone()
     }
+    /// The body of the next 2xx answer.
+    pub fn answer_with(&self, body: AgentBody) {
+        self.answers.lock().unwrap().push_back(body);
+    }
 }
 
 #[async_trait]
 impl Agent for ScriptedAgent {
-    async fn deliver(&self, request: SignedRequest) -> Result<(), AgentError> {
+    async fn deliver(&self, request: SignedRequest) -> Result<AgentBody, AgentError> {
         self.requests.lock().unwrap().push(request);
         if self.fail.load(Ordering::SeqCst) {
             return Err(AgentError("n8n answered 502".into()));
         }
-        Ok(())
+        Ok(self
+            .answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| whole_body(Vec::new())))
     }
 }

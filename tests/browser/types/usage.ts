@@ -10,7 +10,9 @@ import {
   DEFAULTS,
   addPending,
   advanceCursor,
+  applyDelta,
   backoffDelay,
+  clearStreams,
   compareMessages,
   createTypingDebouncer,
   furthestStatus,
@@ -26,9 +28,12 @@ import {
   setPendingState,
   settleFromMessages,
   settlePending,
+  suggestionsOf,
   type ChatClientEvents,
   type ChatClientOptions,
   type ChatMessage,
+  type ChatMessageData,
+  type DeltaFrame,
   type ConnectionState,
   type MessageStatus,
   type MessageType,
@@ -40,6 +45,9 @@ import {
   type TypingDebouncer,
 } from '../../../web/chat-client.js';
 import { TYPE_LABELS, mountChatWidget } from '../../../web/chat-widget.js';
+import {
+  LINK_PROTOCOLS, MARKDOWN_ATTRIBUTES, MARKDOWN_ELEMENTS, parseInline, parseMarkdown, renderMarkdown, safeHref,
+} from '../../../web/chat-markdown.js';
 
 declare function render(messages: readonly ChatMessage[]): void;
 declare function showTyping(role: Role, isTyping: boolean): void;
@@ -86,7 +94,9 @@ new ChatClient({ authToken: () => null });
 
 // Every event, with the fields its detail has (a mapped type: an event added must appear here).
 const listeners: { [K in keyof ChatClientEvents]: (detail: ChatClientEvents[K]) => void } = {
-  message: ({ message, isNew }) => console.log(message.id, message.seq ?? 'unsent', isNew),
+  message: ({ message, isNew }) => console.log(message.id, message.seq ?? 'unsent', isNew, message.streaming === true),
+  delta: ({ message, index, text, gap }) => console.log(message.content, message.streamIndex ?? 0, index + 1, text, gap),
+  streamCleared: ({ messageIds }) => console.log(messageIds.length),
   change: ({ messages }) => render(messages),
   status: ({ messageId, status }) => console.log(messageId, status satisfies MessageStatus),
   typing: ({ role, isTyping }) => showTyping(role, isTyping),
@@ -175,6 +185,25 @@ const session: StoredSession = {
 };
 const usable: boolean = sessionUsable(session, Date.now()) || sessionUsable(null, Date.now(), 60_000, 'user-1');
 console.log(refused, delay, status, implied, order, changed, gap, due, typing.typing, usable);
+
+// Streamed replies and suggested replies.
+const frame: DeltaFrame = { event: 'delta', messageId: '01J0000000000000000000000R', replyTo: stored.id, index: 0, text: 'Hel' };
+const streamed = applyDelta([stored], frame, { createdAt: new Date().toISOString(), localOrder: 1 });
+const partial: ChatMessage | null = streamed.message;
+const more2 = applyDelta(streamed.list, { ...frame, index: 1, text: 'lo' }, { createdAt: new Date().toISOString() });
+const stillWriting: boolean = more2.added || more2.changed || more2.gap || partial?.streaming === true;
+const { list: withoutStreams, cleared }: { list: readonly ChatMessage[]; cleared: string[] } = clearStreams(more2.list, new Set([frame.messageId]));
+const data: ChatMessageData = { suggestions: ['Yes', 'No'], incomplete: false, orderId: 7 };
+const offered: string[] = suggestionsOf({ ...stored, data }, { max: 3, maxChars: 80 }).concat(suggestionsOf(null));
+const delivered: MessageStatus = 'delivered';
+console.log(stillWriting, withoutStreams, cleared, offered, delivered);
+
+// The Markdown renderer the widget uses, on its own.
+const fragment: DocumentFragment = renderMarkdown('**Hi** [docs](https://example.com)', { document, headingOffset: 2 });
+const blocks = parseMarkdown('# Title');
+const inlines = parseInline('*em*');
+const href: string | null = safeHref('https://example.com');
+console.log(fragment, blocks, inlines, href, MARKDOWN_ELEMENTS.includes('a'), MARKDOWN_ATTRIBUTES.a, LINK_PROTOCOLS);
 
 // README, "Embed the chat widget in a page": window.chatWidgetConfig and mountChatWidget.
 const widget = mountChatWidget({

@@ -72,6 +72,7 @@ pub(crate) fn session_of(item: &Item) -> Result<Session, StoreError> {
         expires_at: req_n(item, "expiresAtMs")?,
         last_seq: req_n(item, "lastSeq")?,
         read_up_to: req_n(item, "readUpTo")?,
+        metadata: json_attr(item, "metadata")?,
     })
 }
 

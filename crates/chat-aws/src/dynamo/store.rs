@@ -28,6 +28,10 @@ impl Store for DynamoStore {
         if let Some(u) = &x.user_id {
             item.insert("userId".into(), s(u.clone()));
         }
+        if let Some(m) = &x.metadata {
+            let json = serde_json::Value::Object(m.clone()).to_string();
+            item.insert("metadata".into(), s(json));
+        }
         self.client
             .put_item()
             .table_name(&self.table)

@@ -32,7 +32,7 @@ pub enum DispatchOutcome {
 /// Delivers queued user messages to n8n, and fails those whose reply never came.
 #[derive(Clone)]
 pub struct Dispatcher {
-    service: ChatService,
+    pub(super) service: ChatService,
     agent: Arc<dyn Agent>,
 }
 
@@ -85,18 +85,23 @@ impl Dispatcher {
             )
             .await?;
         let request = self.sign(&AgentPayload {
+            action: "sendMessage",
             session_id: session.id,
             message_id: message.id,
             user_id: session.user_id.as_deref(),
             content: &message.content,
+            chat_input: &message.content,
             metadata: message.metadata.as_ref(),
+            session_metadata: session.metadata.as_ref(),
             history: &history.messages,
             callback_url: format!("{}/webhook", svc.config.public_url.trim_end_matches('/')),
         });
         match self.agent.deliver(request).await {
-            Ok(()) => {
+            Ok(body) => {
                 tracing::info!(message_id = %message.id, attempt, "dispatched to n8n");
+                let mut message = message;
                 if let Some(status) = svc.advance(&message, MessageStatus::Dispatched).await? {
+                    message.status = MessageStatus::Dispatched;
                     let typing = ServerEvent::Typing {
                         role: Role::Assistant,
                         is_typing: true,
@@ -104,7 +109,8 @@ impl Dispatcher {
                     svc.broadcast_many(&session.id, &[status, typing], None)
                         .await;
                 }
-                Ok(DispatchOutcome::Delivered)
+                // The answer, a stream, or an acknowledgement (the reply comes by callback).
+                self.take_answer(&session, &message, body).await
             }
             Err(e) if attempt >= svc.config.dispatch.max_attempts => {
                 tracing::warn!(message_id = %message.id, attempt, error = %e, "n8n failed on the last attempt");
@@ -156,7 +162,7 @@ impl Dispatcher {
         self.fail(job, FailReason::Unreachable).await
     }
 
-    async fn fail(&self, job: DispatchJob, reason: FailReason) -> Result<(), ChatError> {
+    pub(super) async fn fail(&self, job: DispatchJob, reason: FailReason) -> Result<(), ChatError> {
         let svc = &self.service;
         let store = svc.store();
         let Some(message) = store.get_message(&job.session_id, &job.message_id).await? else {
@@ -175,7 +181,7 @@ impl Dispatcher {
             role: Role::System,
             kind: MessageType::Error,
             content: reason.text().into(),
-            data: None,
+            data: reason.data(),
             metadata: None,
             status: MessageStatus::Delivered,
             created_at: now,

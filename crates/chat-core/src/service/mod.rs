@@ -9,6 +9,7 @@
 //! are never the only copy (clients catch up with `after`); every write that can repeat
 //! (client retries, queue redelivery, n8n callbacks) is idempotent.
 
+mod answers;
 mod dispatcher;
 mod fanout;
 mod frames;
@@ -144,17 +145,23 @@ fn ack_of(m: &Message) -> ServerEvent {
     }
 }
 
-/// What `dispatch` sends to n8n.
+/// What `dispatch` sends to n8n. `action` and `chatInput` (= `content`) let n8n's Chat
+/// Trigger node take it unchanged; `sessionMetadata` is what the app gave at `POST /sessions`,
+/// beside the message's own `metadata`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentPayload<'a> {
+    pub action: &'static str,
     pub session_id: SessionId,
     pub message_id: MessageId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<&'a str>,
     pub content: &'a str,
+    pub chat_input: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<&'a Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_metadata: Option<&'a Map<String, Value>>,
     pub history: &'a [Message],
     pub callback_url: String,
 }
@@ -175,6 +182,13 @@ pub const FAILED_TEXT: &str = "Sorry, the assistant could not be reached, so you
 pub const TIMED_OUT_TEXT: &str =
     "Sorry, no answer came in time, so your message was not answered. Please try again.";
 
+/// The text of the `system` message that tells a user n8n's answer could not be used.
+pub const BAD_ANSWER_TEXT: &str = "Sorry, the assistant's answer could not be read, so your message was not answered. Please try again.";
+
+/// The text of the `system` message that tells a user a streamed answer broke off.
+pub const INTERRUPTED_TEXT: &str =
+    "Sorry, the assistant's answer broke off before it was complete. Please try again.";
+
 /// Why a user message ended `failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailReason {
@@ -182,6 +196,12 @@ pub enum FailReason {
     Unreachable,
     /// n8n accepted it, but no reply came before the reply deadline.
     TimedOut,
+    /// n8n answered 2xx with a body that is neither an answer, a stream nor an
+    /// acknowledgement (the code is [`crate::answer::BadAnswer::code`]).
+    BadAnswer(&'static str),
+    /// A streamed answer broke off (an error chunk, a bad line, a dropped connection, the
+    /// time limit); what came is stored, marked incomplete.
+    Interrupted(&'static str),
 }
 
 impl FailReason {
@@ -189,6 +209,20 @@ impl FailReason {
         match self {
             Self::Unreachable => FAILED_TEXT,
             Self::TimedOut => TIMED_OUT_TEXT,
+            Self::BadAnswer(_) => BAD_ANSWER_TEXT,
+            Self::Interrupted(_) => INTERRUPTED_TEXT,
+        }
+    }
+
+    /// The failure notice's `data`: the reason, for the new kinds of failure.
+    fn data(self) -> Option<Map<String, Value>> {
+        match self {
+            Self::Unreachable | Self::TimedOut => None,
+            Self::BadAnswer(code) | Self::Interrupted(code) => {
+                let mut m = Map::new();
+                m.insert("reason".into(), Value::String(code.into()));
+                Some(m)
+            }
         }
     }
 }

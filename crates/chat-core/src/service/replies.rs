@@ -2,8 +2,9 @@
 //! limited per session, stored once, the user message marked answered, the reply pushed.
 
 use super::WebhookReply;
+use super::answers::reply_key;
 use crate::events::ServerEvent;
-use crate::model::{Message, MessageId, MessageStatus, NewMessage, Role};
+use crate::model::{Message, MessageId, MessageStatus, NewMessage, Role, SessionId};
 use crate::rate::Rate;
 use crate::service::ChatService;
 use crate::{ChatError, rate, signature, validate};
@@ -52,7 +53,7 @@ impl ChatService {
         let session = self.load_session(&reply.session_id).await?;
         let key = match (&reply.event_id, &reply.reply_to, signature) {
             (Some(e), _, _) => format!("event#{e}"),
-            (None, Some(r), _) => format!("reply#{r}"),
+            (None, Some(r), _) => reply_key(r),
             (None, None, sig) => format!("sig#{}", sig.unwrap_or_default().trim()),
         };
         // The message replied to, which becomes `answered`.
@@ -62,6 +63,20 @@ impl ChatService {
         };
         if let Some(stored) = self.store().find_by_key(&session.id, &key).await? {
             self.mark_answered(&stored, replied).await?;
+            return Ok(stored);
+        }
+        // n8n may have answered in its response to the dispatch: that reply is stored under
+        // `reply#<replyTo>` too, so this callback (even with its own `eventId`) repeats it.
+        // Looked up only for a message already answered, so a first reply costs no read.
+        if let Some(r) = replied
+            .as_ref()
+            .filter(|r| r.status == MessageStatus::Answered)
+            && key != reply_key(&r.id)
+            && let Some(stored) = self
+                .store()
+                .find_by_key(&session.id, &reply_key(&r.id))
+                .await?
+        {
             return Ok(stored);
         }
         if reply.reply_to.is_some() && replied.is_none() {
@@ -92,8 +107,19 @@ impl ChatService {
             idempotency_key: Some(key),
             expires_at: session.expires_at,
         };
+        self.store_reply(&session.id, new, replied).await
+    }
+
+    /// Appends a reply once (by its idempotency key) and pushes it; `replied`, the message
+    /// it answers, becomes `answered`. The webhook and n8n's response both store this way.
+    pub(super) async fn store_reply(
+        &self,
+        session: &SessionId,
+        new: NewMessage,
+        replied: Option<Message>,
+    ) -> Result<Message, ChatError> {
         self.locks
-            .run(session.id, async {
+            .run(*session, async {
                 let appended = self
                     .store()
                     .append_message(new)
@@ -102,7 +128,7 @@ impl ChatService {
                 let message = appended.message;
                 let mut events = Vec::new();
                 if appended.created {
-                    tracing::info!(session_id = %session.id, message_id = %message.id, seq = message.seq, "reply stored");
+                    tracing::info!(session_id = %session, message_id = %message.id, seq = message.seq, "reply stored");
                     events.push(ServerEvent::Message {
                         message: message.clone(),
                     });
@@ -110,7 +136,7 @@ impl ChatService {
                 if let Some(original) = replied.filter(|r| message.reply_to == Some(r.id)) {
                     events.extend(self.advance(&original, MessageStatus::Answered).await?);
                 }
-                self.broadcast_many(&session.id, &events, None).await;
+                self.broadcast_many(session, &events, None).await;
                 Ok(message)
             })
             .await

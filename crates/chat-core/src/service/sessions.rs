@@ -4,11 +4,15 @@
 use super::{CreatedSession, ReadState, SessionRef};
 use crate::error::ErrorCode;
 use crate::events::ServerEvent;
-use crate::model::{Millis, Page, PageQuery, Session, SessionId};
+use crate::model::{
+    MessageId, MessageStatus, MessageType, Millis, NewMessage, Page, PageQuery, Role, Session,
+    SessionId,
+};
 use crate::rate::Rate;
 use crate::service::ChatService;
 use crate::token::SessionClaims;
-use crate::{ChatError, rate};
+use crate::{ChatError, rate, validate};
+use serde_json::{Map, Value};
 
 impl ChatService {
     /// Creates a guest session, or a user session when `app_token` is a valid app JWT.
@@ -17,6 +21,21 @@ impl ChatService {
         client_ip: &str,
         app_token: Option<&str>,
     ) -> Result<CreatedSession, ChatError> {
+        self.create_session_with(client_ip, app_token, None).await
+    }
+
+    /// [`Self::create_session`] with the app's `metadata` about the session (at most the
+    /// metadata limit), stored and sent to n8n with every dispatch. With
+    /// `CHAT_WELCOME_MESSAGE` the session starts with that assistant message.
+    pub async fn create_session_with(
+        &self,
+        client_ip: &str,
+        app_token: Option<&str>,
+        metadata: Option<Map<String, Value>>,
+    ) -> Result<CreatedSession, ChatError> {
+        if let Some(m) = &metadata {
+            validate::object_size("metadata", m, self.config.limits.max_metadata_bytes)?;
+        }
         let now = self.now();
         let user_id = match app_token {
             None => None,
@@ -45,8 +64,12 @@ impl ChatService {
             expires_at,
             last_seq: 0,
             read_up_to: 0,
+            metadata,
         };
         self.store().create_session(&session).await?;
+        if let Some(text) = &self.config.welcome_message {
+            self.welcome(&session, text).await?;
+        }
         let token = self.tokens.issue(&SessionClaims {
             sid: session.id,
             sub: user_id.clone(),
@@ -61,6 +84,29 @@ impl ChatService {
             websocket_url: self.config.websocket_url.clone(),
             user_id,
         })
+    }
+
+    /// Stores the greeting as the session's first message (no one is connected yet, so
+    /// nothing is pushed; the client reads it with the history).
+    async fn welcome(&self, session: &Session, text: &str) -> Result<(), ChatError> {
+        self.store()
+            .append_message(NewMessage {
+                id: MessageId::new(),
+                session_id: session.id,
+                role: Role::Assistant,
+                kind: MessageType::Text,
+                content: text.to_string(),
+                data: None,
+                metadata: None,
+                status: MessageStatus::Delivered,
+                created_at: session.created_at,
+                reply_to: None,
+                client_message_id: None,
+                idempotency_key: Some("welcome".into()),
+                expires_at: session.expires_at,
+            })
+            .await?;
+        Ok(())
     }
 
     /// Checks that `token` opens the session named `session` (a path or query parameter).

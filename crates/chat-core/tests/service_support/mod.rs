@@ -10,7 +10,7 @@ pub use chat_core::model::{
     Connection, DispatchJob, Message, MessageId, MessageStatus, MessageType, Millis, PageQuery,
     Role, SessionId, rfc3339,
 };
-pub use chat_core::ports::{Agent, AgentError, Clock, SignedRequest, Store};
+pub use chat_core::ports::{Agent, AgentBody, AgentError, Clock, SignedRequest, Store, whole_body};
 pub use chat_core::service::{
     ChatService, DispatchOutcome, Dispatcher, FAILED_TEXT, Ports, SendInput, SessionRef,
 };

@@ -83,19 +83,24 @@ pub fn emulator() -> &'static Emulator {
 /// The table and queue definitions of `template.yaml`.
 pub fn template() -> &'static Value {
     static T: OnceLock<Value> = OnceLock::new();
-    T.get_or_init(|| {
-        let out = Command::new(venv_bin("python"))
-            .arg(repo().join("infra/template_resources.py"))
-            .arg(repo().join("template.yaml"))
-            .output()
-            .expect("python runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    })
+    T.get_or_init(|| template_with(&[]))
+}
+
+/// What `infra/template_resources.py` reads from `template.yaml` with these parameter values
+/// (`Name=value`): the table, the queues, each function's policy, the APIs, the environment.
+pub fn template_with(params: &[(&str, &str)]) -> Value {
+    let out = Command::new(venv_bin("python"))
+        .arg(repo().join("infra/template_resources.py"))
+        .arg(repo().join("template.yaml"))
+        .args(params.iter().map(|(k, v)| format!("{k}={v}")))
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// SDK configuration for the emulator: dummy credentials, fixed region, no metadata lookups.

@@ -136,6 +136,7 @@ pub(super) fn session_until(expires_at: Millis) -> Session {
         expires_at,
         last_seq: 0,
         read_up_to: 0,
+        metadata: None,
     }
 }
 

@@ -2,13 +2,16 @@
 
 use super::*;
 
-/// A created session reads back equal (guest and user), with `last_seq` and `read_up_to` 0;
-/// an unknown id is `None`.
+/// A created session reads back equal (guest and user, with and without metadata), with
+/// `last_seq` and `read_up_to` 0; an unknown id is `None`.
 pub async fn session_round_trip<S: Store + ?Sized>(store: &S) {
     let guest = session_until(NOW + DAY);
     let user = Session {
         user_id: Some("user-42".into()),
         expires_at: NOW + 7 * DAY,
+        metadata: serde_json::json!({"page": "/pricing", "locale": "de-CH", "plan": {"tier": 2}})
+            .as_object()
+            .cloned(),
         ..session_until(0)
     };
     ok(store.create_session(&guest).await, "create_session(guest)");
