@@ -55,6 +55,8 @@ interface FunctionSpec {
   readonly binary: string;
   readonly description: string;
   readonly timeout?: Duration;
+  /** Variables of this function alone, beside the shared environment. */
+  readonly environment?: Record<string, string>;
   readonly reservedConcurrency: ParameterName;
   /** Exactly the calls the code makes (crates/chat-aws/tests/iam_policy.rs pins the template's). */
   readonly statements: iam.PolicyStatement[];
@@ -106,8 +108,10 @@ export class ChatStack extends Stack {
       removalPolicy: RemovalPolicy.DESTROY,
     });
     const queue = new sqs.Queue(this, 'DispatchQueue', {
-      // At least 6x the dispatch function's timeout (30 s).
-      visibilityTimeout: Duration.seconds(180),
+      // At least 6x the dispatch function's timeout (900 s), as Lambda advises for SQS sources.
+      // A retry's backoff is set on the record itself; this only delays a record whose
+      // function died mid-call (its reply deadline tells the user meanwhile).
+      visibilityTimeout: Duration.seconds(5400),
       retentionPeriod: Duration.days(4),
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       deadLetterQueue: { queue: deadLetterQueue, maxReceiveCount: p.DispatchMaxAttempts.valueAsNumber },
@@ -183,6 +187,8 @@ export class ChatStack extends Stack {
       CHAT_DISPATCH_MAX_ATTEMPTS: p.DispatchMaxAttempts.valueAsString,
       CHAT_DISPATCH_BACKOFF_MS: p.DispatchBackoffMs.valueAsString,
       CHAT_DISPATCH_TIMEOUT_MS: p.DispatchTimeoutMs.valueAsString,
+      CHAT_STREAM_TIMEOUT_MS: p.StreamTimeoutMs.valueAsString,
+      CHAT_WELCOME_MESSAGE: p.WelcomeMessage.valueAsString,
       CHAT_MAX_CONTENT_CHARS: p.MaxContentChars.valueAsString,
       CHAT_MAX_REPLY_CHARS: p.MaxReplyChars.valueAsString,
       CHAT_REPLY_TIMEOUT_MS: p.ReplyTimeoutMs.valueAsString,
@@ -251,9 +257,12 @@ export class ChatStack extends Stack {
         id: 'DispatchFunction',
         binary: 'dispatch',
         description: 'SQS consumer: delivers user messages to n8n, retries with backoff, marks failures',
-        // One n8n call may take DispatchTimeoutMs (at most 25 s); the records of a batch are
-        // processed concurrently, so 30 s covers the batch plus the store writes.
-        timeout: Duration.seconds(30),
+        // The function holds n8n's answer while it streams: up to StreamTimeoutMs (at most
+        // 840 s) per record, the records of a batch concurrently, plus the store writes. Lambda
+        // bills the time used, not this limit.
+        timeout: Duration.seconds(900),
+        // Only the function that calls n8n gets its credentials. Empty means unset.
+        environment: { CHAT_N8N_AUTH_HEADER: p.N8nAuthHeader.valueAsString },
         reservedConcurrency: 'DispatchReservedConcurrency',
         statements: [
           tableStatement(...allTableActions),
@@ -280,7 +289,7 @@ export class ChatStack extends Stack {
         description: spec.description,
         memorySize: 128,
         timeout: spec.timeout ?? Duration.seconds(10),
-        environment,
+        environment: { ...environment, ...spec.environment },
       });
       // Reserved only for a positive value: a parameter, so the condition decides at deploy.
       (fn.node.defaultChild as lambda.CfnFunction).addPropertyOverride(

@@ -126,8 +126,30 @@ export const PARAMETERS = {
     type: 'Number',
     default: 10000,
     minValue: 1,
-    maxValue: 25000,
-    description: 'Timeout of one call to n8n in milliseconds (the dispatch function itself times out after 30 s).',
+    maxValue: 120000,
+    description:
+      'How long n8n may take to start answering a dispatch (its status and headers), in milliseconds. A workflow that answers whole only when its agent is done must do so within this.',
+  },
+  StreamTimeoutMs: {
+    type: 'Number',
+    default: 90000,
+    minValue: 1,
+    maxValue: 840000,
+    description:
+      "How long n8n's whole answer (a streamed one, or a body) may take, counted from the request, in milliseconds (CHAT_STREAM_TIMEOUT_MS). Keep it below ReplyTimeoutMs; the dispatch function times out after 900 s.",
+  },
+  N8nAuthHeader: {
+    type: 'String',
+    default: '',
+    noEcho: true,
+    allowedPattern: "^([!#$%&'*+.^_`|~0-9A-Za-z-]+:[ \\t]*[ -~]+)?$",
+    description:
+      "Header sent with every dispatch for the n8n node's own authentication, as 'Name: value' (CHAT_N8N_AUTH_HEADER), e.g. 'Authorization: Basic <base64 of user:password>'. Empty - none.",
+  },
+  WelcomeMessage: {
+    type: 'String',
+    default: '',
+    description: "Stored as every new session's first assistant message (CHAT_WELCOME_MESSAGE). Empty - none.",
   },
   MaxContentChars: {
     type: 'Number',
