@@ -279,6 +279,28 @@ export class ChatStack extends Stack {
       },
     ];
 
+    // Secrets from SSM Parameter Store: every function may read exactly the named parameters,
+    // and only when at least one is named. An inline policy of each role, present under that
+    // condition (as in template.yaml): a function is created after its role, so it never
+    // starts without the grant, which a separate policy resource would not ensure.
+    const ssmArn = (name: CfnParameter) => `arn:${Aws.PARTITION}:ssm:${Aws.REGION}:${Aws.ACCOUNT_ID}:parameter${name.valueAsString}`;
+    const secretsPolicy = {
+      PolicyName: 'Secrets',
+      PolicyDocument: new iam.PolicyDocument({
+        statements: [
+          new iam.PolicyStatement({
+            sid: 'Secrets',
+            actions: ['ssm:GetParameters'],
+            resources: [
+              orNone(c.HasWebhookSecretParameter, ssmArn(p.WebhookSecretParameter)),
+              orNone(c.HasSessionSecretParameter, ssmArn(p.SessionSecretParameter)),
+              orNone(c.HasAuthJwtSecretParameter, ssmArn(p.AuthJwtSecretParameter)),
+            ],
+          }),
+        ],
+      }),
+    };
+
     const functions = {} as Record<FunctionSpec['id'], lambda.Function>;
     for (const spec of specs) {
       const fn = new lambda.Function(this, spec.id, {
@@ -299,6 +321,10 @@ export class ChatStack extends Stack {
       for (const statement of spec.statements) {
         fn.addToRolePolicy(statement);
       }
+      (fn.role!.node.defaultChild as iam.CfnRole).addPropertyOverride(
+        'Policies',
+        ifElse(c.HasSecretParameters, [secretsPolicy], Aws.NO_VALUE),
+      );
       new logs.LogGroup(this, `${spec.id}Logs`, {
         logGroupName: `/aws/lambda/${fn.functionName}`,
         retention: logs.RetentionDays.ONE_MONTH,
@@ -306,25 +332,6 @@ export class ChatStack extends Stack {
       });
       functions[spec.id] = fn;
     }
-
-    // Secrets from SSM Parameter Store: every function may read exactly the named parameters,
-    // and only when at least one is named (a policy with a condition).
-    const ssmArn = (name: CfnParameter) => `arn:${Aws.PARTITION}:ssm:${Aws.REGION}:${Aws.ACCOUNT_ID}:parameter${name.valueAsString}`;
-    const secrets = new iam.Policy(this, 'SecretsPolicy', {
-      statements: [
-        new iam.PolicyStatement({
-          sid: 'Secrets',
-          actions: ['ssm:GetParameters'],
-          resources: [
-            orNone(c.HasWebhookSecretParameter, ssmArn(p.WebhookSecretParameter)),
-            orNone(c.HasSessionSecretParameter, ssmArn(p.SessionSecretParameter)),
-            orNone(c.HasAuthJwtSecretParameter, ssmArn(p.AuthJwtSecretParameter)),
-          ],
-        }),
-      ],
-      roles: Object.values(functions).map((fn) => fn.role!),
-    });
-    (secrets.node.defaultChild as iam.CfnPolicy).cfnOptions.condition = c.HasSecretParameters;
 
     // An explicit event source mapping that grants nothing: the SQS event source of
     // aws-lambda-event-sources would also grant sqs:GetQueueUrl, which the poller does not need.
