@@ -471,7 +471,7 @@ function bootstrapDir(lambdaDir: string, id: string, binary: string): string {
   if (!found) {
     throw new Error(
       `no bootstrap binary for ${id} in ${candidates.join(' or ')}: build them with infra/sam-build ` +
-        '(or cargo lambda build --release --arm64, then -c lambdaDir=target/lambda)',
+        '(or cargo lambda build --release --arm64, then -c lambdaDir=../../target/lambda from infra/cdk)',
     );
   }
   return found;
