@@ -1,7 +1,8 @@
 // Browser tests of streamed replies, Markdown and suggested replies in headless Chromium.
-// chat-local does not send `delta` frames yet, so these run the widget against the contract
-// server of the tests (contract-server.mjs: the contract's routes and WebSocket, in memory, on
-// 127.0.0.1), whose replies each test scripts delta by delta.
+// These run the widget against the contract server of the tests (contract-server.mjs: the
+// contract's routes and WebSocket, in memory, on 127.0.0.1), whose replies each test scripts
+// delta by delta; the widget on chat-local with a real n8n streaming is in
+// tests/n8n/answers.test.mjs.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';

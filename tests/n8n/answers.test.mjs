@@ -1,24 +1,35 @@
-// n8n workflows as people build them, on a real n8n 2.8.4 with the real chat-local binary,
-// driven end to end by WebSocket clients (the `ws` package of the lockfile):
+// n8n workflows as people build them, on one real n8n 2.8.4 (started once for this file):
 // - a Webhook node answering "when last node finishes" with the last node's output;
 // - n8n's Chat Trigger answering whole (response mode "last node");
 // - the shipped AI-agent workflow (infra/n8n/ai-agent-workflow.json: Chat Trigger with Basic
 //   auth, AI Agent, OpenAI Chat Model, streaming on), its model credential pointing at a small
-//   OpenAI-compatible server of this test on 127.0.0.1 that streams a known answer token by
-//   token: the deltas arrive in order and coalesced, a client that connects mid-stream gets
-//   the whole reply, and the stored reply equals the streamed text; without the auth header
-//   n8n refuses the dispatch.
-// Prints the time to the first visible text and to the whole reply, and the delta frames.
+//   OpenAI-compatible server of this test on 127.0.0.1 (model-server.mjs) that streams a known
+//   answer token by token;
+// - and the signed callback workflow (infra/n8n/chat-workflow.json), for the Lambda handlers.
+// Driven three ways:
+// - the real chat-local binary over its WebSocket (the `ws` package of the lockfile): each
+//   answer stored and pushed; for the stream, the deltas arrive in order and coalesced, a
+//   client that connects mid-stream gets the whole reply, and the stored reply equals the
+//   streamed text; without the auth header n8n refuses the dispatch;
+// - the Lambda handlers on the emulator instead of chat-local: the Rust test
+//   crates/chat-aws/tests/real_n8n.rs (built by tests/n8n/run, passed here as
+//   CHAT_AWS_REAL_N8N_TEST), given these n8n URLs in CHAT_TEST_N8N_*;
+// - the chat widget in headless Chromium (tests/browser's playwright-core and helpers) on
+//   chat-local's own page, the AI agent's answer streaming into it, then rendered as Markdown.
+// Prints the time to the first visible text and to the whole reply, the delta frames, and on
+// AWS the PostToConnection calls.
 // Run: tests/n8n/run.
 
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 
-import { startChatLocal, startN8n, waitFor } from './real-n8n.mjs';
+import { connected, launchBrowser, newPage, openWidget, send } from '../browser/support.mjs';
+import { ANSWER, TOKENS, fakeOpenAi } from './model-server.mjs';
+import { WORKFLOW as SIGNED_WORKFLOW, startChatLocal, startN8n, waitFor } from './real-n8n.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
@@ -28,67 +39,13 @@ const WEBHOOK_WORKFLOW = path.join(here, 'workflows', 'webhook-last-node.json');
 const CHAT_TRIGGER_WORKFLOW = path.join(here, 'workflows', 'chat-trigger-whole.json');
 const BASIC = { user: 'chat-backend', password: `basic-pw-${process.pid}` };
 const AUTH_HEADER = `Authorization: Basic ${Buffer.from(`${BASIC.user}:${BASIC.password}`).toString('base64')}`;
-
-// The model's answer, streamed in pieces of three characters, one every 25 ms.
-const ANSWER = 'Hello! Here is **your** answer:\n\n- first, the plan\n- then, the *details*\n\nAnything else? 🙂';
-const TOKENS = Array.from(ANSWER).reduce((acc, ch, i) => {
-  if (i % 3 === 0) acc.push('');
-  acc[acc.length - 1] += ch;
-  return acc;
-}, []);
-const TOKEN_GAP_MS = 25;
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A small OpenAI-compatible server: POST /v1/chat/completions streams ANSWER. */
-async function fakeOpenAi() {
-  const requests = [];
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', async () => {
-      let body = {};
-      try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-      } catch {
-        // recorded as {}
-      }
-      requests.push({ path: req.url, body });
-      if (req.method !== 'POST' || !req.url.endsWith('/chat/completions')) {
-        res.writeHead(404, { 'content-type': 'application/json' });
-        res.end('{"error":{"message":"not found"}}');
-        return;
-      }
-      const base = { id: 'chatcmpl-test', created: Math.floor(Date.now() / 1000), model: body.model ?? 'test' };
-      if (!body.stream) {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({
-          ...base,
-          object: 'chat.completion',
-          choices: [{ index: 0, message: { role: 'assistant', content: ANSWER }, finish_reason: 'stop' }],
-          usage: { prompt_tokens: 10, completion_tokens: TOKENS.length, total_tokens: 10 + TOKENS.length },
-        }));
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-      const send = (o) => res.write(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', ...o })}\n\n`);
-      send({ choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
-      for (const t of TOKENS) {
-        await sleep(TOKEN_GAP_MS);
-        send({ choices: [{ index: 0, delta: { content: t }, finish_reason: null }] });
-      }
-      send({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
-      send({ choices: [], usage: { prompt_tokens: 10, completion_tokens: TOKENS.length, total_tokens: 10 + TOKENS.length } });
-      res.end('data: [DONE]\n\n');
-    });
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}/v1`,
-    requests,
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }),
-  };
-}
+// Where each workflow listens on n8n (their webhook paths and ids).
+const urls = (base) => ({
+  webhookNode: `${base}/webhook/last-node`,
+  chatTrigger: `${base}/webhook/2a2b3c4d-0000-4000-8000-0000000000a1/chat`,
+  agent: `${base}/webhook/6f3a1c2e-8b4d-4e5f-9a0b-1c2d3e4f5a6b/chat`,
+  signed: `${base}/webhook/chat`,
+});
 
 /** A WebSocket client of chat-local: every frame parsed, with its arrival time. */
 async function openSocket(chat, sessionId, token) {
@@ -126,7 +83,7 @@ before(async () => {
   openai = await fakeOpenAi();
   n8n = await startN8n({
     secret: SECRET,
-    workflowPaths: [AGENT_WORKFLOW, WEBHOOK_WORKFLOW, CHAT_TRIGGER_WORKFLOW],
+    workflowPaths: [AGENT_WORKFLOW, WEBHOOK_WORKFLOW, CHAT_TRIGGER_WORKFLOW, SIGNED_WORKFLOW],
     credentials: [
       { id: 'ChatBackendOpenAi', name: 'OpenAI-compatible API', type: 'openAiApi', data: { apiKey: 'sk-test', url: openai.url } },
       { id: 'ChatBackendBasicAuth', name: 'Chat backend (Basic auth)', type: 'httpBasicAuth', data: BASIC },
@@ -140,7 +97,7 @@ after(async () => {
 
 describe('stock n8n workflows answering in the response, on a real n8n 2.8.4', () => {
   test('a Webhook node answering with the last node\'s output', { timeout: 120_000 }, async () => {
-    const chat = await startChatLocal({ n8nWebhookUrl: `${n8n.baseUrl}/webhook/last-node`, secret: SECRET });
+    const chat = await startChatLocal({ n8nWebhookUrl: urls(n8n.baseUrl).webhookNode, secret: SECRET });
     try {
       const { sessionId, token, socket } = await askOverWebSocket(chat, 'What does it cost?', { page: '/pricing' });
       const reply = await socket.until('the reply pushed', 60_000, isReply).catch((e) => {
@@ -159,7 +116,7 @@ describe('stock n8n workflows answering in the response, on a real n8n 2.8.4', (
   });
 
   test('n8n\'s Chat Trigger answering whole', { timeout: 120_000 }, async () => {
-    const url = `${n8n.baseUrl}/webhook/2a2b3c4d-0000-4000-8000-0000000000a1/chat`;
+    const url = urls(n8n.baseUrl).chatTrigger;
     const chat = await startChatLocal({ n8nWebhookUrl: url, secret: SECRET });
     try {
       const { sessionId, token, socket } = await askOverWebSocket(chat, 'Grüezi 👋');
@@ -176,7 +133,7 @@ describe('stock n8n workflows answering in the response, on a real n8n 2.8.4', (
   });
 
   test('the shipped AI-agent workflow streams its answer as coalesced deltas', { timeout: 120_000 }, async () => {
-    const url = `${n8n.baseUrl}/webhook/6f3a1c2e-8b4d-4e5f-9a0b-1c2d3e4f5a6b/chat`;
+    const url = urls(n8n.baseUrl).agent;
     const chat = await startChatLocal({ n8nWebhookUrl: url, secret: SECRET, env: { CHAT_N8N_AUTH_HEADER: AUTH_HEADER } });
     try {
       const question = 'Can you explain the plan?';
@@ -221,7 +178,7 @@ describe('stock n8n workflows answering in the response, on a real n8n 2.8.4', (
   });
 
   test('without CHAT_N8N_AUTH_HEADER the Basic-auth Chat Trigger refuses the dispatch', { timeout: 120_000 }, async () => {
-    const url = `${n8n.baseUrl}/webhook/6f3a1c2e-8b4d-4e5f-9a0b-1c2d3e4f5a6b/chat`;
+    const url = urls(n8n.baseUrl).agent;
     const chat = await startChatLocal({ n8nWebhookUrl: url, secret: SECRET, env: { CHAT_DISPATCH_MAX_ATTEMPTS: '1' } });
     try {
       const before = openai.requests.length;
@@ -232,6 +189,141 @@ describe('stock n8n workflows answering in the response, on a real n8n 2.8.4', (
       assert.match(chat.log(), /n8n answered 403|n8n answered 401/);
       socket.close();
     } finally {
+      await chat.stop();
+    }
+  });
+});
+
+/**
+ * Runs `bin args` with `env` in its own process group, bounded by `ms` (then the group is
+ * killed); resolves to {code, signal, output} (stdout and stderr interleaved).
+ */
+function runBounded(bin, args, env, ms) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => { output += d; });
+    child.stderr.on('data', (d) => { output += d; });
+    const timer = setTimeout(() => {
+      output += `\n(killed after ${ms} ms)`;
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }, ms);
+    child.once('error', reject);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, output });
+    });
+  });
+}
+
+describe('the same workflows through the Lambda handlers on the emulator', () => {
+  // crates/chat-aws/tests/real_n8n.rs: session, send (WebSocket frames), dispatch against this
+  // n8n and the webhook function for the signed callback, on the moto emulator.
+  const TESTS = [
+    'a_webhook_node_answering_with_its_last_nodes_output',
+    'a_chat_trigger_answering_whole',
+    'the_signed_callback_workflow_answers_through_the_webhook_function',
+    'the_shipped_ai_agent_workflow_streams_coalesced_deltas',
+  ];
+  test('session, send, dispatch and webhook handlers with the real n8n (crates/chat-aws/tests/real_n8n.rs)', { timeout: 300_000 }, async () => {
+    const bin = process.env.CHAT_AWS_REAL_N8N_TEST;
+    assert.ok(bin, 'CHAT_AWS_REAL_N8N_TEST (the built crates/chat-aws/tests/real_n8n.rs) is not set: run tests/n8n/run');
+    const at = urls(n8n.baseUrl);
+    const env = {
+      ...process.env,
+      CHAT_TEST_N8N_WEBHOOK_NODE_URL: at.webhookNode,
+      CHAT_TEST_N8N_CHAT_TRIGGER_URL: at.chatTrigger,
+      CHAT_TEST_N8N_AGENT_URL: at.agent,
+      CHAT_TEST_N8N_SIGNED_URL: at.signed,
+      CHAT_TEST_N8N_AUTH_HEADER: AUTH_HEADER,
+      CHAT_TEST_N8N_SECRET: SECRET,
+      CHAT_TEST_N8N_ANSWER: ANSWER,
+      CHAT_TEST_N8N_TOKENS: String(TOKENS.length),
+    };
+    // One at a time, so that the streamed figures are not shared with the other tests.
+    const { code, signal, output } = await runBounded(bin, ['--test-threads=1', '--show-output', '--exact', ...TESTS], env, 270_000);
+    const figures = output.split('\n').filter((l) => l.startsWith('streamed answer through the Lambda handlers'));
+    for (const line of figures) console.log(line);
+    assert.equal(code, 0, `the Rust test failed (${signal ?? `exit ${code}`}):\n${output}`);
+    for (const t of TESTS) assert.match(output, new RegExp(`^test ${t} \\.\\.\\. ok$`, 'm'), `${t} ran and passed`);
+    assert.match(output, /test result: ok\. 4 passed; 0 failed/);
+    assert.equal(figures.length, 1, 'the streamed figures printed');
+  });
+});
+
+describe('the chat widget in Chromium, on chat-local, with the AI-agent workflow streaming', () => {
+  test('the reply appears as it is written, then as Markdown; the stored history equals the streamed text', { timeout: 120_000 }, async () => {
+    const chat = await startChatLocal({ n8nWebhookUrl: urls(n8n.baseUrl).agent, secret: SECRET, env: { CHAT_N8N_AUTH_HEADER: AUTH_HEADER } });
+    const browser = await launchBrowser();
+    try {
+      const page = await newPage(await browser.newContext(), chat.baseUrl);
+      await openWidget(page);
+      await connected(page);
+      // Every state the assistant's row goes through (seen by a MutationObserver, so no state
+      // is missed between two polls), and the client's delta events.
+      await page.evaluate(() => {
+        const client = window.__chatWidget.client;
+        window.__deltas = [];
+        client.on('delta', (d) => window.__deltas.push(d.text));
+        const root = document.querySelector('[data-chat-widget]').shadowRoot;
+        window.__states = [];
+        const note = () => {
+          const li = root.querySelector('li.msg[data-role=assistant]');
+          if (!li) return;
+          const s = {
+            at: performance.now(),
+            streaming: li.dataset.streaming === 'true',
+            caret: li.querySelector('.caret') !== null,
+            ariaHidden: li.getAttribute('aria-hidden'),
+            text: li.querySelector('.text').textContent,
+          };
+          const last = window.__states.at(-1);
+          if (!last || last.text !== s.text || last.streaming !== s.streaming || last.caret !== s.caret) window.__states.push(s);
+        };
+        new MutationObserver(note).observe(root, { childList: true, subtree: true, characterData: true, attributes: true });
+      });
+      const sentAt = await page.evaluate(() => performance.now());
+      await send(page, 'What is the plan?');
+      const done = (states) => states.find((s) => !s.streaming && /Anything else\?/.test(s.text));
+      await waitFor('the whole reply in the widget', 60_000, () => page.evaluate(() => window.__states).then(done)).catch((e) => {
+        throw new Error(`${e.message}\n--- chat-local log:\n${chat.log()}`);
+      });
+      const states = await page.evaluate(() => window.__states);
+      const final = done(states);
+      // Progressively: a partial text with the writing caret, hidden from screen readers, before the whole text.
+      const partial = states.find((s) => s.streaming && s.caret && s.text.trim().length > 0);
+      assert.ok(partial, `a partial reply with a caret was shown: ${JSON.stringify(states)}`);
+      assert.ok(partial.at < final.at);
+      assert.ok(partial.text.length < final.text.length, `partial: ${JSON.stringify(partial.text)}`);
+      assert.equal(partial.ariaHidden, 'true');
+      assert.deepEqual([final.caret, final.ariaHidden], [false, null], 'no caret once stored; screen readers get it');
+      // The final Markdown, rendered.
+      const md = page.locator('[data-chat-widget] li.msg[data-role=assistant] .md');
+      assert.equal(await md.locator('strong').textContent(), 'your');
+      assert.deepEqual(await md.locator('ul > li').allTextContents(), ['first, the plan', 'then, the details']);
+      assert.equal(await md.locator('em').textContent(), 'details');
+      assert.doesNotMatch(final.text, /\*/, 'no raw Markdown');
+      // The stored history equals the streamed text (the deltas, then the rest with the reply).
+      const deltas = await page.evaluate(() => window.__deltas);
+      const streamed = deltas.join('');
+      assert.ok(deltas.length >= 1 && ANSWER.startsWith(streamed), `the deltas carry the answer in order: ${JSON.stringify(streamed)}`);
+      const { sessionId, token } = await page.evaluate(() => JSON.parse(localStorage.getItem(`chat-session:${window.__chatWidget.client.baseUrl}`)));
+      const history = await chat.call('GET', `/sessions/${sessionId}/messages?after=0`, token);
+      const stored = history.json.messages.filter((m) => m.role === 'assistant');
+      assert.deepEqual(stored.map((m) => m.content), [ANSWER]);
+      const held = await page.evaluate(() => window.__chatWidget.client.messages.filter((m) => m.role === 'assistant').map((m) => m.content));
+      assert.deepEqual(held, [ANSWER], 'the widget holds the stored text');
+      assert.deepEqual(page.errors, []);
+      console.log(
+        `streamed answer in the widget (chat-local, Chromium): first visible text after ${Math.round(states.find((s) => s.text.trim()).at - sentAt)} ms, ` +
+        `whole reply rendered after ${Math.round(final.at - sentAt)} ms, ${deltas.length} deltas, ${states.filter((s) => s.streaming).length} partial renders`,
+      );
+    } finally {
+      await browser.close();
       await chat.stop();
     }
   });

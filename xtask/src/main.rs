@@ -6,7 +6,7 @@
 //! | `aws` | the AWS adapters, handlers and Lambda binaries against the emulator | Rust, Python 3 |
 //! | `browser` | `ChatClient` unit tests, the type check, the widget in headless Chromium | Rust, Node |
 //! | `cdk` | `tests/cdk-check`: the CDK app synthesized offline and compared with `template.yaml` | Python 3, Node |
-//! | `n8n` | the n8n workflow's code, then the workflow on a real n8n 2.8.4 | Rust, Node |
+//! | `n8n` | the n8n workflow's code, then the workflows on a real n8n 2.8.4 with `chat-local`, the Lambda handlers on the emulator and the widget in headless Chromium | Rust, Node, Python 3 |
 //! | `full` | `tests/run`: lints, formatting, clippy and every lane above (the README's test command, what CI runs) | all |
 //! | `bench` | `tests/bench`: every benchmark, one table | all; release builds |
 //! | `sam-build` | `infra/sam-build`: the arm64 Lambda artifacts with `sam build` | Rust, Python 3 |
@@ -34,7 +34,7 @@ const LANES: [(&str, &str); 8] = [
     ),
     (
         "n8n",
-        "the n8n workflow's code, then the workflow on a real n8n",
+        "the n8n workflow's code, then the workflows on a real n8n (chat-local, Lambda handlers, widget)",
     ),
     (
         "full",

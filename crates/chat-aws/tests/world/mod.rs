@@ -106,9 +106,17 @@ impl World {
 
     /// A guest session through the `session` handler: (id, token).
     pub async fn session(&self) -> (String, String) {
+        self.session_with(json!({})).await
+    }
+
+    /// A guest session created with `body` (e.g. `{"metadata": {...}}`): (id, token).
+    pub async fn session_with(&self, body: Value) -> (String, String) {
         let mut e = event("session-create");
         // A distinct client IP per session, so the per-IP limit does not interfere.
         e["requestContext"]["http"]["sourceIp"] = json!(format!("198.51.100.{}", rand_octet()));
+        let body = body.to_string();
+        e["headers"]["content-length"] = json!(body.len().to_string());
+        e["body"] = json!(body);
         let (status, body) = self.http(e).await;
         assert_eq!(status, 201, "{body}");
         assert!(
