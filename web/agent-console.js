@@ -768,8 +768,9 @@ export function mountAgentConsole(container, options = {}) {
     presence.textContent = s?.userOnline === undefined ? '' : s.userOnline ? 'Customer online' : 'Customer offline';
     const mine = held(s);
     const other = mode === 'agent' && !mine;
+    // Claim stays usable when another agent holds it: the server refuses, and says so (the
+    // same happens when two agents click at once).
     claimBtn.hidden = mine || mode === 'closed';
-    claimBtn.disabled = other;
     releaseBtn.hidden = !(mine || mode === 'waiting');
     closeBtn.hidden = mode === 'closed';
     closeBtn.disabled = other;
