@@ -628,6 +628,11 @@ export function mountAgentConsole(container, options = {}) {
     renderInbox();
     renderConversationHead();
     convTitle.focus();
+    // Who can take it over (for transfer) may have changed since sign-in.
+    c.agents().then((a) => {
+      if (Array.isArray(a?.agents)) agents = a.agents;
+      renderConversationHead();
+    }).catch(() => {});
     // The history is put in place without announcing it; new messages are announced after.
     log.setAttribute('aria-live', 'off');
     try {
@@ -774,12 +779,11 @@ export function mountAgentConsole(container, options = {}) {
     releaseBtn.hidden = !(mine || mode === 'waiting');
     closeBtn.hidden = mode === 'closed';
     closeBtn.disabled = other;
-    transferBox.hidden = !mine;
     const others = agents.filter((a) => a.id !== agent.id);
     const chosen = transferSel.value;
     transferSel.replaceChildren(...others.map((a) => el('option', { value: a.id, text: `${a.name}${a.status && a.status !== 'online' ? ` (${a.status})` : ''}` })));
     if (others.some((a) => a.id === chosen)) transferSel.value = chosen;
-    transferBtn.disabled = others.length === 0;
+    transferBox.hidden = !mine || others.length === 0;
     composer.disabled = !mine;
     sendBtn.disabled = !mine;
     holdHint.hidden = mine;
