@@ -54,6 +54,8 @@ async fn every_item_carries_its_ttl() {
             last_seq: 0,
             read_up_to: 0,
             metadata: None,
+            mode: Default::default(),
+            updated_at: 1,
         })
         .await
         .unwrap();
@@ -71,6 +73,8 @@ async fn every_item_carries_its_ttl() {
         client_message_id: Some("c".into()),
         idempotency_key: Some("client#c".into()),
         expires_at: expires,
+        name: None,
+        open_only: false,
     };
     store.append_message(m).await.unwrap();
     let conn = Connection {

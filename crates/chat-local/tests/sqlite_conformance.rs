@@ -18,6 +18,20 @@ async fn sqlite_store_conforms() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_conforms_for_agents() {
+    let root = tempfile::tempdir().unwrap();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    chat_testkit::conformance::run_agents(|| {
+        let dir = root.path().join(
+            next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                .to_string(),
+        );
+        async move { SqliteStore::new(Db::open(&dir).expect("database opens")) }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn data_survives_reopening_the_file() {
     use chat_core::model::{
@@ -36,6 +50,8 @@ async fn data_survives_reopening_the_file() {
             last_seq: 0,
             read_up_to: 0,
             metadata: None,
+            mode: Default::default(),
+            updated_at: 1,
         };
         store.create_session(&s).await.unwrap();
         let m = NewMessage {
@@ -52,6 +68,8 @@ async fn data_survives_reopening_the_file() {
             client_message_id: Some("c".into()),
             idempotency_key: Some("client#c".into()),
             expires_at: i64::MAX,
+            name: None,
+            open_only: false,
         };
         assert!(store.append_message(m).await.unwrap().unwrap().created);
     }
@@ -96,6 +114,8 @@ async fn purge_removes_only_what_has_expired() {
             last_seq: 0,
             read_up_to: 0,
             metadata: None,
+            mode: Default::default(),
+            updated_at: 1,
         };
         store.create_session(&s).await.unwrap();
         let m = NewMessage {
@@ -112,6 +132,8 @@ async fn purge_removes_only_what_has_expired() {
             client_message_id: Some("k".into()),
             idempotency_key: Some("client#k".into()),
             expires_at,
+            name: None,
+            open_only: false,
         };
         store.append_message(m).await.unwrap().unwrap();
         let c = Connection {
@@ -189,6 +211,8 @@ async fn a_database_from_before_session_metadata_gains_the_column() {
         last_seq: 0,
         read_up_to: 0,
         metadata: serde_json::json!({"locale": "fr"}).as_object().cloned(),
+        mode: Default::default(),
+        updated_at: 1,
     };
     store.create_session(&new).await.unwrap();
     assert_eq!(store.get_session(&new.id, 2).await.unwrap(), Some(new));

@@ -73,6 +73,8 @@ pub(crate) fn session_of(item: &Item) -> Result<Session, StoreError> {
         last_seq: req_n(item, "lastSeq")?,
         read_up_to: req_n(item, "readUpTo")?,
         metadata: json_attr(item, "metadata")?,
+        mode: Default::default(),
+        updated_at: req_n(item, "createdAt")?,
     })
 }
 
@@ -83,6 +85,7 @@ pub(crate) fn message_of(item: &Item) -> Result<Message, StoreError> {
         seq: req_n(item, "seq")?,
         session_id: SessionId(ulid(id)?),
         role: Role::parse(req_s(item, "role")?).ok_or_else(|| err("bad role"))?,
+        name: get_s(item, "name").map(str::to_string),
         kind: MessageType::parse(req_s(item, "type")?).ok_or_else(|| err("bad type"))?,
         content: req_s(item, "content")?.to_string(),
         data: json_attr(item, "data")?,
@@ -131,6 +134,9 @@ pub(crate) fn message_item(m: &NewMessage, seq: u64) -> Item {
     }
     if let Some(c) = &m.client_message_id {
         item.insert("clientMessageId".into(), s(c.clone()));
+    }
+    if let Some(name) = &m.name {
+        item.insert("name".into(), s(name.clone()));
     }
     item
 }

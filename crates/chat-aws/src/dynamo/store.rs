@@ -107,6 +107,7 @@ impl Store for DynamoStore {
                     return Ok(Some(Appended {
                         message: m.with_seq(next),
                         created: true,
+                        mode: Default::default(),
                     }));
                 }
                 Err(e) => {
@@ -128,6 +129,7 @@ impl Store for DynamoStore {
                             return Ok(Some(Appended {
                                 message,
                                 created: false,
+                                mode: Default::default(),
                             }));
                         }
                     }
@@ -418,4 +420,71 @@ impl Store for DynamoStore {
             }
         }
     }
+
+    // People in the loop are not on DynamoDB yet: sessions stay with the bot there.
+
+    async fn set_mode(
+        &self,
+        _session: &SessionId,
+        _expected: &chat_core::model::ModeState,
+        _next: &chat_core::model::ModeState,
+        _now: Millis,
+    ) -> Result<Option<Session>, StoreError> {
+        Err(not_yet())
+    }
+
+    async fn list_inbox(
+        &self,
+        _q: &chat_core::model::InboxQuery,
+    ) -> Result<Vec<Session>, StoreError> {
+        Err(not_yet())
+    }
+
+    async fn list_canned(&self) -> Result<Vec<chat_core::model::CannedReply>, StoreError> {
+        Err(not_yet())
+    }
+
+    async fn create_canned(&self, _r: &chat_core::model::CannedReply) -> Result<bool, StoreError> {
+        Err(not_yet())
+    }
+
+    async fn update_canned(
+        &self,
+        _r: &chat_core::model::CannedReply,
+    ) -> Result<chat_core::ports::CannedWrite, StoreError> {
+        Err(not_yet())
+    }
+
+    async fn delete_canned(&self, _id: &str) -> Result<bool, StoreError> {
+        Err(not_yet())
+    }
+
+    async fn put_agent_connection(
+        &self,
+        _c: &chat_core::model::AgentConnection,
+    ) -> Result<(), StoreError> {
+        Err(not_yet())
+    }
+
+    async fn get_agent_connection(
+        &self,
+        _id: &str,
+    ) -> Result<Option<chat_core::model::AgentConnection>, StoreError> {
+        Ok(None)
+    }
+
+    async fn delete_agent_connection(&self, _id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// None yet: fan-out to agents costs no request.
+    async fn list_agent_connections(
+        &self,
+    ) -> Result<Vec<chat_core::model::AgentConnection>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+fn not_yet() -> StoreError {
+    StoreError("agents are not supported on DynamoDB yet".into())
 }

@@ -35,6 +35,10 @@ impl ChatService {
         };
         self.store().put_connection(&connection).await?;
         tracing::info!(session_id = %session.id, connection_id, "connected");
+        if session.mode.holder().is_some() {
+            let first = self.live_connections(&session.id).await.len() == 1;
+            self.user_presence_changed(&session, first).await;
+        }
         Ok(connection)
     }
 
@@ -43,6 +47,12 @@ impl ChatService {
         if let Some(c) = self.store().get_connection(connection_id).await? {
             self.store().delete_connection(&c).await?;
             tracing::info!(session_id = %c.session_id, connection_id, "disconnected");
+            if let Some(s) = self.store().get_session(&c.session_id, self.now()).await?
+                && s.mode.holder().is_some()
+            {
+                let last = self.live_connections(&s.id).await.is_empty();
+                self.user_presence_changed(&s, last).await;
+            }
         }
         Ok(())
     }
@@ -129,14 +139,25 @@ impl ChatService {
                     tracing::debug!(connection_id = %c.id, "typing frame over the limit dropped");
                     return Ok(());
                 }
-                let event = ServerEvent::Typing {
-                    role: Role::User,
-                    is_typing,
-                };
-                self.broadcast(&c.session_id, &event, Some(&c.id)).await;
+                let event = ServerEvent::typing(Role::User, is_typing);
+                // The holding agent sees it too; its id needs the session read.
+                let holder = self
+                    .store()
+                    .get_session(&c.session_id, self.now())
+                    .await
+                    .map_err(|e| (e.into(), None))?
+                    .and_then(|s| s.mode.agent);
+                let holder = holder.as_ref().map(|a| a.id.as_str());
+                self.broadcast_held(&c.session_id, holder, &[event], Some(&c.id))
+                    .await;
             }
             ClientAction::Read { up_to } => {
                 self.mark_read(session, up_to)
+                    .await
+                    .map_err(|e| (e, None))?;
+            }
+            ClientAction::Handoff {} => {
+                self.request_handoff(&c.session_id)
                     .await
                     .map_err(|e| (e, None))?;
             }
