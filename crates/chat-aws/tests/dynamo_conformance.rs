@@ -24,6 +24,21 @@ async fn dynamo_store_conforms() {
     .await;
 }
 
+/// People in the loop on the table: the claim as a conditional write, the inbox from its
+/// sparse indexes, canned replies and agent connections under their own partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamo_store_conforms_for_agents() {
+    let sdk = common::sdk().await;
+    chat_testkit::conformance::run_agents(|| {
+        let sdk = sdk.clone();
+        async move {
+            let table = common::create_table(&sdk).await;
+            DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamo_limiter_conforms() {
     let sdk = common::sdk().await;
