@@ -22,9 +22,10 @@ use chat_core::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use chat_core::{ChatError, api};
 use std::time::Duration;
 
-/// Every route of the HTTP API, as `METHOD /path` with `{id}` for the session id: the same
-/// text as API Gateway's route keys in `template.yaml`.
-pub const ROUTES: [&str; 8] = [
+/// Every route of the HTTP API, as `METHOD /path` with `{id}` for the session id (`{action}`
+/// for an agent's change of a session, `{cid}` for a canned reply id): the same text as API
+/// Gateway's route keys in `template.yaml`.
+pub const ROUTES: [&str; 19] = [
     "POST /sessions",
     "GET /sessions/{id}",
     "GET /sessions/{id}/messages",
@@ -33,12 +34,6 @@ pub const ROUTES: [&str; 8] = [
     "POST /webhook",
     "GET /webhook",
     "GET /health",
-];
-
-/// The routes of people in the loop: the user's handoff and the agents' routes (`{id}` a
-/// session id, `{cid}` a canned reply id). chat-local serves them with [`ROUTES`]; on AWS
-/// they are not deployed yet (`template.yaml` routes exactly [`ROUTES`]).
-pub const PEOPLE_ROUTES: [&str; 11] = [
     "POST /sessions/{id}/handoff",
     "GET /agent/inbox",
     "GET /agent/sessions/{id}",

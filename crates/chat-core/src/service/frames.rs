@@ -42,17 +42,19 @@ impl ChatService {
         Ok(connection)
     }
 
-    /// Forgets a connection. Best effort: stale ones are also removed when a push finds them gone.
+    /// Forgets a connection (a user's, else an agent's). Best effort: stale ones are also
+    /// removed when a push finds them gone.
     pub async fn disconnect(&self, connection_id: &str) -> Result<(), ChatError> {
-        if let Some(c) = self.store().get_connection(connection_id).await? {
-            self.store().delete_connection(&c).await?;
-            tracing::info!(session_id = %c.session_id, connection_id, "disconnected");
-            if let Some(s) = self.store().get_session(&c.session_id, self.now()).await?
-                && s.mode.holder().is_some()
-            {
-                let last = self.live_connections(&s.id).await.is_empty();
-                self.user_presence_changed(&s, last).await;
-            }
+        let Some(c) = self.store().get_connection(connection_id).await? else {
+            return self.disconnect_agent(connection_id).await;
+        };
+        self.store().delete_connection(&c).await?;
+        tracing::info!(session_id = %c.session_id, connection_id, "disconnected");
+        if let Some(s) = self.store().get_session(&c.session_id, self.now()).await?
+            && s.mode.holder().is_some()
+        {
+            let last = self.live_connections(&s.id).await.is_empty();
+            self.user_presence_changed(&s, last).await;
         }
         Ok(())
     }
@@ -69,10 +71,16 @@ impl ChatService {
     pub async fn handle_frame_by_id(&self, connection_id: &str, frame: &[u8]) {
         let error = match self.connection(connection_id).await {
             Ok(Some(c)) => return self.handle_frame(&c, frame).await,
-            Ok(None) => ChatError::unauthorized(
-                ErrorCode::UnknownConnection,
-                "this connection is not open (its session may have expired); reconnect",
-            ),
+            Ok(None) => match self.store().get_agent_connection(connection_id).await {
+                Ok(Some(a)) if a.expires_at > self.now() => {
+                    return self.handle_agent_frame(&a, frame).await;
+                }
+                Err(e) => e.into(),
+                Ok(_) => ChatError::unauthorized(
+                    ErrorCode::UnknownConnection,
+                    "this connection is not open (its session may have expired); reconnect",
+                ),
+            },
             Err(e) => e,
         };
         if let Err(e) = self

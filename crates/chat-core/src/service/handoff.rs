@@ -203,7 +203,8 @@ impl ChatService {
             // A waiting period starts at the time of its notice, which the timeout names.
             if let Some(updated) = self.store().set_mode(id, &session.mode, &next, now).await? {
                 let timeout = matches!(ask, Ask::Timeout(_));
-                self.announce(&session, &updated, timeout).await?;
+                // Boxed: the notices and events make a large future.
+                Box::pin(self.announce(&session, &updated, timeout)).await?;
                 return Ok(updated);
             }
         }
@@ -289,9 +290,9 @@ impl ChatService {
                 )
                 .await?;
         }
-        self.notify_inbox(new).await;
+        Box::pin(self.notify_inbox(new)).await;
         if old.mode.holder() != new.mode.holder() {
-            self.push_presence(new).await;
+            Box::pin(self.push_presence(new)).await;
         }
         Ok(())
     }
