@@ -781,3 +781,23 @@ async fn the_inbox_pages_with_its_cursor() {
     assert_eq!(v["messages"][0]["content"], WAITING_TEXT);
     assert_eq!(v["hasMore"], false);
 }
+
+#[tokio::test]
+async fn a_pinging_agent_socket_outlives_two_hours() {
+    let h = H::new();
+    let ag = agent_connect(&h, &alex(), "ag1").await;
+    // 90 minutes on, a ping renews the connection; without it the socket would count as
+    // gone two hours after it opened.
+    h.clock.advance(90 * 60_000);
+    h.svc.handle_agent_frame(&ag, br#"{"action":"ping"}"#).await;
+    h.clock.advance(60 * 60_000);
+    h.push.take();
+    let s = h.session().await;
+    handoff(&h, &s).await;
+    assert!(
+        h.events("ag1").contains(&"inbox".to_string()),
+        "the renewed socket still gets the inbox"
+    );
+    let renewed = h.store.get_agent_connection("ag1").await.unwrap().unwrap();
+    assert_eq!(renewed.expires_at, T0 + 90 * 60_000 + 2 * HOUR);
+}

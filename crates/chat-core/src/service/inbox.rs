@@ -383,6 +383,16 @@ impl ChatService {
         validate::body_size(frame.len(), &self.config.limits)?;
         match AgentAction::parse(frame)? {
             AgentAction::Ping {} => {
+                // A socket kept alive past half its lifetime (chat-local's live longer than
+                // API Gateway's two hours) is kept for another lifetime.
+                let now = self.now();
+                if c.expires_at - now < AGENT_CONNECTION_MS / 2 {
+                    let renewed = AgentConnection {
+                        expires_at: now + AGENT_CONNECTION_MS,
+                        ..c.clone()
+                    };
+                    self.store().put_agent_connection(&renewed).await?;
+                }
                 self.push_agent_or_forget(c, &ServerEvent::Pong {}.to_frame())
                     .await;
             }
