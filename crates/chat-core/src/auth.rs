@@ -162,7 +162,16 @@ impl AppAuth {
     /// `agent` and whose `name` has 1–80 characters. 401 for a bad token (a forged one
     /// claiming the role included), 403 `forbidden` for a valid one of another role.
     pub async fn verify_agent(&self, token: &str, now: Millis) -> Result<AgentRef, ChatError> {
-        let (id, claims) = self.verify_claims(token, now).await?;
+        let (id, claims) = self.verify_claims(token, now).await.map_err(|e| match e {
+            ChatError::Unauthorized {
+                code: ErrorCode::AuthNotConfigured,
+                ..
+            } => ChatError::unauthorized(
+                ErrorCode::AuthNotConfigured,
+                "agents are not enabled on this server: set CHAT_AUTH_JWT_SECRET or CHAT_AUTH_JWKS_URL",
+            ),
+            e => e,
+        })?;
         if claims.role.as_deref() != Some("agent") {
             return Err(ChatError::Forbidden(
                 "this route is for agents: the app token's role is not agent".into(),

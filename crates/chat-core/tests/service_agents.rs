@@ -315,6 +315,7 @@ async fn agent_routes_refuse_who_is_not_an_agent() {
     let off = H::with_config(c);
     let r = api::agent_inbox(&off.svc, Some(&alex()), None).await;
     assert_eq!((r.status, code_of(&r)), (401, "auth_not_configured".into()));
+    assert!(r.body.contains("agents are not enabled"), "{}", r.body);
 }
 
 #[tokio::test]
