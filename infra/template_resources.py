@@ -164,7 +164,7 @@ def plain(v):
 table = res["Table"]["Properties"]
 queue = res["DispatchQueue"]["Properties"]
 print(json.dumps({
-    "table": {k: plain(table[k]) for k in ("AttributeDefinitions", "KeySchema", "LocalSecondaryIndexes")},
+    "table": {k: plain(table[k]) for k in ("AttributeDefinitions", "KeySchema", "LocalSecondaryIndexes", "GlobalSecondaryIndexes")},
     "ttlAttribute": table["TimeToLiveSpecification"]["AttributeName"],
     "queueVisibilityTimeout": plain(queue.get("VisibilityTimeout")),
     "maxReceiveCount": plain(queue["RedrivePolicy"]["maxReceiveCount"]),

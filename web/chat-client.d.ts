@@ -13,6 +13,29 @@ export type MessageType =
  * own `queued` / `sending` / `failed` for unsent messages. */
 export type MessageStatus = 'queued' | 'sending' | 'received' | 'dispatched' | 'answered' | 'failed' | 'delivered';
 export type ConnectionState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
+/** Who answers a session: the bot, nobody yet (a person was asked for), a person, or no one
+ * (closed: a new session is the way on). */
+export type SessionMode = 'bot' | 'waiting' | 'agent' | 'closed';
+
+/** Who answers a session, as the session view, `session` events and the system message of
+ * each change say it. */
+export interface SessionInfo {
+  mode: SessionMode;
+  /** The person holding it (mode `agent`). */
+  agent?: { id: string; name: string };
+  /** Since when it waits for a person (mode `waiting`; RFC 3339). */
+  waitingSince?: string;
+}
+
+/** Someone in a session, from a `presence` event. */
+export interface Participant {
+  role: Role;
+  /** The user id (or `guest`), or the agent's id. */
+  id: string;
+  /** An agent's name. */
+  name?: string;
+  online: boolean;
+}
 
 export interface ChatMessage {
   /** A ULID once stored; `local:<clientMessageId>` while only optimistic. */
@@ -22,6 +45,8 @@ export interface ChatMessage {
   /** Null on a message sent before the session existed (shown at once, sent once it does). */
   sessionId?: string | null;
   role: Role;
+  /** The agent's name, on `agent` messages. */
+  name?: string;
   type: MessageType;
   /** The text; while `streaming`, the text so far. */
   content: string;
@@ -53,6 +78,9 @@ export interface ChatMessageData {
   suggestions?: unknown[];
   /** The reply's stream broke: `content` is what came before it did. */
   incomplete?: boolean;
+  /** On the system message announcing a change of who answers: the new mode (and agent). */
+  mode?: SessionMode;
+  agent?: { id: string; name: string };
   [key: string]: unknown;
 }
 
@@ -125,7 +153,12 @@ export interface ChatClientEvents {
   /** The ordered list changed (after one or more `message` events). */
   change: { messages: readonly ChatMessage[] };
   status: { messageId: string; status: MessageStatus };
-  typing: { role: Role; isTyping: boolean };
+  /** `name`: an agent's name, when an agent types. */
+  typing: { role: Role; isTyping: boolean; name?: string };
+  /** Who answers the session changed (`previous` was the mode before). */
+  mode: SessionInfo & { previous: SessionMode };
+  /** Who is in the session and online (the user, the agent holding it). */
+  presence: { participants: Participant[] };
   read: { upTo: number; unreadCount: number; local?: boolean };
   ack: { clientMessageId: string; messageId: string; seq: number };
   connection: { state: ConnectionState; attempt: number; retryInMs?: number; reason?: string };
@@ -160,6 +193,11 @@ export class ChatClient {
   /** Older history exists than the messages held (the first load brings the latest 50). */
   readonly hasOlder: boolean;
   readonly unreadCount: number;
+  /** Who answers the session (`bot` until the server says otherwise). */
+  readonly mode: SessionMode;
+  readonly sessionInfo: SessionInfo;
+  /** From the last `presence` event (empty before one). */
+  readonly participants: readonly Participant[];
   on<K extends keyof ChatClientEvents>(type: K, listener: (detail: ChatClientEvents[K]) => void): () => void;
   off<K extends keyof ChatClientEvents>(type: K, listener: (detail: ChatClientEvents[K]) => void): void;
   /** Creates or resumes the session, loads history, connects. */
@@ -176,6 +214,11 @@ export class ChatClient {
   markRead(upTo?: number): void;
   /** Loads older history; resolves to whether there is still more. */
   loadOlder(limit?: number): Promise<boolean>;
+  /** Asks for a person (the `handoff` frame, or `POST /sessions/{id}/handoff` while offline);
+   * the `mode` event follows. Idempotent on the server. */
+  requestHandoff(): Promise<void>;
+  /** Leaves this session (e.g. a closed one) and starts a new one (`reset` follows). */
+  newConversation(): Promise<void>;
 }
 
 // ----- pure helpers (exported for tests and custom clients) ---------------------------------
@@ -273,6 +316,11 @@ export function createTypingDebouncer(
 ): TypingDebouncer;
 export function newClientMessageId(): string;
 export function jwtSubject(jwt: string): string | null;
+/** Who answers, from a session view or a system message's `data`; no `mode`: `bot`. */
+export function sessionInfoOf(view: { mode?: unknown; agent?: unknown; waitingSince?: unknown } | null | undefined): SessionInfo;
+/** The newest change of mode that the system messages among `messages` announce (`data.mode`). */
+export function modeFromMessages(messages: readonly Partial<ChatMessage>[]): { seq: number; info: SessionInfo } | null;
+export function sameSessionInfo(a: SessionInfo, b: SessionInfo): boolean;
 export function sessionUsable(
   stored: StoredSession | null | undefined,
   now: number,

@@ -13,7 +13,10 @@
 // dedupes by id, and sends with a `clientMessageId`: shown at once, settled on `ack`, re-sent
 // after a reconnect if never acknowledged (the server is idempotent on it). A reply that is
 // streamed (`delta` frames) is held as a message marked `streaming` with its text so far, and
-// replaced by the stored reply (the `message` with the same id).
+// replaced by the stored reply (the `message` with the same id). It knows who answers the
+// session (its `mode`: the bot, waiting for a person, a person, closed; from the session view,
+// `session` events and the system messages that announce each change), asks for a person
+// (`requestHandoff`), keeps the session's `presence`, and starts a new conversation when asked.
 //
 // This file holds the class: connections, timers, storage and events. The pure logic it runs
 // (backoff, merge, cursor, pending sends, typing debounce, session reuse) is in chat-logic.js,
@@ -37,8 +40,11 @@ import {
   jwtSubject,
   markSent,
   mergeMessages,
+  modeFromMessages,
   newClientMessageId,
+  sameSessionInfo,
   sendsDue,
+  sessionInfoOf,
   sessionUsable,
   setPendingState,
   settleFromMessages,
@@ -55,6 +61,8 @@ export * from './chat-logic.js';
  * @typedef {import('./chat-client.js').ConnectionState} ConnectionState
  * @typedef {import('./chat-client.js').MessageStatus} MessageStatus
  * @typedef {import('./chat-client.js').PendingSends} PendingSends
+ * @typedef {import('./chat-client.js').Participant} Participant
+ * @typedef {import('./chat-client.js').SessionInfo} SessionInfo
  * @typedef {import('./chat-client.js').StorageLike} StorageLike
  * @typedef {import('./chat-client.js').StoredSession} StoredSession
  * @typedef {import('./chat-logic.js').MessageUpdate} MessageUpdate
@@ -142,6 +150,13 @@ export class ChatClient {
     this._localOrder = 0;
     this._rejections = 0;
     this._gen = 0;
+    /** @type {SessionInfo} who answers the session */
+    this._info = { mode: 'bot' };
+    // The seq up to which the session's info is known (a system message about a change of
+    // mode with a higher seq is newer).
+    this._infoSeq = 0;
+    /** @type {Participant[]} */
+    this._participants = [];
     this._typing = createTypingDebouncer((isTyping) => this._frame({ action: 'typing', isTyping }), {
       repeatMs: o.typingRepeatMs,
       idleMs: o.typingIdleMs,
@@ -213,6 +228,21 @@ export class ChatClient {
   get hasOlder() {
     const oldest = this._oldestSeq();
     return oldest !== undefined && oldest > 1 && this._hasOlder !== false;
+  }
+
+  /** Who answers the session: `bot`, `waiting` (for a person), `agent` or `closed`. */
+  get mode() {
+    return this._info.mode;
+  }
+
+  /** `{ mode, agent?, waitingSince? }` of the session. */
+  get sessionInfo() {
+    return this._info;
+  }
+
+  /** The session's participants and whether they are online, from the last `presence` event. */
+  get participants() {
+    return this._participants;
   }
 
   get readUpTo() {
@@ -370,6 +400,35 @@ export class ChatClient {
     return page.hasMore;
   }
 
+  /**
+   * Asks for a person: the `handoff` frame on the open socket, else `POST …/handoff`. The
+   * server answers with a system message and a `session` event (the `mode` event here); asking
+   * again while waiting or with an agent changes nothing.
+   * @returns {Promise<void>}
+   */
+  async requestHandoff() {
+    if (this._frame({ action: 'handoff' })) return;
+    if (!this._session?.token) await this._ready;
+    const id = /** @type {Session} */ (this._session).sessionId; // the session exists once started
+    const res = await this._http('POST', `/sessions/${id}/handoff`, {});
+    if (res?.session && this._session?.sessionId === id) this._setInfo(sessionInfoOf(res.session), this._lastSeq());
+  }
+
+  /**
+   * Leaves this conversation (e.g. once it is closed) and starts a new session: the message
+   * list is cleared (`reset`), unsent messages of the old one are dropped.
+   * @returns {Promise<void>}
+   */
+  async newConversation() {
+    this.stop();
+    this._storage.removeItem(this._storageKey);
+    this._pending = new Map();
+    this._savePending();
+    this._messages = this._messages.filter((m) => !m.pending);
+    if (this._session) this._session = { ...this._session, token: null };
+    return this.start();
+  }
+
   // --- internals: session
 
   async _ensureSession() {
@@ -413,6 +472,10 @@ export class ChatClient {
       this._readUpTo = 0;
       this._loaded = false;
       this._hasOlder = undefined;
+      this._everOpened = false;
+      this._participants = [];
+      this._infoSeq = 0;
+      this._setInfo({ mode: 'bot' }, 0);
       this._emit('reset', { sessionId: s.sessionId });
     }
     this._session = s;
@@ -465,6 +528,7 @@ export class ChatClient {
       // Start the cursor just before the window we hold, so `after` fills any later gap.
       if (oldest != null) this._cursor = Math.max(this._cursor, oldest - 1);
       this._hasOlder = !!first.hasMore;
+      this._setInfo(sessionInfoOf(first.session), first.messages.at(-1)?.seq ?? 0);
       this._merge(first.messages);
       this._emit('read', { upTo: this._readUpTo, unreadCount: this.unreadCount });
     }
@@ -773,8 +837,21 @@ export class ChatClient {
         break;
       }
       case 'typing':
-        this._emit('typing', { role: ev.role, isTyping: !!ev.isTyping });
+        this._emit('typing', { role: ev.role, isTyping: !!ev.isTyping, ...(typeof ev.name === 'string' && ev.name ? { name: ev.name } : {}) });
         break;
+      case 'session':
+        if (!ev.session || typeof ev.session !== 'object') break;
+        if (ev.session.sessionId && ev.session.sessionId !== this.sessionId) break;
+        this._setInfo(sessionInfoOf(ev.session), this._lastSeq());
+        break;
+      case 'presence': {
+        if (!Array.isArray(ev.participants)) break;
+        this._participants = ev.participants
+          .filter((/** @type {any} */ p) => p && typeof p.role === 'string')
+          .map((/** @type {any} */ p) => ({ role: p.role, id: String(p.id ?? ''), online: !!p.online, ...(typeof p.name === 'string' ? { name: p.name } : {}) }));
+        this._emit('presence', { participants: this._participants });
+        break;
+      }
       case 'read':
         this._readUpTo = Math.max(this._readUpTo, ev.upTo ?? 0);
         this._emit('read', { upTo: ev.upTo, unreadCount: this.unreadCount });
@@ -832,6 +909,8 @@ export class ChatClient {
     if (!full.length) return;
     const { list, changes } = mergeMessages(this._messages, full);
     this._messages = list;
+    const said = modeFromMessages(full);
+    if (said && said.seq > this._infoSeq) this._setInfo(said.info, said.seq);
     for (const m of full) if (m.seq != null) this._known.add(m.seq);
     this._cursor = advanceCursor(this._cursor, this._known);
     const settled = settleFromMessages(this._pending, full.filter((m) => m.seq != null));
@@ -876,6 +955,19 @@ export class ChatClient {
   /** The seq of the oldest message held that has one. */
   _oldestSeq() {
     return this._messages.find((m) => m.seq != null)?.seq;
+  }
+
+  /**
+   * Records who answers the session as of `seq`; emits `mode` when that changed.
+   * @param {SessionInfo} info
+   * @param {number} seq
+   */
+  _setInfo(info, seq) {
+    this._infoSeq = Math.max(this._infoSeq, seq);
+    if (sameSessionInfo(this._info, info)) return;
+    const previous = this._info.mode;
+    this._info = info;
+    this._emit('mode', { ...info, previous });
   }
 
   /**

@@ -1,6 +1,6 @@
 // The pure logic of ChatClient (chat-client.js): backoff, merging and ordering messages,
 // streamed replies (deltas), the catch-up cursor, pending sends, the typing debounce, session
-// reuse, suggested replies. Plain functions over
+// reuse, suggested replies, who answers a session (its mode). Plain functions over
 // plain values, with no socket, timer, storage or DOM of their own (timers and randomness are
 // injectable), so they are unit-tested without a browser (tests/browser/client-logic.test.mjs)
 // and the class stays about connections and events.
@@ -17,6 +17,8 @@
  * @typedef {import('./chat-client.js').PendingSends} PendingSends
  * @typedef {import('./chat-client.js').StoredSession} StoredSession
  * @typedef {import('./chat-client.js').TypingDebouncer} TypingDebouncer
+ * @typedef {import('./chat-client.js').SessionInfo} SessionInfo
+ * @typedef {import('./chat-client.js').SessionMode} SessionMode
  * @typedef {Partial<ChatMessage> & { id: string }} MessageUpdate a message, or some fields of one
  */
 
@@ -454,4 +456,50 @@ export function sessionUsable(stored, now, marginMs = DEFAULTS.sessionRenewMargi
   const exp = Date.parse(stored.expiresAt);
   if (!Number.isFinite(exp) || exp - marginMs <= now) return false;
   return (stored.subject ?? null) === (subject ?? null);
+}
+
+/** The modes of a session (who answers): the bot, nobody yet (a person was asked for), a person, or no one ever again. */
+const MODES = ['bot', 'waiting', 'agent', 'closed'];
+
+/**
+ * Who answers a session, from a session view (`GET /sessions/{id}`'s `session`, a `session`
+ * event's `session`) or a system message's `data` (`{mode, agent?}`): `{ mode, agent?,
+ * waitingSince? }`. An older server sends no `mode`: the bot answers then.
+ * @param {{ mode?: unknown, agent?: unknown, waitingSince?: unknown } | null | undefined} view
+ * @returns {SessionInfo}
+ */
+export function sessionInfoOf(view) {
+  const mode = /** @type {SessionMode} */ (MODES.includes(/** @type {string} */ (view?.mode)) ? view?.mode : 'bot');
+  /** @type {SessionInfo} */
+  const info = { mode };
+  const a = /** @type {{ id?: unknown, name?: unknown } | null | undefined} */ (view?.agent);
+  if (mode === 'agent' && a && typeof a.id === 'string') info.agent = { id: a.id, name: typeof a.name === 'string' && a.name ? a.name : 'An agent' };
+  if (mode === 'waiting' && typeof view?.waitingSince === 'string') info.waitingSince = view.waitingSince;
+  return info;
+}
+
+/**
+ * The mode the newest stored system message about a change of mode (`data.mode`) says, or
+ * null when none of `messages` says one. A client that was offline while the mode changed
+ * learns it from the history it catches up with.
+ * @param {readonly Partial<ChatMessage>[]} messages
+ * @returns {{ seq: number, info: SessionInfo } | null}
+ */
+export function modeFromMessages(messages) {
+  /** @type {{ seq: number, info: SessionInfo } | null} */
+  let best = null;
+  for (const m of messages) {
+    if (m.role !== 'system' || m.seq == null || !m.data || typeof m.data.mode !== 'string' || !MODES.includes(m.data.mode)) continue;
+    if (!best || m.seq > best.seq) best = { seq: m.seq, info: sessionInfoOf(m.data) };
+  }
+  return best;
+}
+
+/**
+ * True when two session infos say the same (mode, agent and since when it waits).
+ * @param {SessionInfo} a
+ * @param {SessionInfo} b
+ */
+export function sameSessionInfo(a, b) {
+  return a.mode === b.mode && a.agent?.id === b.agent?.id && a.agent?.name === b.agent?.name && a.waitingSince === b.waitingSince;
 }

@@ -14,6 +14,11 @@
 // beside this file; never innerHTML); a reply that is streamed grows in place with a caret and
 // is announced to screen readers once, when it is stored. Suggested replies of the newest reply
 // (`data.suggestions`) are buttons that send their text.
+// People in the loop: a "Talk to a person" button asks for one (shown only while the bot
+// answers); the header says subtly who answers (the assistant, waiting for a person, the
+// agent by name, closed); system messages are centered notices; agent messages carry the
+// agent's name, and so does the typing indicator. A closed conversation disables the composer
+// and offers to start a new one.
 // tests/browser/run type-checks it (tsc --checkJs) against chat-client.d.ts, as a user of it.
 
 import { ChatClient, suggestionsOf } from './chat-client.js';
@@ -70,6 +75,17 @@ header .conn { font-size: 12px; opacity: .92; display: flex; align-items: center
 .close { background: transparent; border: 0; color: #fff; font-size: 24px; line-height: 1; cursor: pointer;
   width: 36px; height: 36px; border-radius: 8px; }
 .close:hover { background: #fff2; }
+.mode { font-size: 12px; opacity: .85; }
+.mode:empty { display: none; }
+.handoff-row, .closed-row { display: flex; justify-content: center; align-items: center; gap: 8px; padding: 6px 12px 0; font-size: 13px; color: var(--muted); }
+.handoff-row[hidden], .closed-row[hidden] { display: none; }
+.handoff { font: inherit; font-size: 13px; color: var(--accent); background: transparent; border: 1px solid var(--line);
+  border-radius: 999px; padding: 3px 12px; cursor: pointer; }
+.handoff:hover { border-color: var(--accent); }
+.handoff:disabled { opacity: .6; cursor: default; }
+.new-conversation { font: inherit; font-size: 13px; font-weight: 600; color: #fff; background: var(--accent); border: 0;
+  border-radius: 8px; padding: 6px 12px; cursor: pointer; }
+form[hidden] { display: none; }
 .log { flex: 1; overflow-y: auto; padding: 14px; display: flex; flex-direction: column; gap: 10px;
   margin: 0; list-style: none; }
 .empty { color: var(--muted); text-align: center; margin: auto; font-size: 14px; }
@@ -83,6 +99,8 @@ header .conn { font-size: 12px; opacity: .92; display: flex; align-items: center
 .msg.assistant .bubble, .msg.agent .bubble { border-bottom-left-radius: 4px; }
 .msg.system { align-self: center; max-width: 92%; }
 .msg.system .bubble { background: transparent; border: 1px dashed var(--line); color: var(--muted); font-size: 13px; }
+.msg.notice { align-self: center; max-width: 92%; align-items: center; text-align: center; }
+.msg.notice .bubble { background: transparent; border: 0; padding: 2px 8px; color: var(--muted); font-size: 12.5px; font-style: italic; }
 .kind { font-size: 11px; font-weight: 700; display: flex; gap: 5px; align-items: center; text-transform: uppercase; letter-spacing: .04em; }
 .md { white-space: normal; }
 .md p, .md ul, .md ol, .md pre, .md blockquote, .md table, .md h1, .md h2, .md h3, .md h4, .md h5, .md h6 { margin: 0 0 .55em; }
@@ -241,7 +259,8 @@ export function mountChatWidget(options = {}) {
   launcher.append(badge);
 
   const connText = el('span', { class: 'conn-text', text: CONN_LABELS.idle });
-  const conn = el('div', { class: 'conn', role: 'status', 'data-state': 'idle' }, el('span', { class: 'dot', 'aria-hidden': 'true' }), connText);
+  const modeText = el('span', { class: 'mode' });
+  const conn = el('div', { class: 'conn', role: 'status', 'data-state': 'idle' }, el('span', { class: 'dot', 'aria-hidden': 'true' }), connText, modeText);
   const closeBtn = el('button', { class: 'close', type: 'button', 'aria-label': 'Close chat', text: '×' });
   const header = el('header', {}, el('div', { class: 'titles' }, el('h2', { id: titleId, text: options.title ?? 'Chat with us' }), conn), closeBtn);
   const log = el('ol', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': 'Messages', tabindex: '0' });
@@ -254,7 +273,11 @@ export function mountChatWidget(options = {}) {
   const input = el('textarea', { id: 'chat-input', rows: '1', maxlength: '4000', placeholder: options.placeholder ?? 'Type a message…', 'aria-label': 'Message', autocomplete: 'off' });
   const sendBtn = el('button', { class: 'send', type: 'submit', text: 'Send' });
   const form = el('form', { 'aria-label': 'Send a message' }, input, sendBtn);
-  const panel = el('section', { class: 'panel', id: 'chat-panel', role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': titleId, hidden: true }, header, log, typing, form);
+  const handoffBtn = el('button', { class: 'handoff', type: 'button', text: 'Talk to a person' });
+  const handoffRow = el('div', { class: 'handoff-row' }, handoffBtn);
+  const newConversationBtn = el('button', { class: 'new-conversation', type: 'button', text: 'Start a new conversation' });
+  const closedRow = el('div', { class: 'closed-row', hidden: true }, el('span', { text: 'This conversation is closed.' }), newConversationBtn);
+  const panel = el('section', { class: 'panel', id: 'chat-panel', role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': titleId, hidden: true }, header, log, typing, handoffRow, closedRow, form);
   const root = el('div', { class: 'root' }, panel, launcher);
   const style = el('style', { text: CSS });
   shadow.append(style, root);
@@ -282,11 +305,13 @@ export function mountChatWidget(options = {}) {
       rows.set(key, li);
     }
     // Rebuild a row only when it changed, so screen readers hear each message once.
-    const sig = JSON.stringify([m.id, m.seq, m.type, m.role, m.status, m.content, m.pending, m.error, m.data, m.retried, m.streaming]);
+    const sig = JSON.stringify([m.id, m.seq, m.type, m.role, m.name, m.status, m.content, m.pending, m.error, m.data, m.retried, m.streaming]);
     if (li._sig === sig) return fresh;
     li._sig = sig;
     const type = m.type || 'text';
-    li.className = `msg ${m.role} t-${type}${m.streaming ? ' streaming' : ''}`;
+    // A plain system message (a change of who answers, a welcome) is a centered notice.
+    const notice = m.role === 'system' && type === 'text';
+    li.className = `msg ${m.role} t-${type}${m.streaming ? ' streaming' : ''}${notice ? ' notice' : ''}`;
     // A reply being written is hidden from screen readers (the log would read every delta);
     // the stored reply replaces its content and is announced once.
     if (m.streaming) {
@@ -302,7 +327,10 @@ export function mountChatWidget(options = {}) {
     li.dataset.role = m.role;
     if (m.clientMessageId) li.dataset.clientMessageId = m.clientMessageId;
     const label = TYPE_LABELS[type];
-    const parts = [el('span', { class: 'who', text: ROLE_LABELS[m.role] ?? m.role })];
+    const who = m.role === 'agent' && m.name ? m.name : ROLE_LABELS[m.role] ?? m.role;
+    const parts = notice ? [el('span', { class: 'sr', text: 'Notice:' })] : [el('span', { class: 'who', text: who })];
+    if (m.name) li.dataset.name = m.name;
+    else delete li.dataset.name;
     const bubble = el('div', { class: 'bubble' });
     if (label) bubble.append(el('div', { class: 'kind', text: label }));
     if (m.role === 'assistant' || m.role === 'agent') {
@@ -400,6 +428,28 @@ export function mountChatWidget(options = {}) {
     if (li.lastChild !== suggestions) li.append(suggestions);
   }
 
+  /** Who answers, subtly in the header; the handoff button and the composer follow it. */
+  function renderMode() {
+    const { mode, agent } = client.sessionInfo;
+    root.dataset.mode = mode;
+    const agentAway = agent && client.participants.some((p) => p.role === 'agent' && p.id === agent.id && !p.online);
+    modeText.textContent = mode === 'waiting' ? '· Waiting for a person'
+      : mode === 'agent' ? `· ${agent?.name ?? 'An agent'}${agentAway ? ' (away)' : ''}`
+        : mode === 'closed' ? '· Closed' : '';
+    handoffRow.hidden = mode !== 'bot';
+    handoffBtn.disabled = false;
+    const closed = mode === 'closed';
+    const wasClosed = form.hidden;
+    closedRow.hidden = !closed;
+    form.hidden = closed;
+    input.disabled = closed;
+    sendBtn.disabled = closed;
+    if (closed) {
+      client.sendTyping(false);
+      if (isOpen && shadow.activeElement === input) newConversationBtn.focus();
+    } else if (wasClosed && isOpen) input.focus();
+  }
+
   function updateBadge() {
     const n = isOpen ? 0 : client.unreadCount;
     badge.hidden = n === 0;
@@ -463,6 +513,25 @@ export function mountChatWidget(options = {}) {
     older.hidden = !client.hasOlder;
     log.scrollTop += log.scrollHeight - before; // keep the reader's place
   });
+  handoffBtn.addEventListener('click', async () => {
+    handoffBtn.disabled = true;
+    try {
+      await client.requestHandoff();
+      // The server's answer (the `mode` event) hides the button; if it never comes, it is usable again.
+      setTimeout(() => { handoffBtn.disabled = false; }, 10_000);
+    } catch (e) {
+      console.warn('chat-widget: could not ask for a person', e);
+      handoffBtn.disabled = false;
+    }
+    input.focus();
+  });
+  newConversationBtn.addEventListener('click', () => {
+    newConversationBtn.disabled = true;
+    client.newConversation().catch((e) => console.error('chat-widget: could not start a new conversation', e))
+      .finally(() => {
+        newConversationBtn.disabled = false;
+      });
+  });
   launcher.addEventListener('click', toggle);
   closeBtn.addEventListener('click', close);
   form.addEventListener('submit', (e) => {
@@ -501,13 +570,15 @@ export function mountChatWidget(options = {}) {
       renderAll();
     }),
     client.on('read', updateBadge),
-    client.on('typing', ({ role, isTyping }) => {
+    client.on('typing', ({ role, isTyping, name }) => {
       if (role === 'user') return; // another tab of this user
       clearTimeout(typingTimer);
       typing.hidden = !isTyping;
-      typingText.textContent = isTyping ? `${ROLE_LABELS[role] ?? role} is typing…` : '';
+      typingText.textContent = isTyping ? `${(role === 'agent' && name) || ROLE_LABELS[role] || role} is typing…` : '';
       if (isTyping) typingTimer = setTimeout(() => { typing.hidden = true; }, 30_000);
     }),
+    client.on('mode', renderMode),
+    client.on('presence', renderMode),
     client.on('connection', ({ state }) => {
       conn.dataset.state = state;
       connText.textContent = CONN_LABELS[state] ?? state;
@@ -516,6 +587,7 @@ export function mountChatWidget(options = {}) {
   ];
 
   renderAll();
+  renderMode();
   client.start().catch((e) => console.error('chat-widget: could not start', e));
   if (options.open) open();
 

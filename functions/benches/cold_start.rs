@@ -331,6 +331,14 @@ async fn prepare(function: &str, run: usize, ctx: &Ctx) -> (Value, Expect) {
                 .expect("connected");
             (disconnect_event(&conn), status(200))
         }
+        "agent" => {
+            // The user's handoff: the agent function's mode change (set, notice, inbox).
+            let (id, token) = session_in_process(app, &ip).await;
+            (
+                http_event_for("session-handoff.json", &id, &token),
+                status(200),
+            )
+        }
         "dispatch" => {
             let (id, token) = session_in_process(app, &ip).await;
             let mut e = event("dispatch-batch.json");

@@ -419,6 +419,7 @@ fn bin_of(function: &str) -> std::path::PathBuf {
         "connect" => env!("CARGO_BIN_EXE_connect"),
         "disconnect" => env!("CARGO_BIN_EXE_disconnect"),
         "dispatch" => env!("CARGO_BIN_EXE_dispatch"),
+        "agent" => env!("CARGO_BIN_EXE_agent"),
         other => panic!("no function {other}"),
     })
 }

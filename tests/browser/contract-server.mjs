@@ -32,7 +32,7 @@ export function ulid() {
 }
 
 /** One text frame from the server (unmasked). */
-function textFrame(text) {
+export function textFrame(text) {
   const payload = Buffer.from(text);
   const n = payload.length;
   const head = n < 126 ? Buffer.from([0x81, n])

@@ -235,6 +235,7 @@ describe('the workflow signs, Rust verifies (a)', () => {
       { content: 'Book it?', type: 'confirmation', data: { slot: '2026-11-23T10:00Z', ok: [true, 1.5, 'ü'] } },
     ],
     'an unknown type falls back to text': [[{ json: { content: 'x', type: 'shout' } }], { content: 'x', type: 'text' }],
+    'a handoff asks for a person': [[{ json: { content: 'Let me find a colleague.', type: 'handoff' } }], { content: 'Let me find a colleague.', type: 'handoff' }],
     'empty-ish: a failed agent (On Error: Continue)': [[{ json: { error: 'model timed out' } }], { type: 'error' }],
     'empty-ish: an empty answer': [[{ json: { content: '' } }], { type: 'error' }],
     'empty-ish: a whitespace-only answer': [[{ json: { output: ' \n ' } }], { type: 'error' }],

@@ -143,14 +143,19 @@ fn connection_id(req: &ApiGatewayWebsocketProxyRequest) -> Result<&str, ChatErro
         .ok_or_else(|| ChatError::invalid(ErrorCode::InvalidInput, "the event has no connectionId"))
 }
 
-/// `$connect`: checks `?sessionId=&token=` and remembers the connection; 401/403/404 refuse it.
+/// `$connect`: checks `?sessionId=&token=` (a user) or `?agentToken=` (an agent) and remembers
+/// the connection; 401/403/404 refuse it.
 pub async fn connect(app: &App, req: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
     let q = &req.query_string_parameters;
     let r = async {
         let id = connection_id(&req)?;
+        if let (None, Some(agent_token)) = (q.first("sessionId"), q.first("agentToken")) {
+            return app.service.connect_agent(agent_token, id).await.map(drop);
+        }
         app.service
             .connect(q.first("sessionId"), q.first("token"), id)
             .await
+            .map(drop)
     };
     match r.await {
         Ok(_) => ok_ws(),

@@ -87,4 +87,23 @@ impl Queue for SqsQueue {
         }
         Ok(())
     }
+
+    /// One `SendMessage` delayed until `at` (at most 15 minutes; a job due later runs
+    /// early and asks to be retried).
+    async fn schedule(&self, job: DispatchJob, at: Millis) -> Result<(), QueueError> {
+        let now = chat_core::ports::SystemClock.now_ms();
+        let delay_secs = (at.saturating_sub(now).max(0) as u64)
+            .div_ceil(1000)
+            .min(900) as i32;
+        let body = serde_json::to_string(&job).map_err(|e| QueueError(e.to_string()))?;
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .delay_seconds(delay_secs)
+            .send()
+            .await
+            .map_err(|e| QueueError(crate::error_chain(&e)))?;
+        Ok(())
+    }
 }

@@ -270,6 +270,80 @@ async fn requests_per_chat_round() {
         "five frames fanned out to each of nine more connections"
     );
     streamed_rounds().await;
+    agent_message_round().await;
+}
+
+/// One agent message (`POST /agent/sessions/{id}/messages` with a `clientMessageId`) in a
+/// session the agent holds, with one user connection and one agent connection: the AWS
+/// requests, exactly. Run after the other rounds, in the same test (the recorder is shared).
+async fn agent_message_round() {
+    const SECRET: &str = "aws-requests-app-jwt-secret";
+    let w = world::world_with(None, &[("CHAT_AUTH_JWT_SECRET", SECRET)]).await;
+    let exp = chat_core::ports::Clock::now_ms(&chat_core::ports::SystemClock) / 1000 + 600;
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "a-1", "name": "Alex", "role": "agent", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let (sid, token) = w.session().await;
+    let user = w.connect(&sid, &token).await;
+    let agent_conn = world::conn_id();
+    let alex = w
+        .app
+        .service
+        .connect_agent(&jwt, &agent_conn)
+        .await
+        .unwrap();
+    w.app
+        .service
+        .claim(&alex.agent, &sid.parse().unwrap())
+        .await
+        .unwrap();
+    let mut e = world::event("agent-message");
+    let path = format!("/agent/sessions/{sid}/messages");
+    e["headers"]["authorization"] = json!(format!("Bearer {jwt}"));
+    e["rawPath"] = json!(path);
+    e["requestContext"]["http"]["path"] = json!(path);
+    e["pathParameters"]["id"] = json!(sid);
+    let start = common::recorded().await.len();
+    let (status, body) = w.http(e).await;
+    assert_eq!(status, 202, "{body}");
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &common::recorded().await[start..] {
+        *counts.entry(common::operation(e)).or_insert(0) += 1;
+    }
+    println!("AWS requests per agent message: {counts:?}");
+    for (k, n) in &counts {
+        bench_report::report(
+            "AWS requests per agent message",
+            k,
+            *n as f64,
+            None,
+            "requests",
+            "one user and one agent connection",
+        );
+    }
+    // The session and the clientMessageId's key read, the append (its read and one
+    // transaction), the session's connections and the agents' connections listed, one push
+    // to each.
+    let expected: BTreeMap<String, usize> = [
+        ("DynamoDB.GetItem", 3),
+        ("DynamoDB.Query", 2),
+        ("DynamoDB.TransactWriteItems", 1),
+        ("PostToConnection", 2),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_string(), n))
+    .collect();
+    assert_eq!(counts, expected, "AWS requests of one agent message");
+    let to_user = common::pushed_to(&user).await;
+    assert!(
+        to_user
+            .iter()
+            .any(|f| f["event"] == "message" && f["message"]["name"] == "Alex"),
+        "{to_user:?}"
+    );
 }
 
 /// A streamed answer instead of the callback: the webhook function's work moves into the

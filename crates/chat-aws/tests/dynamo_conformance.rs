@@ -24,6 +24,21 @@ async fn dynamo_store_conforms() {
     .await;
 }
 
+/// People in the loop on the table: the claim as a conditional write, the inbox from its
+/// sparse indexes, canned replies and agent connections under their own partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamo_store_conforms_for_agents() {
+    let sdk = common::sdk().await;
+    chat_testkit::conformance::run_agents(|| {
+        let sdk = sdk.clone();
+        async move {
+            let table = common::create_table(&sdk).await;
+            DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamo_limiter_conforms() {
     let sdk = common::sdk().await;
@@ -54,6 +69,8 @@ async fn every_item_carries_its_ttl() {
             last_seq: 0,
             read_up_to: 0,
             metadata: None,
+            mode: Default::default(),
+            updated_at: 1,
         })
         .await
         .unwrap();
@@ -71,6 +88,8 @@ async fn every_item_carries_its_ttl() {
         client_message_id: Some("c".into()),
         idempotency_key: Some("client#c".into()),
         expires_at: expires,
+        name: None,
+        open_only: false,
     };
     store.append_message(m).await.unwrap();
     let conn = Connection {

@@ -317,6 +317,40 @@ fn app_jwt(sub: &str) -> String {
     .unwrap()
 }
 
+/// An agent's JWT: `role: "agent"`, `sub`, `name`, signed with the app JWT secret.
+fn agent_jwt(sub: &str, name: &str) -> String {
+    let exp = chat_core::ports::Clock::now_ms(&chat_core::ports::SystemClock) / 1000 + 600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": sub, "name": name, "role": "agent", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(AUTH_JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// An agent route's event: `sample` with the agent's token, `method` and `path` (and body).
+fn agent_event(sample: &str, jwt: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    let mut e = event(sample);
+    e["headers"]["authorization"] = json!(format!("Bearer {jwt}"));
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    e["rawPath"] = json!(path);
+    e["rawQueryString"] = json!(query);
+    e["requestContext"]["http"]["path"] = json!(path);
+    e["requestContext"]["http"]["method"] = json!(method);
+    if let Some(b) = body {
+        e["body"] = json!(b.to_string());
+    }
+    e
+}
+
+fn agent_connect_event(jwt: &str, id: &str) -> Value {
+    let mut e = event("connect-agent");
+    e["queryStringParameters"] = json!({"agentToken": jwt});
+    e["multiValueQueryStringParameters"] = json!({"agentToken": [jwt]});
+    e["requestContext"]["connectionId"] = json!(id);
+    e
+}
+
 /// The functions' apps, one per function, on one table and queue.
 struct Apps(HashMap<&'static str, App>);
 
@@ -326,18 +360,25 @@ impl Apps {
     }
 }
 
+// The handlers' futures are boxed: inline, this test's scenario is one future too large for a
+// test thread's stack.
 async fn http(app: &App, e: Value) -> (i64, Value) {
     let req: ApiGatewayV2httpRequest = serde_json::from_value(e).unwrap();
-    let r = handlers::http(app, req).await;
+    let r = Box::pin(handlers::http(app, req)).await;
     (r.status_code, body_of(&r.body))
 }
 
 async fn ws(app: &App, e: Value, kind: &str) -> (i64, Value) {
     let req: ApiGatewayWebsocketProxyRequest = serde_json::from_value(e).unwrap();
     let r = match kind {
-        "connect" => handlers::connect(app, req).await,
-        "disconnect" => handlers::disconnect(app, req).await,
-        _ => match handlers::send(app, handlers::SendEvent::WebSocket(Box::new(req))).await {
+        "connect" => Box::pin(handlers::connect(app, req)).await,
+        "disconnect" => Box::pin(handlers::disconnect(app, req)).await,
+        _ => match Box::pin(handlers::send(
+            app,
+            handlers::SendEvent::WebSocket(Box::new(req)),
+        ))
+        .await
+        {
             handlers::SendResponse::WebSocket(r) => r,
             handlers::SendResponse::Http(_) => unreachable!("a WebSocket event answers as one"),
         },
@@ -571,6 +612,7 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
         ("CHAT_RATE_MESSAGES_PER_MINUTE", "4"),
         ("CHAT_RATE_WEBHOOKS_PER_MINUTE", "3"),
         ("CHAT_RATE_SESSIONS_PER_5MIN", "2"),
+        ("CHAT_HANDOFF_TIMEOUT_MS", "60000"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -584,6 +626,7 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
         "connect",
         "disconnect",
         "dispatch",
+        "agent",
     ] {
         let app = rec
             .run(
@@ -704,7 +747,7 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
     let batch = receive_jobs(&f, queued).await;
     let first = batch.records[0].clone();
     let out = rec
-        .run("dispatch", handlers::dispatch(dispatch, batch))
+        .run("dispatch", Box::pin(handlers::dispatch(dispatch, batch)))
         .await;
     assert!(out.batch_item_failures.is_empty());
     // (Delivery is at least once: a message queued twice in one batch may go out twice.)
@@ -713,12 +756,14 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
     let mut again = SqsEvent::default();
     again.records.push(first.clone());
     let out = rec
-        .run("dispatch", handlers::dispatch(dispatch, again))
+        .run("dispatch", Box::pin(handlers::dispatch(dispatch, again)))
         .await;
     assert!(out.batch_item_failures.is_empty(), "skipped");
     assert_eq!(n8n.count(), delivered, "not delivered again");
     let bad: SqsEvent = serde_json::from_value(event("dispatch-bad-record")).unwrap();
-    let out = rec.run("dispatch", handlers::dispatch(dispatch, bad)).await;
+    let out = rec
+        .run("dispatch", Box::pin(handlers::dispatch(dispatch, bad)))
+        .await;
     assert_eq!(out.batch_item_failures.len(), 1);
     *n8n.status.lock().unwrap() = 500;
     let (sid2, token2) = {
@@ -741,14 +786,14 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
     let batch = receive_jobs(&f, 1).await;
     let mut last = serde_json::to_value(&batch).unwrap();
     let out = rec
-        .run("dispatch", handlers::dispatch(dispatch, batch))
+        .run("dispatch", Box::pin(handlers::dispatch(dispatch, batch)))
         .await;
     assert_eq!(out.batch_item_failures.len(), 1, "retried");
     let max = common::template()["maxReceiveCount"].to_string();
     last["Records"][0]["attributes"]["ApproximateReceiveCount"] = json!(max);
     let last: SqsEvent = serde_json::from_value(last).unwrap();
     let out = rec
-        .run("dispatch", handlers::dispatch(dispatch, last))
+        .run("dispatch", Box::pin(handlers::dispatch(dispatch, last)))
         .await;
     assert!(out.batch_item_failures.is_empty(), "dead-lettered");
     let (_, h) = rec
@@ -807,6 +852,9 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
     read["body"] = json!(json!({"upTo": 3}).to_string());
     let (s, b) = rec.run("session", http(session, read)).await;
     assert_eq!(s, 200, "{b}");
+
+    // People in the loop (its own future: one this large overflows the test's stack).
+    Box::pin(people_in_the_loop(&mut rec, &apps, &f, &n8n)).await;
 
     // disconnect: a known and an unknown connection.
     for id in [live.clone(), conn_id()] {
@@ -871,6 +919,229 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
             .any(|p| p.contains("connect: grants dynamodb:BatchWriteItem")),
         "{problems:?}"
     );
+}
+
+/// The scenario of people in the loop: agents' sockets, the agent function's routes, typing,
+/// status and presence over the WebSocket functions, and handoffs by n8n (webhook and
+/// dispatch), each with its handoff timeout queued.
+async fn people_in_the_loop(
+    rec: &mut Recorder,
+    apps: &Apps,
+    f: &common::Fresh,
+    n8n: &chat_testkit::fake_n8n::FakeN8n,
+) {
+    let (session, send, webhook) = (apps.of("session"), apps.of("send"), apps.of("webhook"));
+    let (connect, disconnect, dispatch) = (
+        apps.of("connect"),
+        apps.of("disconnect"),
+        apps.of("dispatch"),
+    );
+    // connect: two agents' sockets (the second is announced to the first).
+    let agent = apps.of("agent");
+    let (alex, sam) = (agent_jwt("a-1", "Alex"), agent_jwt("a-2", "Sam"));
+    let (ag1, ag2) = (conn_id(), conn_id());
+    for (jwt, id) in [(&alex, &ag1), (&sam, &ag2)] {
+        let (s, b) = rec
+            .run(
+                "connect",
+                ws(connect, agent_connect_event(jwt, id), "connect"),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let (sa, ta) = {
+        let e = create_session_event("198.51.100.9", None);
+        let (_, b) = rec.run("session", http(session, e)).await;
+        (
+            b["sessionId"].as_str().unwrap().to_string(),
+            b["token"].as_str().unwrap().to_string(),
+        )
+    };
+    let u3 = conn_id();
+    rec.run(
+        "connect",
+        ws(connect, connect_event(&sa, &ta, &u3), "connect"),
+    )
+    .await;
+    // agent: the user's handoff (its timeout queued), the inbox, a claim, a message, canned
+    // replies, the agents list, the session read.
+    let mut handoff = authed("session-handoff", &sa, &ta);
+    handoff["body"] = json!("{}");
+    let (s, b) = rec.run("agent", http(agent, handoff)).await;
+    assert_eq!(
+        (s, b["session"]["mode"].as_str()),
+        (200, Some("waiting")),
+        "{b}"
+    );
+    for view in ["waiting", "open"] {
+        let path = format!("/agent/inbox?view={view}");
+        let e = agent_event("agent-inbox", &alex, "GET", &path, None);
+        let (s, b) = rec.run("agent", http(agent, e)).await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["sessions"][0]["sessionId"], sa.as_str(), "{view}: {b}");
+    }
+    let act = |action: &str, jwt: &str, body: Option<Value>| {
+        let mut e = agent_event(
+            "agent-claim",
+            jwt,
+            "POST",
+            &format!("/agent/sessions/{sa}/{action}"),
+            body,
+        );
+        e["pathParameters"] = json!({"id": sa, "action": action});
+        e
+    };
+    let (s, b) = rec
+        .run("agent", http(agent, act("claim", &alex, None)))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let e = agent_event("agent-inbox", &alex, "GET", "/agent/inbox?view=mine", None);
+    let (s, b) = rec.run("agent", http(agent, e)).await;
+    assert_eq!(
+        (s, b["sessions"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{b}"
+    );
+    let say = agent_event(
+        "agent-message",
+        &alex,
+        "POST",
+        &format!("/agent/sessions/{sa}/messages"),
+        Some(json!({"content": "Alex here", "clientMessageId": "iam-a1"})),
+    );
+    let (s, b) = rec.run("agent", http(agent, say)).await;
+    assert_eq!(s, 202, "{b}");
+    let canned = |method: &str, path: &str, body: Option<Value>| {
+        agent_event("agent-canned-create", &alex, method, path, body)
+    };
+    let body = json!({"shortcut": "hi", "title": "Hello", "text": "Hi there!"});
+    let (s, b) = rec
+        .run(
+            "agent",
+            http(agent, canned("POST", "/agent/canned", Some(body))),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let cid = b["reply"]["id"].as_str().unwrap().to_string();
+    let (s, _) = rec
+        .run("agent", http(agent, canned("GET", "/agent/canned", None)))
+        .await;
+    assert_eq!(s, 200);
+    let body = json!({"shortcut": "hello", "title": "Hello", "text": "Hello there!"});
+    let path = format!("/agent/canned/{cid}");
+    let (s, b) = rec
+        .run("agent", http(agent, canned("PUT", &path, Some(body))))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = rec
+        .run("agent", http(agent, canned("DELETE", &path, None)))
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let e = agent_event("agent-agents", &alex, "GET", "/agent/agents", None);
+    let (s, b) = rec.run("agent", http(agent, e)).await;
+    assert_eq!(
+        (s, b["agents"].as_array().map(Vec::len)),
+        (200, Some(2)),
+        "{b}"
+    );
+    let e = agent_event(
+        "agent-session",
+        &alex,
+        "GET",
+        &format!("/agent/sessions/{sa}"),
+        None,
+    );
+    let (s, b) = rec.run("agent", http(agent, e)).await;
+    assert_eq!(s, 200, "{b}");
+    // send: the user types and writes to Alex; Alex types, goes away, pings.
+    for frame in [
+        json!({"action": "typing", "isTyping": true}),
+        json!({"action": "sendMessage", "content": "for Alex", "clientMessageId": "iam-u1"}),
+    ] {
+        rec.run("send", ws(send, frame_event(&u3, &frame), "send"))
+            .await;
+    }
+    for frame in [
+        json!({"action": "typing", "sessionId": sa, "isTyping": true}),
+        json!({"action": "status", "status": "away"}),
+        json!({"action": "ping"}),
+    ] {
+        let (s, _) = rec
+            .run("send", ws(send, frame_event(&ag1, &frame), "send"))
+            .await;
+        assert_eq!(s, 200);
+    }
+    // The user's last socket closes, a new one opens (presence both times).
+    let mut e = event("disconnect");
+    e["requestContext"]["connectionId"] = json!(u3);
+    rec.run("disconnect", ws(disconnect, e, "disconnect")).await;
+    let u4 = conn_id();
+    rec.run(
+        "connect",
+        ws(connect, connect_event(&sa, &ta, &u4), "connect"),
+    )
+    .await;
+    // Alex hands it to Sam; Sam's socket closes (offline: presence and the agents list); Sam
+    // releases it, and it is closed.
+    let to_sam = json!({"agentId": "a-2", "agentName": "Sam"});
+    let (s, b) = rec
+        .run("agent", http(agent, act("transfer", &alex, Some(to_sam))))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let mut e = event("disconnect");
+    e["requestContext"]["connectionId"] = json!(ag2);
+    rec.run("disconnect", ws(disconnect, e, "disconnect")).await;
+    let (s, b) = rec
+        .run("agent", http(agent, act("release", &sam, None)))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    // webhook: n8n asks for a person (its timeout queued); then the session is closed.
+    let reply = json!({"sessionId": sa, "content": "Let me find a person", "type": "handoff",
+                       "eventId": "iam-handoff-1"});
+    let (s, b) = rec
+        .run("webhook", http(webhook, signed_reply(&reply)))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = rec
+        .run("agent", http(agent, act("close", &alex, None)))
+        .await;
+    assert_eq!(
+        (s, b["session"]["mode"].as_str()),
+        (200, Some("closed")),
+        "{b}"
+    );
+    // dispatch: n8n answers a message with a handoff in its response (its timeout queued).
+    *n8n.status.lock().unwrap() = 200;
+    *n8n.answer.lock().unwrap() = chat_testkit::fake_n8n::Answer::Body(
+        br#"{"output":"A person will help","type":"handoff"}"#.to_vec(),
+    );
+    let (sb, tb) = {
+        let e = create_session_event("198.51.100.10", None);
+        let (_, b) = rec.run("session", http(session, e)).await;
+        (
+            b["sessionId"].as_str().unwrap().to_string(),
+            b["token"].as_str().unwrap().to_string(),
+        )
+    };
+    let mut e = authed("send-http", &sb, &tb);
+    e["body"] = json!(json!({"content": "a person please"}).to_string());
+    assert_eq!(rec.run("send", http(send, e)).await.0, 202);
+    // (Handoff timeouts queued above may be visible already: the emulator may not delay
+    // them. Only this session's delivery is run.)
+    let mut batch = receive_jobs(f, queue_depth(f).await).await;
+    batch.records.retain(|r| {
+        let job: Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+        job["sessionId"] == sb.as_str() && job.get("kind").is_none()
+    });
+    assert_eq!(batch.records.len(), 1, "the delivery of sb's message");
+    let out = rec
+        .run("dispatch", Box::pin(handlers::dispatch(dispatch, batch)))
+        .await;
+    assert!(out.batch_item_failures.is_empty());
+    let (_, v) = rec
+        .run("session", http(session, authed("session-get", &sb, &tb)))
+        .await;
+    assert_eq!(v["session"]["mode"], "waiting", "{v}");
 }
 
 #[test]

@@ -93,7 +93,7 @@ fn reserved_concurrency_is_set_only_when_a_positive_value_is_given() {
             .collect()
     };
     let defaults = functions(&template_with(&[]));
-    assert_eq!(defaults.len(), 6);
+    assert_eq!(defaults.len(), 7);
     assert!(
         defaults.values().all(Value::is_null),
         "unset by default: {defaults:?}"
@@ -107,6 +107,7 @@ fn reserved_concurrency_is_set_only_when_a_positive_value_is_given() {
         ("ConnectReservedConcurrency", "3"),
         ("DisconnectReservedConcurrency", "4"),
         ("DispatchReservedConcurrency", "6"),
+        ("AgentReservedConcurrency", "8"),
     ]);
     let set = functions(&set);
     let got: Vec<(&str, f64)> = [
@@ -116,6 +117,7 @@ fn reserved_concurrency_is_set_only_when_a_positive_value_is_given() {
         "connect",
         "disconnect",
         "dispatch",
+        "agent",
     ]
     .iter()
     .map(|f| (*f, number(&set[*f])))
@@ -128,7 +130,8 @@ fn reserved_concurrency_is_set_only_when_a_positive_value_is_given() {
             ("webhook", 2.0),
             ("connect", 3.0),
             ("disconnect", 4.0),
-            ("dispatch", 6.0)
+            ("dispatch", 6.0),
+            ("agent", 8.0)
         ]
     );
 }
@@ -260,7 +263,10 @@ async fn the_template_routes_are_the_routers_routes() {
     };
     for route in chat_http::ROUTES {
         let (method, path) = route.split_once(' ').unwrap();
-        let path = path.replace("{id}", "01JD9N0V8019F5A42YAM85WN8G");
+        let path = path
+            .replace("{id}", "01JD9N0V8019F5A42YAM85WN8G")
+            .replace("{action}", "claim")
+            .replace("{cid}", "01JD9N0V8019F5A42YAM85WN8H");
         let (status, body) = call(method, &path).await;
         assert!(
             !body.contains(r#""code":"not_found","message":"no such route""#) && status != 405,

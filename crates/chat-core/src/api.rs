@@ -6,8 +6,8 @@
 //! both deployments answer byte for byte the same.
 
 use crate::error::ErrorCode;
-use crate::model::{Message, PageQuery, SessionView};
-use crate::service::{ChatService, SendInput, SessionRef};
+use crate::model::{AgentRef, CannedReply, Message, PageQuery, SessionSummary, SessionView};
+use crate::service::{AgentSendInput, CannedInput, ChatService, SendInput, SessionRef};
 use crate::{ChatError, token, validate};
 use serde::{Deserialize, Serialize};
 
@@ -190,6 +190,310 @@ pub async fn webhook(
         .await
         .map(|m| WebhookBody { message_id: m.id });
     Response::from_result(200, r)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HandoffBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ViewBody {
+    session: SessionView,
+}
+
+/// `POST /sessions/{id}/handoff` (body empty, `{}` or `{"reason"}`): the user asks for a
+/// person; 200 `{session}`.
+pub async fn handoff(
+    svc: &ChatService,
+    id: &str,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Response {
+    let r = async {
+        let claims = svc.authorize(token::bearer(authorization), id)?;
+        validate::body_size(body.len(), &svc.config().limits)?;
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            let b: HandoffBody = validate::parse_json(body)?;
+            if let Some(r) = &b.reason {
+                validate::content(r, 500)?;
+                tracing::info!(session_id = %claims.sid, reason_chars = r.chars().count(), "the user asks for a person");
+            }
+        }
+        svc.request_handoff(&claims.sid).await?;
+        let (session, _) = svc.session_view(&claims).await?;
+        Ok(ViewBody { session })
+    };
+    Response::from_result(200, r.await)
+}
+
+// ----- agent routes (Authorization: Bearer <agent JWT>) --------------------------------------
+
+#[derive(Serialize)]
+struct SummaryBody {
+    session: SessionSummary,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AgentSessionBody {
+    session: SessionSummary,
+    messages: Vec<Message>,
+    has_more: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TransferBody {
+    agent_id: String,
+    agent_name: String,
+}
+
+#[derive(Serialize)]
+struct RepliesBody {
+    replies: Vec<CannedReply>,
+}
+
+#[derive(Serialize)]
+struct ReplyBody {
+    reply: CannedReply,
+}
+
+#[derive(Serialize)]
+struct AgentsBody {
+    agents: Vec<crate::events::AgentInfo>,
+}
+
+/// A mode change an agent asks for on `POST /agent/sessions/{id}/<action>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentChange {
+    Claim,
+    Release,
+    Close,
+    Transfer,
+}
+
+impl AgentChange {
+    /// The change named by the last path segment.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "claim" => Self::Claim,
+            "release" => Self::Release,
+            "close" => Self::Close,
+            "transfer" => Self::Transfer,
+            _ => return None,
+        })
+    }
+}
+
+fn query_params(raw: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// `GET /agent/inbox?view=&limit=&cursor=`.
+pub async fn agent_inbox(
+    svc: &ChatService,
+    authorization: Option<&str>,
+    query: Option<&str>,
+) -> Response {
+    let r = async {
+        let agent = svc.agent(authorization).await?;
+        let (mut view, mut limit, mut cursor) = ("waiting".to_string(), 50u32, None);
+        for (k, v) in query_params(query) {
+            match k.as_str() {
+                "view" => view = v,
+                "limit" => {
+                    limit = v
+                        .parse()
+                        .ok()
+                        .filter(|l| (1..=100).contains(l))
+                        .ok_or_else(|| {
+                            ChatError::invalid(
+                                ErrorCode::InvalidQuery,
+                                "limit must be between 1 and 100",
+                            )
+                        })?
+                }
+                "cursor" => cursor = Some(v),
+                _ => {}
+            }
+        }
+        svc.inbox(&agent, &view, limit, cursor.as_deref()).await
+    };
+    Response::from_result(200, r.await)
+}
+
+/// `GET /agent/sessions/{id}`.
+pub async fn agent_session(svc: &ChatService, id: &str, authorization: Option<&str>) -> Response {
+    let r = async {
+        svc.agent(authorization).await?;
+        let (session, page) = svc.agent_session(id).await?;
+        Ok(AgentSessionBody {
+            session,
+            messages: page.messages,
+            has_more: page.has_more,
+        })
+    };
+    Response::from_result(200, r.await)
+}
+
+/// `GET /agent/sessions/{id}/messages?after=&before=&limit=`.
+pub async fn agent_messages(
+    svc: &ChatService,
+    id: &str,
+    authorization: Option<&str>,
+    query: Option<&str>,
+) -> Response {
+    let r = async {
+        svc.agent(authorization).await?;
+        let q = validate::history_query(query, &svc.config().limits)?;
+        let page = svc.agent_history(id, q).await?;
+        Ok(MessagesBody {
+            messages: page.messages,
+            has_more: page.has_more,
+        })
+    };
+    Response::from_result(200, r.await)
+}
+
+/// `POST /agent/sessions/{id}/claim|release|close|transfer`: 200 `{session}`.
+pub async fn agent_change(
+    svc: &ChatService,
+    id: &str,
+    change: AgentChange,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Response {
+    let r = async {
+        let agent = svc.agent(authorization).await?;
+        validate::body_size(body.len(), &svc.config().limits)?;
+        let sid: crate::model::SessionId = id.parse()?;
+        let session = match change {
+            AgentChange::Claim => svc.claim(&agent, &sid).await?,
+            AgentChange::Release => svc.release(&agent, &sid).await?,
+            AgentChange::Close => svc.close(&agent, &sid).await?,
+            AgentChange::Transfer => {
+                let b: TransferBody = validate::parse_json(body)?;
+                let id = b.agent_id.trim();
+                if id.is_empty() || id.len() > 256 {
+                    return Err(ChatError::invalid(
+                        ErrorCode::InvalidInput,
+                        "agentId must have 1–256 bytes",
+                    ));
+                }
+                let name = b.agent_name.trim();
+                let chars = name.chars().count();
+                if !(1..=crate::auth::MAX_AGENT_NAME_CHARS).contains(&chars)
+                    || name.chars().any(char::is_control)
+                {
+                    return Err(ChatError::invalid(
+                        ErrorCode::InvalidInput,
+                        "agentName must have 1–80 characters",
+                    ));
+                }
+                let to = AgentRef {
+                    id: id.to_string(),
+                    name: name.to_string(),
+                };
+                svc.transfer(&agent, &sid, to).await?
+            }
+        };
+        Ok(SummaryBody {
+            session: svc.summary(&session).await?,
+        })
+    };
+    Response::from_result(200, r.await)
+}
+
+/// `POST /agent/sessions/{id}/messages`: 202 `{message}`.
+pub async fn agent_post_message(
+    svc: &ChatService,
+    id: &str,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Response {
+    let r = async {
+        let agent = svc.agent(authorization).await?;
+        validate::body_size(body.len(), &svc.config().limits)?;
+        let input: AgentSendInput = validate::parse_json(body)?;
+        let message = svc.agent_send(&agent, id, input).await?;
+        Ok(MessageBody { message })
+    };
+    Response::from_result(202, r.await)
+}
+
+/// `GET /agent/canned?q=`.
+pub async fn agent_canned(
+    svc: &ChatService,
+    authorization: Option<&str>,
+    query: Option<&str>,
+) -> Response {
+    let r = async {
+        svc.agent(authorization).await?;
+        let q = query_params(query)
+            .into_iter()
+            .find(|(k, _)| k == "q")
+            .map(|(_, v)| v);
+        Ok(RepliesBody {
+            replies: svc.canned(q.as_deref()).await?,
+        })
+    };
+    Response::from_result(200, r.await)
+}
+
+/// `POST /agent/canned` (201) and `PUT /agent/canned/{id}` (200, `id` given).
+pub async fn agent_put_canned(
+    svc: &ChatService,
+    id: Option<&str>,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Response {
+    let r = async {
+        svc.agent(authorization).await?;
+        validate::body_size(body.len(), &svc.config().limits)?;
+        let input: CannedInput = validate::parse_json(body)?;
+        let reply = match id {
+            None => svc.create_canned(input).await?,
+            Some(id) => svc.update_canned(id, input).await?,
+        };
+        Ok(ReplyBody { reply })
+    };
+    Response::from_result(if id.is_none() { 201 } else { 200 }, r.await)
+}
+
+/// `DELETE /agent/canned/{id}`: 204.
+pub async fn agent_delete_canned(
+    svc: &ChatService,
+    id: &str,
+    authorization: Option<&str>,
+) -> Response {
+    let r = async {
+        svc.agent(authorization).await?;
+        svc.delete_canned(id).await
+    };
+    match r.await {
+        Ok(()) => Response {
+            status: 204,
+            body: String::new(),
+            retry_after: None,
+        },
+        Err(e) => Response::error(&e),
+    }
+}
+
+/// `GET /agent/agents`.
+pub async fn agent_agents(svc: &ChatService, authorization: Option<&str>) -> Response {
+    let r = async {
+        svc.agent(authorization).await?;
+        Ok(AgentsBody {
+            agents: svc.agents().await?,
+        })
+    };
+    Response::from_result(200, r.await)
 }
 
 /// `GET /health` and `GET /webhook`.

@@ -27,7 +27,7 @@
 use crate::ChatError;
 use crate::config::{Config, ConfigError};
 use crate::error::ErrorCode;
-use crate::model::Millis;
+use crate::model::{AgentRef, Millis};
 use crate::ports::JwksSource;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
@@ -45,6 +45,8 @@ pub const JWKS_RETRY_MS: Millis = 5_000;
 pub const JWKS_MAX_AGE_MS: Millis = 3_600_000;
 /// The longest `sub` taken as a user id.
 const MAX_SUB_BYTES: usize = 256;
+/// The longest agent `name`.
+pub const MAX_AGENT_NAME_CHARS: usize = 80;
 
 /// The app-JWT settings beside `CHAT_AUTH_JWT_SECRET` (which stays in [`Config`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -153,6 +155,47 @@ impl AppAuth {
     /// Checks `token` at `now` (the service clock) and returns its `sub`, the user id.
     /// Every refusal is a 401 saying why; a key set that cannot be fetched is a 503.
     pub async fn verify(&self, token: &str, now: Millis) -> Result<String, ChatError> {
+        Ok(self.verify_claims(token, now).await?.0)
+    }
+
+    /// Checks an agent's token: a valid app JWT (as [`Self::verify`]) whose `role` is
+    /// `agent` and whose `name` has 1–80 characters. 401 for a bad token (a forged one
+    /// claiming the role included), 403 `forbidden` for a valid one of another role.
+    pub async fn verify_agent(&self, token: &str, now: Millis) -> Result<AgentRef, ChatError> {
+        let (id, claims) = self.verify_claims(token, now).await.map_err(|e| match e {
+            ChatError::Unauthorized {
+                code: ErrorCode::AuthNotConfigured,
+                ..
+            } => ChatError::unauthorized(
+                ErrorCode::AuthNotConfigured,
+                "agents are not enabled on this server: set CHAT_AUTH_JWT_SECRET or CHAT_AUTH_JWKS_URL",
+            ),
+            e => e,
+        })?;
+        if claims.role.as_deref() != Some("agent") {
+            return Err(ChatError::Forbidden(
+                "this route is for agents: the app token's role is not agent".into(),
+            ));
+        }
+        let name = claims.name.as_deref().unwrap_or("").trim();
+        let chars = name.chars().count();
+        if !(1..=MAX_AGENT_NAME_CHARS).contains(&chars) || name.chars().any(char::is_control) {
+            return Err(invalid(format!(
+                "agent token has no usable name (1–{MAX_AGENT_NAME_CHARS} characters)"
+            )));
+        }
+        Ok(AgentRef {
+            id,
+            name: name.to_string(),
+        })
+    }
+
+    /// The verified `sub` and claims of `token`.
+    async fn verify_claims(
+        &self,
+        token: &str,
+        now: Millis,
+    ) -> Result<(String, AppClaims), ChatError> {
         let inner = &*self.inner;
         if inner.secret.is_none() && inner.jwks.is_none() {
             return Err(ChatError::unauthorized(
@@ -219,7 +262,7 @@ impl AppAuth {
         if sub.is_empty() || sub.len() > MAX_SUB_BYTES {
             return Err(invalid("app token has no usable sub"));
         }
-        Ok(sub.to_string())
+        Ok((sub.to_string(), claims))
     }
 }
 
@@ -255,6 +298,21 @@ struct AppClaims {
     exp: Option<i64>,
     #[serde(default, deserialize_with = "numeric_date")]
     nbf: Option<i64>,
+    /// `agent` for the agents of the console; anything else (or none) is a user.
+    #[serde(default, deserialize_with = "lenient_string")]
+    role: Option<String>,
+    /// An agent's display name.
+    #[serde(default, deserialize_with = "lenient_string")]
+    name: Option<String>,
+}
+
+/// A string claim; any other JSON value reads as absent (a user token may carry `name` or
+/// `role` of its own shape).
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    })
 }
 
 /// A JWT NumericDate: seconds, integer or not; out-of-range values saturate.

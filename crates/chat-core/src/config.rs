@@ -93,6 +93,9 @@ pub struct DispatchConfig {
     /// How long n8n's whole answer (a streamed one, or a body read whole) may take, counted
     /// from the request; `timeout` bounds only the wait for its status and headers.
     pub stream_timeout: Duration,
+    /// `CHAT_HANDOFF_TIMEOUT_MS`: how long a session waits for a person before the bot
+    /// resumes; `None` (unset): it waits until an agent claims or releases it.
+    pub handoff_timeout: Option<Duration>,
 }
 
 impl Default for DispatchConfig {
@@ -103,6 +106,7 @@ impl Default for DispatchConfig {
             timeout: Duration::from_millis(10_000),
             reply_timeout: Duration::from_millis(120_000),
             stream_timeout: Duration::from_millis(90_000),
+            handoff_timeout: None,
         }
     }
 }
@@ -260,6 +264,16 @@ impl Config {
                 1,
                 900_000,
             )?),
+            handoff_timeout: match env("CHAT_HANDOFF_TIMEOUT_MS").filter(|v| !v.trim().is_empty()) {
+                None => None,
+                Some(_) => Some(Duration::from_millis(num(
+                    env,
+                    "CHAT_HANDOFF_TIMEOUT_MS",
+                    0,
+                    1_000,
+                    86_400_000,
+                )?)),
+            },
         };
         let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
         let n8n_auth_header = set("CHAT_N8N_AUTH_HEADER")
@@ -359,6 +373,15 @@ mod tests {
         assert!(e.to_string().contains("CHAT_DISPATCH_MAX_ATTEMPTS"));
         assert!(cfg(&[("CHAT_RATE_MESSAGES_PER_MINUTE", "0")]).is_err());
         assert!(cfg(&[("CHAT_REPLY_TIMEOUT_MS", "900001")]).is_err());
+        assert!(cfg(&[("CHAT_HANDOFF_TIMEOUT_MS", "10")]).is_err());
+        assert_eq!(cfg(&[]).unwrap().dispatch.handoff_timeout, None);
+        assert_eq!(
+            cfg(&[("CHAT_HANDOFF_TIMEOUT_MS", "60000")])
+                .unwrap()
+                .dispatch
+                .handoff_timeout,
+            Some(Duration::from_secs(60))
+        );
         assert_eq!(
             cfg(&[("CHAT_MAX_CONTENT_CHARS", "12")])
                 .unwrap()

@@ -5,7 +5,7 @@
 
 use crate::ChatError;
 use crate::error::ErrorCode;
-use crate::model::{Message, MessageId, MessageStatus, Role, SessionId};
+use crate::model::{AgentStatus, Message, MessageId, MessageStatus, Role, SessionId, SessionView};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -32,7 +32,13 @@ pub enum ServerEvent {
         status: MessageStatus,
     },
     Typing {
+        /// Set on frames to agents (they follow several sessions).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session_id: Option<SessionId>,
         role: Role,
+        /// The agent's name when an agent types.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
         is_typing: bool,
     },
     Read {
@@ -54,11 +60,72 @@ pub enum ServerEvent {
         index: u32,
         text: String,
     },
+    /// The session's mode changed (after its system message).
+    Session {
+        session: SessionView,
+    },
+    /// To every agent: a session entered or left the queue, was claimed, transferred,
+    /// released or closed, or got a user message while a person is asked for or holds it.
+    Inbox {
+        session: crate::model::SessionSummary,
+    },
+    /// Who is in the session now: the user (`id` = userId or `guest`) and the holder.
+    Presence {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session_id: Option<SessionId>,
+        participants: Vec<Participant>,
+    },
+    /// To every agent: the agents and their status, when one's status changes.
+    Agents {
+        agents: Vec<AgentInfo>,
+    },
+}
+
+/// One person of a `presence` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Participant {
+    pub role: Role,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub online: bool,
+}
+
+/// An agent as `GET /agent/agents` and the `agents` event list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentInfo {
+    pub id: String,
+    pub name: String,
+    pub status: AgentStatus,
+    /// How many sessions the agent holds.
+    pub holding: u64,
 }
 
 impl ServerEvent {
     pub fn to_frame(&self) -> String {
         serde_json::to_string(self).expect("server events always serialize")
+    }
+
+    /// A typing event (the user's or the assistant's: no name).
+    pub fn typing(role: Role, is_typing: bool) -> Self {
+        Self::Typing {
+            session_id: None,
+            role,
+            name: None,
+            is_typing,
+        }
+    }
+
+    /// The same event as an agent gets it: `typing`, `presence` and `delta` name the session.
+    pub fn for_agent(&self, session: SessionId) -> Self {
+        let mut e = self.clone();
+        match &mut e {
+            Self::Typing { session_id, .. } | Self::Presence { session_id, .. } => {
+                *session_id = Some(session)
+            }
+            _ => {}
+        }
+        e
     }
 
     pub fn error(e: &ChatError) -> Self {
@@ -91,32 +158,81 @@ pub enum ClientAction {
         up_to: u64,
     },
     Ping {},
+    /// The user asks for a person.
+    Handoff {},
 }
 
-const ACTIONS: [&str; 4] = ["sendMessage", "typing", "read", "ping"];
+const ACTIONS: [&str; 5] = ["sendMessage", "typing", "read", "ping", "handoff"];
+
+/// The WebSocket actions an agent may send.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(
+    tag = "action",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum AgentAction {
+    /// Typing in a session the agent holds.
+    Typing {
+        session_id: String,
+        is_typing: bool,
+    },
+    /// `online` or `away`.
+    Status {
+        status: AgentStatus,
+    },
+    Ping {},
+}
+
+const AGENT_ACTIONS: [&str; 3] = ["typing", "status", "ping"];
+
+impl AgentAction {
+    /// Parses one agent frame, with the codes of [`ClientAction::parse`].
+    pub fn parse(frame: &[u8]) -> Result<Self, ChatError> {
+        let a: Self = parse_tagged(frame, &AGENT_ACTIONS)?;
+        if let Self::Status {
+            status: AgentStatus::Offline,
+        } = a
+        {
+            return Err(ChatError::invalid(
+                ErrorCode::InvalidInput,
+                "status must be online or away",
+            ));
+        }
+        Ok(a)
+    }
+}
+
+/// Parses a frame tagged by `action`, one of `actions`.
+fn parse_tagged<T: serde::de::DeserializeOwned>(
+    frame: &[u8],
+    actions: &[&str],
+) -> Result<T, ChatError> {
+    let v: Value = crate::validate::parse_json(frame)?;
+    let Some(obj) = v.as_object() else {
+        return Err(ChatError::invalid(
+            ErrorCode::InvalidInput,
+            "a frame must be a JSON object",
+        ));
+    };
+    match obj.get("action") {
+        None => Err(ChatError::invalid(
+            ErrorCode::MissingAction,
+            "the frame has no action",
+        )),
+        Some(Value::String(a)) if actions.contains(&a.as_str()) => serde_json::from_value(v)
+            .map_err(|e| ChatError::invalid(ErrorCode::InvalidInput, e.to_string())),
+        Some(a) => Err(ChatError::invalid(
+            ErrorCode::UnknownAction,
+            format!("unknown action {a}; expected one of {}", actions.join(", ")),
+        )),
+    }
+}
 
 impl ClientAction {
     /// Parses one frame, telling apart bad JSON, a missing or unknown action and bad fields.
     pub fn parse(frame: &[u8]) -> Result<Self, ChatError> {
-        let v: Value = crate::validate::parse_json(frame)?;
-        let Some(obj) = v.as_object() else {
-            return Err(ChatError::invalid(
-                ErrorCode::InvalidInput,
-                "a frame must be a JSON object",
-            ));
-        };
-        match obj.get("action") {
-            None => Err(ChatError::invalid(
-                ErrorCode::MissingAction,
-                "the frame has no action",
-            )),
-            Some(Value::String(a)) if ACTIONS.contains(&a.as_str()) => serde_json::from_value(v)
-                .map_err(|e| ChatError::invalid(ErrorCode::InvalidInput, e.to_string())),
-            Some(a) => Err(ChatError::invalid(
-                ErrorCode::UnknownAction,
-                format!("unknown action {a}; expected one of {}", ACTIONS.join(", ")),
-            )),
-        }
+        parse_tagged(frame, &ACTIONS)
     }
 }
 
@@ -165,23 +281,72 @@ mod tests {
         assert_eq!(code(br#"{"action":5}"#), "unknown_action");
         assert_eq!(code(br#"{"action":"read","upTo":"x"}"#), "invalid_input");
         assert_eq!(code(br#"{"action":"sendMessage"}"#), "invalid_input");
+        assert_eq!(
+            ClientAction::parse(br#"{"action":"handoff"}"#).unwrap(),
+            ClientAction::Handoff {}
+        );
+    }
+
+    #[test]
+    fn agent_frames_parse_and_bad_ones_say_why() {
+        assert_eq!(
+            AgentAction::parse(br#"{"action":"status","status":"away"}"#).unwrap(),
+            AgentAction::Status {
+                status: AgentStatus::Away
+            }
+        );
+        assert_eq!(
+            AgentAction::parse(br#"{"action":"typing","sessionId":"x","isTyping":true}"#).unwrap(),
+            AgentAction::Typing {
+                session_id: "x".into(),
+                is_typing: true
+            }
+        );
+        let code = |f: &[u8]| AgentAction::parse(f).unwrap_err().code();
+        assert_eq!(
+            code(br#"{"action":"status","status":"offline"}"#),
+            "invalid_input"
+        );
+        assert_eq!(
+            code(br#"{"action":"status","status":"busy"}"#),
+            "invalid_input"
+        );
+        assert_eq!(
+            code(br#"{"action":"typing","isTyping":true}"#),
+            "invalid_input"
+        );
+        assert_eq!(
+            code(br#"{"action":"sendMessage","content":"x"}"#),
+            "unknown_action"
+        );
     }
 
     #[test]
     fn events_serialize_with_the_event_tag() {
-        let v: Value = serde_json::from_str(
-            &ServerEvent::Typing {
-                role: Role::Assistant,
-                is_typing: true,
-            }
-            .to_frame(),
-        )
-        .unwrap();
+        let v: Value =
+            serde_json::from_str(&ServerEvent::typing(Role::Assistant, true).to_frame()).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"event":"typing","role":"assistant","isTyping":true})
         );
         assert_eq!(ServerEvent::Pong {}.to_frame(), r#"{"event":"pong"}"#);
+        let sid = SessionId::new();
+        let agent = ServerEvent::Typing {
+            session_id: None,
+            role: Role::Agent,
+            name: Some("Alex".into()),
+            is_typing: true,
+        };
+        assert_eq!(
+            agent.to_frame(),
+            r#"{"event":"typing","role":"agent","name":"Alex","isTyping":true}"#
+        );
+        assert_eq!(
+            ServerEvent::typing(Role::User, false)
+                .for_agent(sid)
+                .to_frame(),
+            format!(r#"{{"event":"typing","sessionId":"{sid}","role":"user","isTyping":false}}"#)
+        );
         let (m, r) = (MessageId::new(), MessageId::new());
         assert_eq!(
             ServerEvent::Delta {

@@ -110,6 +110,8 @@ pub enum MessageType {
     Error,
     Info,
     SchedulingUpdate,
+    /// From n8n only: asks for a person. Stored as `text` (the session goes `waiting`).
+    Handoff,
 }
 
 /// Where a message is in its life.
@@ -171,6 +173,7 @@ str_enum!(MessageType {
     Error => "error",
     Info => "info",
     SchedulingUpdate => "scheduling_update",
+    Handoff => "handoff",
 });
 
 impl MessageStatus {
@@ -194,6 +197,9 @@ pub struct Message {
     pub seq: u64,
     pub session_id: SessionId,
     pub role: Role,
+    /// The agent's name on `agent` messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(rename = "type")]
     pub kind: MessageType,
     pub content: String,
@@ -216,6 +222,8 @@ pub struct NewMessage {
     pub id: MessageId,
     pub session_id: SessionId,
     pub role: Role,
+    /// The agent's name on `agent` messages.
+    pub name: Option<String>,
     pub kind: MessageType,
     pub content: String,
     pub data: Option<Map<String, Value>>,
@@ -224,6 +232,9 @@ pub struct NewMessage {
     pub created_at: Millis,
     pub reply_to: Option<MessageId>,
     pub client_message_id: Option<String>,
+    /// Only into a session that is not `closed`: a user message to a closed session is not
+    /// written (see [`crate::ports::Store::append_message`]).
+    pub open_only: bool,
     /// Makes the append idempotent within the session: a second append with the same key
     /// returns the first message instead of writing a new one.
     pub idempotency_key: Option<String>,
@@ -239,6 +250,7 @@ impl NewMessage {
             seq,
             session_id: self.session_id,
             role: self.role,
+            name: self.name,
             kind: self.kind,
             content: self.content,
             data: self.data,
@@ -266,6 +278,10 @@ pub struct Session {
     /// What the app told about the session at `POST /sessions` (page, locale, plan, ...):
     /// returned with the session and sent to n8n with every dispatch.
     pub metadata: Option<Map<String, Value>>,
+    /// Who answers: the bot, a person (asked for or holding it), or no one (closed).
+    pub mode: ModeState,
+    /// The last activity: a message appended or a change of mode (orders the agents' inbox).
+    pub updated_at: Millis,
 }
 
 /// A session as the API shows it.
@@ -285,6 +301,21 @@ pub struct SessionView {
     pub unread_count: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,
+    pub mode: Mode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentRef>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_time"
+    )]
+    pub waiting_since: Option<Millis>,
+}
+
+fn ser_opt_time<S: Serializer>(ms: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&rfc3339(*ms)),
+        None => s.serialize_none(),
+    }
 }
 
 impl SessionView {
@@ -299,6 +330,217 @@ impl SessionView {
             read_up_to: s.read_up_to,
             unread_count,
             metadata: s.metadata.clone(),
+            mode: s.mode.mode,
+            agent: s.mode.agent.clone(),
+            waiting_since: s.mode.waiting_since,
+        }
+    }
+}
+
+/// A session as agents see it in the inbox and the agent routes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSummary {
+    pub session_id: SessionId,
+    pub mode: Mode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentRef>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_time"
+    )]
+    pub waiting_since: Option<Millis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<Message>,
+    #[serde(serialize_with = "ser_time")]
+    pub created_at: Millis,
+    #[serde(serialize_with = "ser_time")]
+    pub updated_at: Millis,
+    pub user_online: bool,
+}
+
+impl SessionSummary {
+    pub fn new(s: &Session, last_message: Option<Message>, user_online: bool) -> Self {
+        Self {
+            session_id: s.id,
+            mode: s.mode.mode,
+            user_id: s.user_id.clone(),
+            metadata: s.metadata.clone(),
+            agent: s.mode.agent.clone(),
+            waiting_since: s.mode.waiting_since,
+            last_message,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            user_online,
+        }
+    }
+}
+
+/// A session's mode: who answers the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The bot (n8n) answers; the default.
+    #[default]
+    Bot,
+    /// A person was asked for; the bot is paused until an agent claims or releases it.
+    Waiting,
+    /// An agent holds it; the bot is paused.
+    Agent,
+    /// Ended: no further user messages.
+    Closed,
+}
+
+str_enum!(Mode { Bot => "bot", Waiting => "waiting", Agent => "agent", Closed => "closed" });
+
+/// An agent as sessions and messages name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AgentRef {
+    /// The `sub` of the agent's JWT.
+    pub id: String,
+    /// The `name` claim (1–80 characters).
+    pub name: String,
+}
+
+/// A session's mode with its holder (in `agent`) and since when it waits (in `waiting`).
+/// The store changes it only by compare-and-set on (`mode`, holder id).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ModeState {
+    pub mode: Mode,
+    pub agent: Option<AgentRef>,
+    pub waiting_since: Option<Millis>,
+}
+
+impl ModeState {
+    pub fn bot() -> Self {
+        Self::default()
+    }
+    pub fn waiting(since: Millis) -> Self {
+        Self {
+            mode: Mode::Waiting,
+            agent: None,
+            waiting_since: Some(since),
+        }
+    }
+    pub fn agent(agent: AgentRef) -> Self {
+        Self {
+            mode: Mode::Agent,
+            agent: Some(agent),
+            waiting_since: None,
+        }
+    }
+    pub fn closed() -> Self {
+        Self {
+            mode: Mode::Closed,
+            agent: None,
+            waiting_since: None,
+        }
+    }
+    /// The holder's id, in `agent` mode.
+    pub fn holder(&self) -> Option<&str> {
+        self.agent.as_ref().map(|a| a.id.as_str())
+    }
+    /// Whether n8n gets the user's messages.
+    pub fn bot_answers(&self) -> bool {
+        self.mode == Mode::Bot
+    }
+}
+
+/// An agent's presence as agents see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    Online,
+    Away,
+    Offline,
+}
+
+str_enum!(AgentStatus { Online => "online", Away => "away", Offline => "offline" });
+
+/// A live WebSocket of an agent (not tied to one session: it gets the inbox and the events
+/// of every session its agent holds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConnection {
+    pub id: String,
+    pub agent: AgentRef,
+    /// `online` or `away` (what the agent last said; `online` at connect).
+    pub status: AgentStatus,
+    pub connected_at: Millis,
+    /// The agent's JWT expiry, at most two hours on (API Gateway's limit); the store may
+    /// forget it after this.
+    pub expires_at: Millis,
+}
+
+/// An agent's quick response, shared by every agent of the deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CannedReply {
+    /// A ULID.
+    pub id: String,
+    /// Unique per deployment: `^[a-z0-9][a-z0-9_-]{0,31}$`.
+    pub shortcut: String,
+    pub title: String,
+    pub text: String,
+    #[serde(serialize_with = "ser_time")]
+    pub updated_at: Millis,
+}
+
+/// Which sessions an inbox page lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboxView {
+    /// Mode `waiting`, oldest `waiting_since` first.
+    Waiting,
+    /// Mode `agent` held by this agent id, newest `updated_at` first.
+    Mine(String),
+    /// Modes `waiting` and `agent` (any holder), newest `updated_at` first.
+    Open,
+}
+
+/// One page of an inbox: sessions after `after` (the sort time and id of the last session of
+/// the previous page) in the view's order, at most `limit`, none expired at `now`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxQuery {
+    pub view: InboxView,
+    pub after: Option<(Millis, SessionId)>,
+    pub limit: u32,
+    pub now: Millis,
+}
+
+impl InboxQuery {
+    /// The time a session is sorted by in this view.
+    pub fn sort_time(&self, s: &Session) -> Millis {
+        match self.view {
+            InboxView::Waiting => s.mode.waiting_since.unwrap_or(s.updated_at),
+            _ => s.updated_at,
+        }
+    }
+
+    /// Whether `s` belongs on a page of this view (the reference every store follows).
+    pub fn admits(&self, s: &Session) -> bool {
+        let in_view = match &self.view {
+            InboxView::Waiting => s.mode.mode == Mode::Waiting,
+            InboxView::Mine(id) => s.mode.mode == Mode::Agent && s.mode.holder() == Some(id),
+            InboxView::Open => matches!(s.mode.mode, Mode::Waiting | Mode::Agent),
+        };
+        let key = (self.sort_time(s), s.id);
+        let after = match (&self.view, self.after) {
+            (_, None) => true,
+            (InboxView::Waiting, Some(c)) => key > c,
+            (_, Some(c)) => key < c,
+        };
+        in_view && after && s.expires_at > self.now
+    }
+
+    /// Orders sessions of this view (ascending for `waiting`, descending otherwise).
+    pub fn order(&self, a: &Session, b: &Session) -> std::cmp::Ordering {
+        let (ka, kb) = ((self.sort_time(a), a.id), (self.sort_time(b), b.id));
+        match self.view {
+            InboxView::Waiting => ka.cmp(&kb),
+            _ => kb.cmp(&ka),
         }
     }
 }
@@ -371,6 +613,9 @@ pub enum JobKind {
     Dispatch,
     /// The reply deadline has come: a message still unanswered becomes `failed`.
     Deadline,
+    /// `CHAT_HANDOFF_TIMEOUT_MS` after a session started waiting (`message_id` is the
+    /// "Connecting you to a person…" message): still waiting, the bot resumes.
+    Handoff,
 }
 
 impl JobKind {
@@ -382,6 +627,7 @@ impl JobKind {
         match self {
             Self::Dispatch => "dispatch",
             Self::Deadline => "deadline",
+            Self::Handoff => "handoff",
         }
     }
 
@@ -389,6 +635,7 @@ impl JobKind {
         match s {
             "dispatch" => Some(Self::Dispatch),
             "deadline" => Some(Self::Deadline),
+            "handoff" => Some(Self::Handoff),
             _ => None,
         }
     }
@@ -417,6 +664,7 @@ mod tests {
             id: MessageId::new(),
             session_id: SessionId::new(),
             role: Role::Assistant,
+            name: None,
             kind: MessageType::SchedulingUpdate,
             content: "hi".into(),
             data: None,
@@ -425,6 +673,7 @@ mod tests {
             created_at: 0,
             reply_to: None,
             client_message_id: None,
+            open_only: false,
             idempotency_key: None,
             expires_at: 0,
         }

@@ -6,8 +6,8 @@
 //! conformance suite checks them.
 
 use crate::model::{
-    Connection, DispatchJob, Message, MessageId, MessageStatus, Millis, NewMessage, Page,
-    PageQuery, Session, SessionId,
+    AgentConnection, CannedReply, Connection, DispatchJob, InboxQuery, Message, MessageId,
+    MessageStatus, Millis, ModeState, NewMessage, Page, PageQuery, Session, SessionId,
 };
 use async_trait::async_trait;
 
@@ -40,8 +40,27 @@ pub struct AgentError(pub String);
 #[derive(Debug, Clone, PartialEq)]
 pub struct Appended {
     pub message: Message,
-    /// `false` when the idempotency key already existed and `message` is the earlier one.
+    /// `false` when the idempotency key already existed and `message` is the earlier one,
+    /// or when the append was refused (see [`Store::append_message`]).
     pub created: bool,
+    /// The session's mode as the append found it (whether the bot answers this message).
+    pub mode: ModeState,
+}
+
+impl Appended {
+    /// Whether this is a refused `open_only` append to a closed session (nothing written).
+    pub fn refused(&self) -> bool {
+        !self.created && self.message.seq == 0
+    }
+}
+
+/// The result of [`Store::update_canned`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CannedWrite {
+    Written,
+    NotFound,
+    /// Another reply has that shortcut.
+    ShortcutTaken,
 }
 
 /// Durable state: sessions, their numbered messages, live connections and counters.
@@ -59,6 +78,11 @@ pub trait Store: Send + Sync {
     /// When `idempotency_key` is set and already used in this session, nothing is written and
     /// the message stored under that key is returned with `created: false`. `None` when the
     /// session does not exist or has expired at the message's `created_at`.
+    ///
+    /// Every append bumps the session's `updated_at` to the message's `created_at` (never
+    /// lowers it) and returns the session's [`ModeState`] as it found it. With
+    /// [`NewMessage::open_only`], nothing is written when the session's mode is `closed`:
+    /// `created` is false and `message` is the one given, unnumbered (`seq` 0).
     async fn append_message(&self, message: NewMessage) -> Result<Option<Appended>, StoreError>;
 
     /// The message `id` of `session`; `None` when it does not exist *in that session* (the
@@ -117,6 +141,51 @@ pub trait Store: Send + Sync {
     /// How many messages of `session` with `seq > after` were not written by the user (what
     /// the user has not read yet). Counts every such message, not one page.
     async fn count_unread(&self, session: &SessionId, after: u64) -> Result<u64, StoreError>;
+
+    // ----- people in the loop ---------------------------------------------------------------
+
+    /// Compare-and-set of the session's mode: when the stored mode and holder id equal
+    /// `expected`'s (`mode` and `agent.id`; name and `waiting_since` are not compared) and the
+    /// session is alive at `now`, stores `next` whole (mode, holder, `waiting_since`) and sets
+    /// `updated_at` to `now`; returns the updated session. `None` when the condition failed
+    /// or the session does not exist. Of concurrent calls with the same `expected`, exactly
+    /// one succeeds (the claim race).
+    async fn set_mode(
+        &self,
+        session: &SessionId,
+        expected: &ModeState,
+        next: &ModeState,
+        now: Millis,
+    ) -> Result<Option<Session>, StoreError>;
+
+    /// One page of the agents' inbox, in the order and with the filter of
+    /// [`InboxQuery::admits`] and [`InboxQuery::order`]: at most `limit` sessions. An index
+    /// on (mode, time): never a scan of every session.
+    async fn list_inbox(&self, query: &InboxQuery) -> Result<Vec<Session>, StoreError>;
+
+    /// Every canned reply, ordered by shortcut.
+    async fn list_canned(&self) -> Result<Vec<CannedReply>, StoreError>;
+
+    /// Stores a new canned reply; `false` (nothing written) when its shortcut is used.
+    async fn create_canned(&self, reply: &CannedReply) -> Result<bool, StoreError>;
+
+    /// Replaces the canned reply with `reply.id` (shortcut, title, text, `updated_at`).
+    async fn update_canned(&self, reply: &CannedReply) -> Result<CannedWrite, StoreError>;
+
+    /// Deletes a canned reply; `false` when there was none with that id.
+    async fn delete_canned(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Stores (or replaces, e.g. for a status change) an agent's connection.
+    async fn put_agent_connection(&self, connection: &AgentConnection) -> Result<(), StoreError>;
+
+    async fn get_agent_connection(&self, id: &str) -> Result<Option<AgentConnection>, StoreError>;
+
+    /// Forgets an agent connection; an unknown one is not an error.
+    async fn delete_agent_connection(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Every agent connection (one partition or one map: never a scan of sessions). It may
+    /// include expired ones not yet deleted; the service skips those.
+    async fn list_agent_connections(&self) -> Result<Vec<AgentConnection>, StoreError>;
 }
 
 /// Hands user messages to the dispatcher, at least once.
@@ -127,6 +196,11 @@ pub trait Queue: Send + Sync {
     /// (the reply deadline check). Both at least once; one call, so either both are queued
     /// or the call fails.
     async fn enqueue(&self, job: DispatchJob, deadline_at: Millis) -> Result<(), QueueError>;
+
+    /// Queues `job` (a [`JobKind::Handoff`](crate::model::JobKind)) to run at `at`, at least
+    /// once. A queue whose delays are bounded (SQS: 15 minutes) may run it earlier; the
+    /// job then asks to be retried later.
+    async fn schedule(&self, job: DispatchJob, at: Millis) -> Result<(), QueueError>;
 }
 
 /// Sends one text frame to one WebSocket connection.

@@ -20,6 +20,11 @@ async fn memory_store_conforms() {
     run_all(|| async { MemoryStore::new() }).await;
 }
 
+#[tokio::test]
+async fn memory_store_conforms_for_agents() {
+    chat_testkit::conformance::run_agents(|| async { MemoryStore::new() }).await;
+}
+
 /// One way of getting a store wrong.
 #[derive(Clone, Copy, Debug)]
 enum Fault {
@@ -45,6 +50,10 @@ enum Fault {
     DeleteUnknownFails,
     /// Two concurrent appends can read the same `last_seq` (read, yield, write).
     RacyAppend,
+    /// `set_mode` reads, yields, then writes: concurrent claims can all win.
+    RacyClaim,
+    /// `set_mode` compares the mode but not the holder.
+    ClaimIgnoresHolder,
 }
 
 /// A [`MemoryStore`] with one fault.
@@ -105,6 +114,7 @@ impl Store for Faulty {
                 return Ok(Some(Appended {
                     message: m.with_seq(seq),
                     created: true,
+                    mode: Default::default(),
                 }));
             }
             _ => {}
@@ -200,6 +210,115 @@ impl Store for Faulty {
             Fault::UnreadOnePage => n.min(100),
             _ => n,
         })
+    }
+
+    async fn set_mode(
+        &self,
+        session: &SessionId,
+        expected: &chat_core::model::ModeState,
+        next: &chat_core::model::ModeState,
+        now: Millis,
+    ) -> Result<Option<Session>, StoreError> {
+        match self.fault {
+            Fault::RacyClaim => {
+                let Some(s) = self.inner.get_session(session, now).await? else {
+                    return Ok(None);
+                };
+                if s.mode.mode != expected.mode || s.mode.holder() != expected.holder() {
+                    return Ok(None);
+                }
+                tokio::task::yield_now().await;
+                // Writes whatever is there now: the check above may be stale.
+                let current = self.inner.get_session(session, now).await?.map(|s| s.mode);
+                let current = current.unwrap_or_default();
+                self.inner.set_mode(session, &current, next, now).await
+            }
+            Fault::ClaimIgnoresHolder => {
+                let Some(s) = self.inner.get_session(session, now).await? else {
+                    return Ok(None);
+                };
+                if s.mode.mode != expected.mode {
+                    return Ok(None);
+                }
+                self.inner.set_mode(session, &s.mode, next, now).await
+            }
+            _ => self.inner.set_mode(session, expected, next, now).await,
+        }
+    }
+
+    async fn list_inbox(
+        &self,
+        q: &chat_core::model::InboxQuery,
+    ) -> Result<Vec<Session>, StoreError> {
+        self.inner.list_inbox(q).await
+    }
+
+    async fn list_canned(&self) -> Result<Vec<chat_core::model::CannedReply>, StoreError> {
+        self.inner.list_canned().await
+    }
+
+    async fn create_canned(&self, r: &chat_core::model::CannedReply) -> Result<bool, StoreError> {
+        self.inner.create_canned(r).await
+    }
+
+    async fn update_canned(
+        &self,
+        r: &chat_core::model::CannedReply,
+    ) -> Result<chat_core::ports::CannedWrite, StoreError> {
+        self.inner.update_canned(r).await
+    }
+
+    async fn delete_canned(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_canned(id).await
+    }
+
+    async fn put_agent_connection(
+        &self,
+        c: &chat_core::model::AgentConnection,
+    ) -> Result<(), StoreError> {
+        self.inner.put_agent_connection(c).await
+    }
+
+    async fn get_agent_connection(
+        &self,
+        id: &str,
+    ) -> Result<Option<chat_core::model::AgentConnection>, StoreError> {
+        self.inner.get_agent_connection(id).await
+    }
+
+    async fn delete_agent_connection(&self, id: &str) -> Result<(), StoreError> {
+        self.inner.delete_agent_connection(id).await
+    }
+
+    async fn list_agent_connections(
+        &self,
+    ) -> Result<Vec<chat_core::model::AgentConnection>, StoreError> {
+        self.inner.list_agent_connections().await
+    }
+}
+
+/// The agents' suite catches a claim that is not a compare-and-set on mode and holder.
+#[tokio::test]
+async fn the_agents_suite_catches_racy_claims() {
+    for (fault, check) in [
+        (
+            Fault::RacyClaim,
+            "concurrent_claims_have_exactly_one_winner",
+        ),
+        (Fault::ClaimIgnoresHolder, "set_mode_is_a_compare_and_set"),
+    ] {
+        let joined = tokio::spawn(chat_testkit::conformance::run_agents(move || async move {
+            Faulty::new(fault)
+        }))
+        .await;
+        let payload = joined
+            .expect_err("the agents suite passed a faulty store")
+            .into_panic();
+        let text = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default();
+        assert!(text.contains(check), "{fault:?}: {text}");
     }
 }
 

@@ -327,6 +327,71 @@ impl Store for SlowFirstAppend {
     ) -> Result<u64, chat_core::ports::StoreError> {
         self.inner.count_unread(s, after).await
     }
+
+    async fn set_mode(
+        &self,
+        session: &chat_core::model::SessionId,
+        expected: &chat_core::model::ModeState,
+        next: &chat_core::model::ModeState,
+        now: chat_core::model::Millis,
+    ) -> Result<Option<chat_core::model::Session>, chat_core::ports::StoreError> {
+        self.inner.set_mode(session, expected, next, now).await
+    }
+
+    async fn list_inbox(
+        &self,
+        q: &chat_core::model::InboxQuery,
+    ) -> Result<Vec<chat_core::model::Session>, chat_core::ports::StoreError> {
+        self.inner.list_inbox(q).await
+    }
+
+    async fn list_canned(
+        &self,
+    ) -> Result<Vec<chat_core::model::CannedReply>, chat_core::ports::StoreError> {
+        self.inner.list_canned().await
+    }
+
+    async fn create_canned(
+        &self,
+        r: &chat_core::model::CannedReply,
+    ) -> Result<bool, chat_core::ports::StoreError> {
+        self.inner.create_canned(r).await
+    }
+
+    async fn update_canned(
+        &self,
+        r: &chat_core::model::CannedReply,
+    ) -> Result<chat_core::ports::CannedWrite, chat_core::ports::StoreError> {
+        self.inner.update_canned(r).await
+    }
+
+    async fn delete_canned(&self, id: &str) -> Result<bool, chat_core::ports::StoreError> {
+        self.inner.delete_canned(id).await
+    }
+
+    async fn put_agent_connection(
+        &self,
+        c: &chat_core::model::AgentConnection,
+    ) -> Result<(), chat_core::ports::StoreError> {
+        self.inner.put_agent_connection(c).await
+    }
+
+    async fn get_agent_connection(
+        &self,
+        id: &str,
+    ) -> Result<Option<chat_core::model::AgentConnection>, chat_core::ports::StoreError> {
+        self.inner.get_agent_connection(id).await
+    }
+
+    async fn delete_agent_connection(&self, id: &str) -> Result<(), chat_core::ports::StoreError> {
+        self.inner.delete_agent_connection(id).await
+    }
+
+    async fn list_agent_connections(
+        &self,
+    ) -> Result<Vec<chat_core::model::AgentConnection>, chat_core::ports::StoreError> {
+        self.inner.list_agent_connections().await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,9 +22,10 @@ use chat_core::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use chat_core::{ChatError, api};
 use std::time::Duration;
 
-/// Every route of the HTTP API, as `METHOD /path` with `{id}` for the session id: the same
-/// text as API Gateway's route keys in `template.yaml`.
-pub const ROUTES: [&str; 8] = [
+/// Every route of the HTTP API, as `METHOD /path` with `{id}` for the session id (`{action}`
+/// for an agent's change of a session, `{cid}` for a canned reply id): the same text as API
+/// Gateway's route keys in `template.yaml`.
+pub const ROUTES: [&str; 19] = [
     "POST /sessions",
     "GET /sessions/{id}",
     "GET /sessions/{id}/messages",
@@ -33,6 +34,17 @@ pub const ROUTES: [&str; 8] = [
     "POST /webhook",
     "GET /webhook",
     "GET /health",
+    "POST /sessions/{id}/handoff",
+    "GET /agent/inbox",
+    "GET /agent/sessions/{id}",
+    "GET /agent/sessions/{id}/messages",
+    "POST /agent/sessions/{id}/messages",
+    "POST /agent/sessions/{id}/{action}",
+    "GET /agent/canned",
+    "POST /agent/canned",
+    "PUT /agent/canned/{cid}",
+    "DELETE /agent/canned/{cid}",
+    "GET /agent/agents",
 ];
 
 /// The caller's address, put on each request by the host (anonymous callers are rate-limited
@@ -76,6 +88,20 @@ pub fn router(service: ChatService, options: Options) -> Router {
         )
         .route("/sessions/{id}/read", post(mark_read))
         .route("/webhook", get(health).post(webhook))
+        .route("/sessions/{id}/handoff", post(handoff))
+        .route("/agent/inbox", get(agent_inbox))
+        .route("/agent/agents", get(agent_agents))
+        .route("/agent/sessions/{id}", get(agent_session))
+        .route(
+            "/agent/sessions/{id}/messages",
+            get(agent_messages).post(agent_post_message),
+        )
+        .route("/agent/sessions/{id}/{action}", post(agent_change))
+        .route("/agent/canned", get(agent_canned).post(agent_create_canned))
+        .route(
+            "/agent/canned/{cid}",
+            axum::routing::put(agent_update_canned).delete(agent_delete_canned),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), refuse_large))
@@ -251,4 +277,107 @@ async fn webhook(
     );
     let ip = client_ip(ip);
     reply(api::webhook(&s.service, &ip, ts, sig, &body).await)
+}
+
+async fn handoff(
+    State(s): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Response {
+    let auth = header(&headers, "authorization");
+    reply(api::handoff(&s.service, &session_id(id), auth, &body).await)
+}
+
+async fn agent_inbox(
+    State(s): State<ApiState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let auth = header(&headers, "authorization");
+    reply(api::agent_inbox(&s.service, auth, query.as_deref()).await)
+}
+
+async fn agent_agents(State(s): State<ApiState>, headers: HeaderMap) -> Response {
+    reply(api::agent_agents(&s.service, header(&headers, "authorization")).await)
+}
+
+async fn agent_session(
+    State(s): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let auth = header(&headers, "authorization");
+    reply(api::agent_session(&s.service, &session_id(id), auth).await)
+}
+
+async fn agent_messages(
+    State(s): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let auth = header(&headers, "authorization");
+    reply(api::agent_messages(&s.service, &session_id(id), auth, query.as_deref()).await)
+}
+
+async fn agent_post_message(
+    State(s): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Response {
+    let auth = header(&headers, "authorization");
+    reply(api::agent_post_message(&s.service, &session_id(id), auth, &body).await)
+}
+
+async fn agent_change(
+    State(s): State<ApiState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Response {
+    let (id, action) = path.map(|Path(p)| p).unwrap_or_default();
+    let Some(change) = api::AgentChange::parse(&action) else {
+        return reply(api::not_found());
+    };
+    let auth = header(&headers, "authorization");
+    reply(api::agent_change(&s.service, &id, change, auth, &body).await)
+}
+
+async fn agent_canned(
+    State(s): State<ApiState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let auth = header(&headers, "authorization");
+    reply(api::agent_canned(&s.service, auth, query.as_deref()).await)
+}
+
+async fn agent_create_canned(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Response {
+    let auth = header(&headers, "authorization");
+    reply(api::agent_put_canned(&s.service, None, auth, &body).await)
+}
+
+async fn agent_update_canned(
+    State(s): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Response {
+    let auth = header(&headers, "authorization");
+    reply(api::agent_put_canned(&s.service, Some(&session_id(id)), auth, &body).await)
+}
+
+async fn agent_delete_canned(
+    State(s): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let auth = header(&headers, "authorization");
+    reply(api::agent_delete_canned(&s.service, &session_id(id), auth).await)
 }

@@ -241,6 +241,17 @@ pub async fn run(
         body_timeout_ms = limits.body_timeout.as_millis() as u64,
         "chat-local ready"
     );
+    if config.auth_jwt_secret.is_some() {
+        tracing::info!(
+            "agent console: {public_url}/agent, signed in with a token from \
+             `chat-local agent-token --name Alex` (same CHAT_AUTH_JWT_SECRET)"
+        );
+    } else {
+        tracing::info!(
+            "agent console: {public_url}/agent needs agent tokens: set CHAT_AUTH_JWT_SECRET, \
+             then `chat-local agent-token --name Alex` prints one"
+        );
+    }
     ready(addr);
 
     tokio::spawn(async move {

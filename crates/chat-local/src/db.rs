@@ -138,6 +138,44 @@ DROP TABLE jobs;
 DROP TABLE IF EXISTS counters;
 "#;
 
+/// Databases made before people in the loop: sessions gain their mode (every old session is
+/// with the bot), holder, waiting time and last activity (their creation), messages the
+/// agent's name; then the inbox's indexes and the canned replies.
+fn migrate_modes(conn: &Connection) -> rusqlite::Result<()> {
+    let has = |table: &str, column: &str| -> rusqlite::Result<bool> {
+        conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |r| r.get(0),
+        )
+    };
+    if !has("sessions", "mode")? {
+        conn.execute_batch(
+            "ALTER TABLE sessions ADD COLUMN mode TEXT NOT NULL DEFAULT 'bot';
+             ALTER TABLE sessions ADD COLUMN agent_id TEXT;
+             ALTER TABLE sessions ADD COLUMN agent_name TEXT;
+             ALTER TABLE sessions ADD COLUMN waiting_since INTEGER;
+             ALTER TABLE sessions ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+             UPDATE sessions SET updated_at = created_at;",
+        )?;
+    }
+    if !has("messages", "name")? {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN name TEXT")?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS sessions_waiting ON sessions (waiting_since, id) WHERE mode = 'waiting';
+         CREATE INDEX IF NOT EXISTS sessions_open ON sessions (updated_at, id) WHERE mode IN ('waiting', 'agent');
+         CREATE INDEX IF NOT EXISTS sessions_mine ON sessions (agent_id, updated_at, id) WHERE mode = 'agent';
+         CREATE TABLE IF NOT EXISTS canned_replies (
+             id         TEXT PRIMARY KEY,
+             shortcut   TEXT NOT NULL UNIQUE,
+             title      TEXT NOT NULL,
+             text       TEXT NOT NULL,
+             updated_at INTEGER NOT NULL
+         ) WITHOUT ROWID;",
+    )
+}
+
 impl Db {
     /// Opens (creating if needed) `<dir>/chat.db`. The data is private: a folder it creates
     /// is 0700, and the database and its `-wal` and `-shm` files are made 0600 (SQLite gives
@@ -176,6 +214,7 @@ impl Db {
         if !has_metadata {
             conn.execute_batch("ALTER TABLE sessions ADD COLUMN metadata TEXT")?;
         }
+        migrate_modes(&conn)?;
         let (calls, queued) = mpsc::channel();
         let commits = std::sync::Arc::default();
         let counted = std::sync::Arc::clone(&commits);

@@ -6,6 +6,7 @@
 //! browser files, the WebSocket ([`ws`]) and the dev bot to the HTTP API of `chat-http`, served by the accept loop of [`serve`] within the
 //! [`limits`] that protect the process from slow, greedy and hostile clients.
 
+pub mod agent_token;
 pub mod app;
 pub mod db;
 pub mod devbot;

@@ -1,11 +1,30 @@
 //! `chat-local`: start the chat server on this machine. Configuration is read from `CHAT_*`
 //! environment variables (see the README); logs go to stderr, and one line on stdout says
 //! where the server listens, for scripts and tests.
+//!
+//! `chat-local agent-token --name Alex [--id a-1] [--hours 8]` prints an agent JWT instead
+//! (see [`chat_local::agent_token`]).
 
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("agent-token") {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        return match chat_local::agent_token::run(&args[1..], &|k| std::env::var(k).ok(), now) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("chat-local: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -177,6 +177,27 @@ impl Queue for JobQueue {
         self.wake.notify_one();
         Ok(())
     }
+
+    async fn schedule(&self, job: DispatchJob, at: Millis) -> Result<(), QueueError> {
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "INSERT OR IGNORE INTO queue (message_id, kind, session_id, attempts, due_at)
+                     VALUES (?1, ?2, ?3, 0, ?4)",
+                    params![
+                        job.message_id.to_string(),
+                        job.kind.as_str(),
+                        job.session_id.to_string(),
+                        at
+                    ],
+                )
+                .map(|_| ())
+            })
+            .await
+            .map_err(|e| QueueError(e.to_string()))?;
+        self.wake.notify_one();
+        Ok(())
+    }
 }
 
 /// Delivers due jobs until `shutdown` turns true, then waits for deliveries under way.

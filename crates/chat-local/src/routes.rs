@@ -19,9 +19,12 @@ use std::sync::Arc;
 const PAGE: &str = include_str!("../../../web/index.html");
 /// A complete page embedding the widget, as a page of another site would.
 const EMBED: &str = include_str!("../../../web/embed.html");
+/// The agent console (at `/agent`).
+const AGENT: &str = include_str!("../../../web/agent.html");
 
-/// The browser client and widget (`web/`), embedded so the binary stays self-contained.
-const ASSETS: [(&str, &str, &str); 6] = [
+/// The browser client, widget and agent console (`web/`), embedded so the binary stays
+/// self-contained.
+const ASSETS: [(&str, &str, &str); 11] = [
     (
         "/chat-client.js",
         "text/javascript; charset=utf-8",
@@ -48,10 +51,28 @@ const ASSETS: [(&str, &str, &str); 6] = [
         include_str!("../../../web/chat-widget.js"),
     ),
     ("/embed.html", "text/html; charset=utf-8", EMBED),
+    (
+        "/agent-console.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/agent-console.js"),
+    ),
+    (
+        "/agent-client.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/agent-client.js"),
+    ),
+    (
+        "/agent-logic.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/agent-logic.js"),
+    ),
+    ("/agent", "text/html; charset=utf-8", AGENT),
+    ("/agent.html", "text/html; charset=utf-8", AGENT),
 ];
 
 pub fn router(state: AppState) -> Router {
-    let policy = security::page_policy(&[PAGE, EMBED], &state.service.config().websocket_url);
+    let policy =
+        security::page_policy(&[PAGE, EMBED, AGENT], &state.service.config().websocket_url);
     let policy =
         Arc::new(HeaderValue::from_str(&policy).expect("the page policy is a valid header value"));
     let api = chat_http::router(
@@ -87,7 +108,7 @@ async fn cors(req: Request, next: Next) -> Response {
         let h = res.headers_mut();
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST"),
+            HeaderValue::from_static("GET, POST, PUT, DELETE"),
         );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,

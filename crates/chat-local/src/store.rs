@@ -7,12 +7,15 @@
 use crate::db::{Db, DbError};
 use async_trait::async_trait;
 use chat_core::model::{
-    Connection, Message, MessageId, MessageStatus, MessageType, Millis, NewMessage, Page,
-    PageQuery, Role, Session, SessionId,
+    AgentConnection, AgentRef, CannedReply, Connection, InboxQuery, InboxView, Message, MessageId,
+    MessageStatus, MessageType, Millis, Mode, ModeState, NewMessage, Page, PageQuery, Role,
+    Session, SessionId,
 };
-use chat_core::ports::{Appended, Store, StoreError};
+use chat_core::ports::{Appended, CannedWrite, Store, StoreError};
 use rusqlite::{OptionalExtension, Row, params};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// A seq from outside as SQLite's integer. Past `i64::MAX` it saturates instead of wrapping
 /// negative, so `after`, `before` and `upTo` keep their meaning for any `u64`.
@@ -20,15 +23,23 @@ fn seq(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// SQLite-backed store.
+/// SQLite-backed store. Agent connections live in memory: sockets do not survive a restart.
 #[derive(Clone)]
 pub struct SqliteStore {
     db: Db,
+    agents: Arc<Mutex<HashMap<String, AgentConnection>>>,
 }
 
 impl SqliteStore {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            agents: Arc::default(),
+        }
+    }
+
+    fn agents(&self) -> std::sync::MutexGuard<'_, HashMap<String, AgentConnection>> {
+        self.agents.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Removes expired sessions (with their messages), connections and idempotency keys.
@@ -58,7 +69,9 @@ fn err(e: DbError) -> StoreError {
     StoreError(e.to_string())
 }
 
-const MESSAGE_COLUMNS: &str = "id, seq, session_id, role, kind, content, data, metadata, status, created_at, reply_to, client_message_id";
+const MESSAGE_COLUMNS: &str = "id, seq, session_id, role, kind, content, data, metadata, status, created_at, reply_to, client_message_id, name";
+
+const SESSION_COLUMNS: &str = "id, user_id, created_at, expires_at, last_seq, read_up_to, metadata, mode, agent_id, agent_name, waiting_since, updated_at";
 
 fn conversion(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what.to_string(), rusqlite::types::Type::Text)
@@ -99,6 +112,7 @@ fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
             })
             .transpose()?,
         client_message_id: row.get(11)?,
+        name: row.get(12)?,
     })
 }
 
@@ -111,7 +125,34 @@ fn session_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         last_seq: row.get(4)?,
         read_up_to: row.get(5)?,
         metadata: json_col(row, 6)?,
+        mode: mode_of(row.get(7)?, row.get(8)?, row.get(9)?, row.get(10)?)?,
+        updated_at: row.get(11)?,
     })
+}
+
+fn mode_of(
+    mode: String,
+    agent_id: Option<String>,
+    agent_name: Option<String>,
+    waiting_since: Option<Millis>,
+) -> rusqlite::Result<ModeState> {
+    Ok(ModeState {
+        mode: Mode::parse(&mode).ok_or_else(|| conversion("mode"))?,
+        agent: agent_id.map(|id| AgentRef {
+            id,
+            name: agent_name.unwrap_or_default(),
+        }),
+        waiting_since,
+    })
+}
+
+/// The mode of a session, read inside a call.
+fn mode_in(c: &rusqlite::Connection, sid: &str) -> rusqlite::Result<ModeState> {
+    c.query_row(
+        "SELECT mode, agent_id, agent_name, waiting_since FROM sessions WHERE id = ?1",
+        [sid],
+        |r| mode_of(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?),
+    )
 }
 
 fn connection_row(row: &Row<'_>) -> rusqlite::Result<Connection> {
@@ -142,9 +183,24 @@ impl Store for SqliteStore {
         self.db
             .call(move |c| {
                 c.execute(
-                    "INSERT INTO sessions (id, user_id, created_at, expires_at, last_seq, read_up_to, metadata)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![s.id.to_string(), s.user_id, s.created_at, s.expires_at, s.last_seq, s.read_up_to, to_json(&s.metadata)],
+                    &format!(
+                        "INSERT INTO sessions ({SESSION_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                    ),
+                    params![
+                        s.id.to_string(),
+                        s.user_id,
+                        s.created_at,
+                        s.expires_at,
+                        s.last_seq,
+                        s.read_up_to,
+                        to_json(&s.metadata),
+                        s.mode.mode.as_str(),
+                        s.mode.agent.as_ref().map(|a| a.id.clone()),
+                        s.mode.agent.as_ref().map(|a| a.name.clone()),
+                        s.mode.waiting_since,
+                        s.updated_at
+                    ],
                 )
                 .map(|_| ())
             })
@@ -161,8 +217,9 @@ impl Store for SqliteStore {
         self.db
             .call(move |c| {
                 c.query_row(
-                    "SELECT id, user_id, created_at, expires_at, last_seq, read_up_to, metadata
-                     FROM sessions WHERE id = ?1 AND expires_at > ?2",
+                    &format!(
+                        "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1 AND expires_at > ?2"
+                    ),
                     params![id, now],
                     session_row,
                 )
@@ -186,6 +243,7 @@ impl Store for SqliteStore {
                 if live.is_none() {
                     return Ok(None);
                 }
+                let mode = mode_in(c, &sid)?;
                 if let Some(key) = &m.idempotency_key {
                     let seq: Option<u64> = c
                         .query_row(
@@ -196,12 +254,16 @@ impl Store for SqliteStore {
                         .optional()?;
                     if let Some(seq) = seq {
                         let message = get_by_seq(c, &sid, seq)?;
-                        return Ok(Some(Appended { message, created: false }));
+                        return Ok(Some(Appended { message, created: false, mode }));
                     }
                 }
+                if m.open_only && mode.mode == Mode::Closed {
+                    return Ok(Some(Appended { message: m.with_seq(0), created: false, mode }));
+                }
                 let seq: u64 = c.query_row(
-                    "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
-                    [&sid],
+                    "UPDATE sessions SET last_seq = last_seq + 1, updated_at = MAX(updated_at, ?2)
+                     WHERE id = ?1 RETURNING last_seq",
+                    params![sid, m.created_at],
                     |r| r.get(0),
                 )?;
                 if let Some(key) = &m.idempotency_key {
@@ -213,7 +275,7 @@ impl Store for SqliteStore {
                 c.execute(
                     &format!(
                         "INSERT INTO messages ({MESSAGE_COLUMNS}, expires_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
                     ),
                     params![
                         m.id.to_string(),
@@ -228,10 +290,11 @@ impl Store for SqliteStore {
                         m.created_at,
                         m.reply_to.map(|r| r.to_string()),
                         m.client_message_id,
+                        m.name,
                         m.expires_at,
                     ],
                 )?;
-                Ok(Some(Appended { message: m.with_seq(seq), created: true }))
+                Ok(Some(Appended { message: m.with_seq(seq), created: true, mode }))
             })
             .await
             .map_err(err)
@@ -327,8 +390,8 @@ impl Store for SqliteStore {
         self.db
             .call(move |c| {
                 c.query_row(
-                    "UPDATE sessions SET read_up_to = MAX(read_up_to, MIN(?2, last_seq)) WHERE id = ?1
-                     RETURNING id, user_id, created_at, expires_at, last_seq, read_up_to, metadata",
+                    &format!("UPDATE sessions SET read_up_to = MAX(read_up_to, MIN(?2, last_seq)) WHERE id = ?1
+                     RETURNING {SESSION_COLUMNS}"),
                     params![sid, seq(up_to)],
                     session_row,
                 )
@@ -431,5 +494,174 @@ impl Store for SqliteStore {
             })
             .await
             .map_err(err)
+    }
+
+    async fn set_mode(
+        &self,
+        session: &SessionId,
+        expected: &ModeState,
+        next: &ModeState,
+        now: Millis,
+    ) -> Result<Option<Session>, StoreError> {
+        let (sid, expected, next) = (session.to_string(), expected.clone(), next.clone());
+        self.db
+            .call(move |c| {
+                c.query_row(
+                    &format!(
+                        "UPDATE sessions SET mode = ?5, agent_id = ?6, agent_name = ?7, waiting_since = ?8, updated_at = ?2
+                         WHERE id = ?1 AND expires_at > ?2 AND mode = ?3 AND agent_id IS ?4
+                         RETURNING {SESSION_COLUMNS}"
+                    ),
+                    params![
+                        sid,
+                        now,
+                        expected.mode.as_str(),
+                        expected.holder(),
+                        next.mode.as_str(),
+                        next.agent.as_ref().map(|a| a.id.clone()),
+                        next.agent.as_ref().map(|a| a.name.clone()),
+                        next.waiting_since,
+                    ],
+                    session_row,
+                )
+                .optional()
+            })
+            .await
+            .map_err(err)
+    }
+
+    async fn list_inbox(&self, q: &InboxQuery) -> Result<Vec<Session>, StoreError> {
+        let q = q.clone();
+        self.db
+            .call(move |c| {
+                // The partial indexes `sessions_waiting` and `sessions_open` serve these.
+                let (filter, time, order) = match &q.view {
+                    InboxView::Waiting => ("mode = 'waiting'", "waiting_since", "ASC"),
+                    InboxView::Mine(_) => ("mode = 'agent' AND agent_id = ?5", "updated_at", "DESC"),
+                    InboxView::Open => ("mode IN ('waiting', 'agent')", "updated_at", "DESC"),
+                };
+                let cmp = if order == "ASC" { ">" } else { "<" };
+                let after = if q.after.is_some() {
+                    format!("AND ({time}, id) {cmp} (?2, ?3)")
+                } else {
+                    String::new()
+                };
+                let sql = format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE {filter} AND expires_at > ?1 {after}
+                     ORDER BY {time} {order}, id {order} LIMIT ?4"
+                );
+                let (t, id) = q.after.map_or((0, String::new()), |(t, id)| (t, id.to_string()));
+                let mine = match &q.view {
+                    InboxView::Mine(a) => a.clone(),
+                    _ => String::new(),
+                };
+                let mut stmt = c.prepare(&sql)?;
+                if matches!(q.view, InboxView::Mine(_)) {
+                    stmt.query_map(params![q.now, t, id, q.limit, mine], session_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                } else {
+                    stmt.query_map(params![q.now, t, id, q.limit], session_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                }
+            })
+            .await
+            .map_err(err)
+    }
+
+    async fn list_canned(&self) -> Result<Vec<CannedReply>, StoreError> {
+        self.db
+            .call(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT id, shortcut, title, text, updated_at FROM canned_replies ORDER BY shortcut",
+                )?;
+                stmt.query_map([], |r| {
+                    Ok(CannedReply {
+                        id: r.get(0)?,
+                        shortcut: r.get(1)?,
+                        title: r.get(2)?,
+                        text: r.get(3)?,
+                        updated_at: r.get(4)?,
+                    })
+                })?
+                .collect()
+            })
+            .await
+            .map_err(err)
+    }
+
+    async fn create_canned(&self, reply: &CannedReply) -> Result<bool, StoreError> {
+        let r = reply.clone();
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO canned_replies (id, shortcut, title, text, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                    params![r.id, r.shortcut, r.title, r.text, r.updated_at],
+                )
+                .map(|n| n == 1)
+            })
+            .await
+            .map_err(err)
+    }
+
+    async fn update_canned(&self, reply: &CannedReply) -> Result<CannedWrite, StoreError> {
+        let r = reply.clone();
+        self.db
+            .call(move |c| {
+                let exists: Option<i64> = c
+                    .query_row("SELECT 1 FROM canned_replies WHERE id = ?1", [&r.id], |x| x.get(0))
+                    .optional()?;
+                if exists.is_none() {
+                    return Ok(CannedWrite::NotFound);
+                }
+                let taken: Option<i64> = c
+                    .query_row(
+                        "SELECT 1 FROM canned_replies WHERE shortcut = ?1 AND id <> ?2",
+                        params![r.shortcut, r.id],
+                        |x| x.get(0),
+                    )
+                    .optional()?;
+                if taken.is_some() {
+                    return Ok(CannedWrite::ShortcutTaken);
+                }
+                c.execute(
+                    "UPDATE canned_replies SET shortcut = ?2, title = ?3, text = ?4, updated_at = ?5 WHERE id = ?1",
+                    params![r.id, r.shortcut, r.title, r.text, r.updated_at],
+                )?;
+                Ok(CannedWrite::Written)
+            })
+            .await
+            .map_err(err)
+    }
+
+    async fn delete_canned(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.db
+            .call(move |c| {
+                c.execute("DELETE FROM canned_replies WHERE id = ?1", [id])
+                    .map(|n| n == 1)
+            })
+            .await
+            .map_err(err)
+    }
+
+    async fn put_agent_connection(&self, c: &AgentConnection) -> Result<(), StoreError> {
+        self.agents().insert(c.id.clone(), c.clone());
+        Ok(())
+    }
+
+    async fn get_agent_connection(&self, id: &str) -> Result<Option<AgentConnection>, StoreError> {
+        Ok(self.agents().get(id).cloned())
+    }
+
+    async fn delete_agent_connection(&self, id: &str) -> Result<(), StoreError> {
+        self.agents().remove(id);
+        Ok(())
+    }
+
+    async fn list_agent_connections(&self) -> Result<Vec<AgentConnection>, StoreError> {
+        let mut v: Vec<AgentConnection> = self.agents().values().cloned().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(v)
     }
 }

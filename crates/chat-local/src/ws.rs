@@ -1,4 +1,6 @@
-//! `GET /ws?sessionId=&token=`: the WebSocket of the contract.
+//! `GET /ws?sessionId=&token=`: the WebSocket of the contract; `GET /ws?agentToken=`: an
+//! agent's (its inbox and the sessions it holds; registered in the hub under the agent's id,
+//! so the per-session cap bounds one agent's sockets).
 //!
 //! The token is checked before the upgrade (401/403/404 in the contract's shape), then the
 //! caps of open WebSockets per session and per client address (429 with `Retry-After`). The
@@ -16,7 +18,7 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::response::Response;
 use chat_core::ChatError;
 use chat_core::error::ErrorCode;
-use chat_core::model::Connection;
+use chat_core::model::{AgentConnection, Connection};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
@@ -49,12 +51,17 @@ pub async fn upgrade(
     };
     let mut session = None;
     let mut token = None;
+    let mut agent_token = None;
     for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
         match &*k {
             "sessionId" => session = Some(v.into_owned()),
             "token" => token = Some(v.into_owned()),
+            "agentToken" => agent_token = Some(v.into_owned()),
             _ => {}
         }
+    }
+    if let Some(agent_token) = agent_token.filter(|_| session.is_none()) {
+        return upgrade_agent(s, peer, ws, &agent_token).await;
     }
     // What is wrong with the token is said first, then whether a cap is reached.
     if let Some(sid) = session.as_deref().filter(|s| !s.is_empty())
@@ -94,6 +101,49 @@ pub async fn upgrade(
         .on_upgrade(move |socket| run(socket, s, connection, outbox))
 }
 
+/// An agent's WebSocket: the token is checked before the upgrade (401/403 like the routes).
+async fn upgrade_agent(
+    s: AppState,
+    peer: SocketAddr,
+    ws: WebSocketUpgrade,
+    token: &str,
+) -> Response {
+    let id = ulid::Ulid::new().to_string();
+    // Checked first (nothing registered for a bad token), then registered before it is
+    // stored, as for users.
+    let agent = match s.service.agent(Some(&format!("Bearer {token}"))).await {
+        Ok(a) => a,
+        Err(e) => return chat_http::error(&e),
+    };
+    let outbox = match s
+        .hub
+        .register(&id, &format!("agent#{}", agent.id), peer.ip())
+    {
+        Ok(outbox) => outbox,
+        Err(refused) => return too_many(&refused),
+    };
+    let connection = match s.service.connect_agent(token, &id).await {
+        Ok(c) => c,
+        Err(e) => {
+            s.hub.unregister(&id);
+            return chat_http::error(&e);
+        }
+    };
+    let limit = s.service.config().limits.max_body_bytes;
+    let failed = s.clone();
+    let failed_id = id.clone();
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .on_failed_upgrade(move |_| {
+            failed.hub.unregister(&failed_id);
+            let (svc, id) = (failed.service.clone(), failed_id.clone());
+            tokio::spawn(async move { svc.disconnect_agent(&id).await });
+        })
+        .on_upgrade(move |socket| run_agent(socket, s, connection, outbox))
+}
+
 fn too_many(refused: &Refused) -> Response {
     tracing::info!(%refused, "WebSocket refused");
     let mut res = chat_http::error(&ChatError::Transport {
@@ -106,7 +156,39 @@ fn too_many(refused: &Refused) -> Response {
     res
 }
 
+/// Whose socket it is: frames go to the user's or the agent's handler.
+enum Who {
+    User(Connection),
+    Agent(AgentConnection),
+}
+
 async fn run(socket: WebSocket, s: AppState, connection: Connection, outbox: Outbox) {
+    serve(socket, s, Who::User(connection), outbox).await
+}
+
+async fn run_agent(socket: WebSocket, s: AppState, connection: AgentConnection, outbox: Outbox) {
+    serve(socket, s, Who::Agent(connection), outbox).await
+}
+
+async fn serve(socket: WebSocket, s: AppState, who: Who, outbox: Outbox) {
+    let id = match &who {
+        Who::User(c) => c.id.clone(),
+        Who::Agent(c) => c.id.clone(),
+    };
+    let handle = |frame: Vec<u8>| {
+        let (s, who) = (&s, &who);
+        async move {
+            match who {
+                Who::User(c) => s.service.handle_frame(c, &frame).await,
+                Who::Agent(c) => {
+                    // The status may have changed since the socket opened.
+                    let current = s.service.store().get_agent_connection(&c.id).await;
+                    let c = current.ok().flatten().unwrap_or_else(|| c.clone());
+                    s.service.handle_agent_frame(&c, &frame).await
+                }
+            }
+        }
+    };
     let (sink, mut stream) = socket.split();
     let link = outbox.link.clone();
     let mut closing = link.closing();
@@ -116,11 +198,11 @@ async fn run(socket: WebSocket, s: AppState, connection: Connection, outbox: Out
     loop {
         tokio::select! {
             msg = stream.next() => match msg {
-                Some(Ok(Message::Text(t))) => s.service.handle_frame(&connection, t.as_bytes()).await,
-                Some(Ok(Message::Binary(b))) => s.service.handle_frame(&connection, &b).await,
+                Some(Ok(Message::Text(t))) => handle(t.as_bytes().to_vec()).await,
+                Some(Ok(Message::Binary(b))) => handle(b.to_vec()).await,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Err(e)) if too_big(&e) => {
-                    tracing::info!(connection_id = %connection.id, limit, "frame over the limit; closing (1009)");
+                    tracing::info!(connection_id = %id, limit, "frame over the limit; closing (1009)");
                     link.close(Close::too_big(limit));
                     break;
                 }
@@ -133,9 +215,13 @@ async fn run(socket: WebSocket, s: AppState, connection: Connection, outbox: Out
             _ = until(&mut closing, Option::is_some) => break,
         }
     }
-    s.hub.unregister(&connection.id);
-    if let Err(e) = s.service.disconnect(&connection.id).await {
-        tracing::warn!(error = %e, connection_id = %connection.id, "could not forget a closed connection");
+    s.hub.unregister(&id);
+    let forgotten = match &who {
+        Who::User(_) => s.service.disconnect(&id).await,
+        Who::Agent(_) => s.service.disconnect_agent(&id).await,
+    };
+    if let Err(e) = forgotten {
+        tracing::warn!(error = %e, connection_id = %id, "could not forget a closed connection");
     }
     let _ = writer.await;
 }

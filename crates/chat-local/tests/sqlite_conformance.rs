@@ -18,6 +18,20 @@ async fn sqlite_store_conforms() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_conforms_for_agents() {
+    let root = tempfile::tempdir().unwrap();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    chat_testkit::conformance::run_agents(|| {
+        let dir = root.path().join(
+            next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                .to_string(),
+        );
+        async move { SqliteStore::new(Db::open(&dir).expect("database opens")) }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn data_survives_reopening_the_file() {
     use chat_core::model::{
@@ -36,6 +50,8 @@ async fn data_survives_reopening_the_file() {
             last_seq: 0,
             read_up_to: 0,
             metadata: None,
+            mode: Default::default(),
+            updated_at: 1,
         };
         store.create_session(&s).await.unwrap();
         let m = NewMessage {
@@ -52,6 +68,8 @@ async fn data_survives_reopening_the_file() {
             client_message_id: Some("c".into()),
             idempotency_key: Some("client#c".into()),
             expires_at: i64::MAX,
+            name: None,
+            open_only: false,
         };
         assert!(store.append_message(m).await.unwrap().unwrap().created);
     }
@@ -96,6 +114,8 @@ async fn purge_removes_only_what_has_expired() {
             last_seq: 0,
             read_up_to: 0,
             metadata: None,
+            mode: Default::default(),
+            updated_at: 1,
         };
         store.create_session(&s).await.unwrap();
         let m = NewMessage {
@@ -112,6 +132,8 @@ async fn purge_removes_only_what_has_expired() {
             client_message_id: Some("k".into()),
             idempotency_key: Some("client#k".into()),
             expires_at,
+            name: None,
+            open_only: false,
         };
         store.append_message(m).await.unwrap().unwrap();
         let c = Connection {
@@ -189,7 +211,104 @@ async fn a_database_from_before_session_metadata_gains_the_column() {
         last_seq: 0,
         read_up_to: 0,
         metadata: serde_json::json!({"locale": "fr"}).as_object().cloned(),
+        mode: Default::default(),
+        updated_at: 1,
     };
     store.create_session(&new).await.unwrap();
     assert_eq!(store.get_session(&new.id, 2).await.unwrap(), Some(new));
+}
+
+/// A database from before people in the loop (sessions without a mode, messages without a
+/// name, no canned replies): its sessions come back with the bot, their activity at their
+/// creation, its messages readable; modes, the inbox and canned replies work on it.
+#[tokio::test]
+async fn a_database_from_before_modes_gains_them() {
+    use chat_core::model::{
+        AgentRef, CannedReply, InboxQuery, InboxView, ModeState, PageQuery, SessionId,
+    };
+    use chat_core::ports::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let old = SessionId::new();
+    let mid = chat_core::model::MessageId::new();
+    {
+        let c = rusqlite::Connection::open(dir.path().join("chat.db")).unwrap();
+        c.execute_batch(
+            "CREATE TABLE sessions (id TEXT PRIMARY KEY, user_id TEXT, created_at INTEGER NOT NULL,
+             expires_at INTEGER NOT NULL, last_seq INTEGER NOT NULL DEFAULT 0,
+             read_up_to INTEGER NOT NULL DEFAULT 0, metadata TEXT) WITHOUT ROWID;
+             CREATE TABLE messages (session_id TEXT NOT NULL, seq INTEGER NOT NULL,
+             id TEXT NOT NULL UNIQUE, role TEXT NOT NULL, kind TEXT NOT NULL, content TEXT NOT NULL,
+             data TEXT, metadata TEXT, status TEXT NOT NULL, created_at INTEGER NOT NULL,
+             reply_to TEXT, client_message_id TEXT, expires_at INTEGER NOT NULL,
+             PRIMARY KEY (session_id, seq)) WITHOUT ROWID;",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO sessions (id, created_at, expires_at, last_seq) VALUES (?1, 7, ?2, 1)",
+            rusqlite::params![old.to_string(), i64::MAX],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO messages (session_id, seq, id, role, kind, content, status, created_at, expires_at)
+             VALUES (?1, 1, ?2, 'user', 'text', 'hello from before', 'answered', 7, ?3)",
+            rusqlite::params![old.to_string(), mid.to_string(), i64::MAX],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::new(Db::open(dir.path()).unwrap());
+    let read = store.get_session(&old, 8).await.unwrap().expect("kept");
+    assert_eq!(read.mode, ModeState::bot());
+    assert_eq!(read.updated_at, 7, "activity starts at creation");
+    let m = store.get_message(&old, &mid).await.unwrap().expect("kept");
+    assert_eq!((m.content.as_str(), m.name), ("hello from before", None));
+    let alex = ModeState::agent(AgentRef {
+        id: "a-1".into(),
+        name: "Alex".into(),
+    });
+    let held = store
+        .set_mode(&old, &ModeState::bot(), &alex, 9)
+        .await
+        .unwrap()
+        .expect("an old session can be claimed");
+    assert_eq!(held.mode, alex);
+    let mine = store
+        .list_inbox(&InboxQuery {
+            view: InboxView::Mine("a-1".into()),
+            after: None,
+            limit: 10,
+            now: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    let page = PageQuery {
+        after: Some(0),
+        before: None,
+        limit: 10,
+    };
+    assert_eq!(
+        store
+            .list_messages(&old, page)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        1
+    );
+    let reply = CannedReply {
+        id: ulid::Ulid::new().to_string(),
+        shortcut: "hi".into(),
+        title: "Hi".into(),
+        text: "Hello!".into(),
+        updated_at: 1,
+    };
+    assert!(store.create_canned(&reply).await.unwrap());
+    drop(store);
+    // Opening it again migrates nothing twice.
+    let again = SqliteStore::new(Db::open(dir.path()).unwrap());
+    assert_eq!(
+        again.get_session(&old, 10).await.unwrap().unwrap().mode,
+        alex
+    );
+    assert_eq!(again.list_canned().await.unwrap(), [reply]);
 }

@@ -6,11 +6,11 @@
 
 use async_trait::async_trait;
 use chat_core::model::{
-    Connection, DispatchJob, Message, MessageId, MessageStatus, Millis, NewMessage, Page,
-    PageQuery, Session, SessionId,
+    AgentConnection, CannedReply, Connection, DispatchJob, InboxQuery, Message, MessageId,
+    MessageStatus, Millis, Mode, ModeState, NewMessage, Page, PageQuery, Session, SessionId,
 };
 use chat_core::ports::{
-    Agent, AgentBody, AgentError, Appended, Clock, Push, PushError, Queue, QueueError,
+    Agent, AgentBody, AgentError, Appended, CannedWrite, Clock, Push, PushError, Queue, QueueError,
     SignedRequest, Store, StoreError, whole_body,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -25,6 +25,8 @@ struct Inner {
     seq_of: HashMap<MessageId, u64>,
     idempotency: HashMap<(SessionId, String), u64>,
     connections: HashMap<String, Connection>,
+    canned: BTreeMap<String, CannedReply>,
+    agent_connections: HashMap<String, AgentConnection>,
 }
 
 /// A [`Store`] in a mutex.
@@ -94,6 +96,7 @@ impl Store for MemoryStore {
         else {
             return Ok(None);
         };
+        let mode = session.mode.clone();
         if let Some(key) = &m.idempotency_key
             && let Some(seq) = inner.idempotency.get(&(m.session_id, key.clone()))
         {
@@ -101,9 +104,18 @@ impl Store for MemoryStore {
             return Ok(Some(Appended {
                 message,
                 created: false,
+                mode,
+            }));
+        }
+        if m.open_only && mode.mode == Mode::Closed {
+            return Ok(Some(Appended {
+                message: m.with_seq(0),
+                created: false,
+                mode,
             }));
         }
         session.last_seq += 1;
+        session.updated_at = session.updated_at.max(m.created_at);
         let seq = session.last_seq;
         if let Some(key) = &m.idempotency_key {
             inner.idempotency.insert((m.session_id, key.clone()), seq);
@@ -118,6 +130,7 @@ impl Store for MemoryStore {
         Ok(Some(Appended {
             message,
             created: true,
+            mode,
         }))
     }
 
@@ -231,6 +244,94 @@ impl Store for MemoryStore {
                 .count() as u64
         }))
     }
+
+    async fn set_mode(
+        &self,
+        session: &SessionId,
+        expected: &ModeState,
+        next: &ModeState,
+        now: Millis,
+    ) -> Result<Option<Session>, StoreError> {
+        let mut g = self.lock();
+        let Some(s) = g.sessions.get_mut(session).filter(|s| s.expires_at > now) else {
+            return Ok(None);
+        };
+        if s.mode.mode != expected.mode || s.mode.holder() != expected.holder() {
+            return Ok(None);
+        }
+        s.mode = next.clone();
+        s.updated_at = now;
+        Ok(Some(s.clone()))
+    }
+
+    async fn list_inbox(&self, q: &InboxQuery) -> Result<Vec<Session>, StoreError> {
+        let g = self.lock();
+        let mut v: Vec<Session> = g
+            .sessions
+            .values()
+            .filter(|s| q.admits(s))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| q.order(a, b));
+        v.truncate(q.limit as usize);
+        Ok(v)
+    }
+
+    async fn list_canned(&self) -> Result<Vec<CannedReply>, StoreError> {
+        let mut v: Vec<CannedReply> = self.lock().canned.values().cloned().collect();
+        v.sort_by(|a, b| a.shortcut.cmp(&b.shortcut));
+        Ok(v)
+    }
+
+    async fn create_canned(&self, r: &CannedReply) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        if g.canned.values().any(|c| c.shortcut == r.shortcut) || g.canned.contains_key(&r.id) {
+            return Ok(false);
+        }
+        g.canned.insert(r.id.clone(), r.clone());
+        Ok(true)
+    }
+
+    async fn update_canned(&self, r: &CannedReply) -> Result<CannedWrite, StoreError> {
+        let mut g = self.lock();
+        if !g.canned.contains_key(&r.id) {
+            return Ok(CannedWrite::NotFound);
+        }
+        if g.canned
+            .values()
+            .any(|c| c.shortcut == r.shortcut && c.id != r.id)
+        {
+            return Ok(CannedWrite::ShortcutTaken);
+        }
+        g.canned.insert(r.id.clone(), r.clone());
+        Ok(CannedWrite::Written)
+    }
+
+    async fn delete_canned(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().canned.remove(id).is_some())
+    }
+
+    async fn put_agent_connection(&self, c: &AgentConnection) -> Result<(), StoreError> {
+        self.lock()
+            .agent_connections
+            .insert(c.id.clone(), c.clone());
+        Ok(())
+    }
+
+    async fn get_agent_connection(&self, id: &str) -> Result<Option<AgentConnection>, StoreError> {
+        Ok(self.lock().agent_connections.get(id).cloned())
+    }
+
+    async fn delete_agent_connection(&self, id: &str) -> Result<(), StoreError> {
+        self.lock().agent_connections.remove(id);
+        Ok(())
+    }
+
+    async fn list_agent_connections(&self) -> Result<Vec<AgentConnection>, StoreError> {
+        let mut v: Vec<AgentConnection> = self.lock().agent_connections.values().cloned().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(v)
+    }
 }
 
 /// A [`Queue`] that collects jobs for the test to run.
@@ -238,6 +339,7 @@ impl Store for MemoryStore {
 pub struct MemoryQueue {
     jobs: Mutex<Vec<DispatchJob>>,
     deadlines: Mutex<Vec<(DispatchJob, Millis)>>,
+    scheduled: Mutex<Vec<(DispatchJob, Millis)>>,
     fail: std::sync::atomic::AtomicBool,
 }
 
@@ -250,6 +352,11 @@ impl MemoryQueue {
     /// Takes every deadline job enqueued so far, with the time it is due.
     pub fn drain_deadlines(&self) -> Vec<(DispatchJob, Millis)> {
         std::mem::take(&mut *self.deadlines.lock().unwrap())
+    }
+
+    /// Takes every job scheduled so far (handoff timeouts), with the time it is due.
+    pub fn drain_scheduled(&self) -> Vec<(DispatchJob, Millis)> {
+        std::mem::take(&mut *self.scheduled.lock().unwrap())
     }
 
     /// Makes the next enqueues fail (or succeed again).
@@ -269,6 +376,14 @@ impl Queue for MemoryQueue {
             .lock()
             .unwrap()
             .push((job.deadline(), deadline_at));
+        Ok(())
+    }
+
+    async fn schedule(&self, job: DispatchJob, at: Millis) -> Result<(), QueueError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(QueueError("queue is down".into()));
+        }
+        self.scheduled.lock().unwrap().push((job, at));
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 // "Sign and send reply" signs and sends. eventId is derived from the message id, so a
 // repeated run (a retried dispatch, a retried callback) is a no-op on the chat side.
 const TYPES = ['text', 'confirmation', 'clarification', 'cancellation', 'error', 'info',
-  'scheduling_update'];
+  'scheduling_update', 'handoff'];
 
 const request = $('Verify signature').first().json;
 const answer = $input.first().json;

@@ -29,6 +29,9 @@ import {
   settleFromMessages,
   settlePending,
   suggestionsOf,
+  sessionInfoOf,
+  modeFromMessages,
+  sameSessionInfo,
   type ChatClientEvents,
   type ChatClientOptions,
   type ChatMessage,
@@ -39,7 +42,10 @@ import {
   type MessageType,
   type PendingSend,
   type PendingSends,
+  type Participant,
   type Role,
+  type SessionInfo,
+  type SessionMode,
   type StorageLike,
   type StoredSession,
   type TypingDebouncer,
@@ -99,7 +105,9 @@ const listeners: { [K in keyof ChatClientEvents]: (detail: ChatClientEvents[K]) 
   streamCleared: ({ messageIds }) => console.log(messageIds.length),
   change: ({ messages }) => render(messages),
   status: ({ messageId, status }) => console.log(messageId, status satisfies MessageStatus),
-  typing: ({ role, isTyping }) => showTyping(role, isTyping),
+  typing: ({ role, isTyping, name }) => { showTyping(role, isTyping); console.log(name ?? ''); },
+  mode: ({ mode, agent, waitingSince, previous }) => console.log(mode satisfies SessionMode, agent?.name ?? '', waitingSince ?? '', previous),
+  presence: ({ participants }) => console.log(participants.map((p: Participant) => `${p.role}:${p.id}:${p.name ?? ''}:${p.online}`)),
   read: ({ upTo, unreadCount, local }) => console.log(upTo + unreadCount, local === true),
   ack: ({ clientMessageId, messageId, seq }) => console.log(clientMessageId, messageId, seq + 1),
   connection: ({ state, attempt, retryInMs, reason }) => console.log(state, attempt, retryInMs ?? 0, reason ?? ''),
@@ -135,6 +143,14 @@ const state: {
   baseUrl: client.baseUrl,
   pageSize: client.options.pageSize,
 };
+const info: SessionInfo = client.sessionInfo;
+const who: readonly Participant[] = client.participants;
+console.log(client.mode satisfies SessionMode, info.agent?.id, who.length);
+await client.requestHandoff();
+await client.newConversation();
+const fromView: SessionInfo = sessionInfoOf({ mode: 'agent', agent: { id: 'a-1', name: 'Alex' } });
+const said: { seq: number; info: SessionInfo } | null = modeFromMessages(client.messages);
+console.log(sameSessionInfo(fromView, said?.info ?? info));
 client.stop();
 client.forgetSession();
 console.log(again, more, state);

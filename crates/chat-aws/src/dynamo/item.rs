@@ -2,8 +2,8 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chat_core::model::{
-    Connection, Message, MessageId, MessageStatus, MessageType, NewMessage, Role, Session,
-    SessionId,
+    AgentConnection, AgentRef, AgentStatus, CannedReply, Connection, Message, MessageId,
+    MessageStatus, MessageType, Millis, Mode, ModeState, NewMessage, Role, Session, SessionId,
 };
 use chat_core::ports::StoreError;
 use serde_json::{Map, Value};
@@ -73,6 +73,117 @@ pub(crate) fn session_of(item: &Item) -> Result<Session, StoreError> {
         last_seq: req_n(item, "lastSeq")?,
         read_up_to: req_n(item, "readUpTo")?,
         metadata: json_attr(item, "metadata")?,
+        mode: mode_of(item)?,
+        updated_at: get_n(item, "updatedAt").map_or_else(|| req_n(item, "createdAt"), Ok)?,
+    })
+}
+
+/// A session item's mode; an item written before modes existed is with the bot.
+fn mode_of(item: &Item) -> Result<ModeState, StoreError> {
+    let mode = match get_s(item, "mode") {
+        None => Mode::Bot,
+        Some(m) => Mode::parse(m).ok_or_else(|| err("bad mode"))?,
+    };
+    Ok(ModeState {
+        mode,
+        agent: get_s(item, "agentId").map(|id| AgentRef {
+            id: id.to_string(),
+            name: get_s(item, "agentName").unwrap_or_default().to_string(),
+        }),
+        waiting_since: get_n(item, "waitingSince"),
+    })
+}
+
+/// A time and a session id as an index sort key that orders like `(time, id)`.
+pub(crate) fn time_key(t: Millis, id: &SessionId) -> String {
+    format!("{:015}#{id}", t.max(0))
+}
+
+/// The attributes a session's mode sets, and those it removes: `mode`, `updatedAt` and
+/// `activity` always; the keys of the sparse inbox indexes only while they apply (`waitPk`
+/// and `waitSk` while waiting, `openPk` while waiting or held, `heldBy` while held).
+pub(crate) fn mode_fields(
+    id: &SessionId,
+    m: &ModeState,
+    updated_at: Millis,
+) -> (Vec<(&'static str, AttributeValue)>, Vec<&'static str>) {
+    let mut set = vec![
+        ("mode", s(m.mode.as_str())),
+        ("updatedAt", n(updated_at)),
+        ("activity", s(time_key(updated_at, id))),
+    ];
+    let mut remove = Vec::new();
+    match (m.mode, m.waiting_since) {
+        (Mode::Waiting, Some(t)) => {
+            set.push(("waitingSince", n(t)));
+            set.push(("waitPk", s("WAITING")));
+            set.push(("waitSk", s(time_key(t, id))));
+        }
+        _ => remove.extend(["waitingSince", "waitPk", "waitSk"]),
+    }
+    if matches!(m.mode, Mode::Waiting | Mode::Agent) {
+        set.push(("openPk", s("OPEN")));
+    } else {
+        remove.push("openPk");
+    }
+    match &m.agent {
+        Some(a) => {
+            set.push(("agentId", s(a.id.clone())));
+            set.push(("agentName", s(a.name.clone())));
+            set.push(("heldBy", s(a.id.clone())));
+        }
+        None => remove.extend(["agentId", "agentName", "heldBy"]),
+    }
+    (set, remove)
+}
+
+pub(crate) const AGENTS_PK: &str = "AGENTS";
+pub(crate) const CANNED_PK: &str = "CANNED";
+
+pub(crate) fn agent_connection_item(c: &AgentConnection) -> Item {
+    HashMap::from([
+        ("pk".to_string(), s(AGENTS_PK)),
+        ("sk".to_string(), s(format!("CONN#{}", c.id))),
+        ("agentId".to_string(), s(c.agent.id.clone())),
+        ("agentName".to_string(), s(c.agent.name.clone())),
+        ("status".to_string(), s(c.status.as_str())),
+        ("connectedAt".to_string(), n(c.connected_at)),
+        ("expiresAtMs".to_string(), n(c.expires_at)),
+        ("ttl".to_string(), n(c.expires_at / 1000)),
+    ])
+}
+
+pub(crate) fn agent_connection_of(item: &Item) -> Result<AgentConnection, StoreError> {
+    Ok(AgentConnection {
+        id: req_s(item, "sk")?.trim_start_matches("CONN#").to_string(),
+        agent: AgentRef {
+            id: req_s(item, "agentId")?.to_string(),
+            name: req_s(item, "agentName")?.to_string(),
+        },
+        status: AgentStatus::parse(req_s(item, "status")?).ok_or_else(|| err("bad status"))?,
+        connected_at: req_n(item, "connectedAt")?,
+        expires_at: req_n(item, "expiresAtMs")?,
+    })
+}
+
+pub(crate) fn canned_item(r: &CannedReply) -> Item {
+    HashMap::from([
+        ("pk".to_string(), s(CANNED_PK)),
+        ("sk".to_string(), s(format!("REPLY#{}", r.id))),
+        ("shortcut".to_string(), s(r.shortcut.clone())),
+        ("title".to_string(), s(r.title.clone())),
+        ("text".to_string(), s(r.text.clone())),
+        ("updatedAt".to_string(), n(r.updated_at)),
+    ])
+}
+
+pub(crate) fn canned_of(item: &Item) -> Result<CannedReply, StoreError> {
+    Ok(CannedReply {
+        id: req_s(item, "sk")?.trim_start_matches("REPLY#").to_string(),
+        shortcut: req_s(item, "shortcut")?.to_string(),
+        title: req_s(item, "title")?.to_string(),
+        text: req_s(item, "text")?.to_string(),
+        updated_at: req_n(item, "updatedAt")?,
     })
 }
 
@@ -83,6 +194,7 @@ pub(crate) fn message_of(item: &Item) -> Result<Message, StoreError> {
         seq: req_n(item, "seq")?,
         session_id: SessionId(ulid(id)?),
         role: Role::parse(req_s(item, "role")?).ok_or_else(|| err("bad role"))?,
+        name: get_s(item, "name").map(str::to_string),
         kind: MessageType::parse(req_s(item, "type")?).ok_or_else(|| err("bad type"))?,
         content: req_s(item, "content")?.to_string(),
         data: json_attr(item, "data")?,
@@ -131,6 +243,9 @@ pub(crate) fn message_item(m: &NewMessage, seq: u64) -> Item {
     }
     if let Some(c) = &m.client_message_id {
         item.insert("clientMessageId".into(), s(c.clone()));
+    }
+    if let Some(name) = &m.name {
+        item.insert("name".into(), s(name.clone()));
     }
     item
 }

@@ -7,10 +7,10 @@ use super::{APPEND_TRIES, backoff};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue, Select, TransactWriteItem, Update};
 use chat_core::model::{
-    Connection, Message, MessageId, MessageStatus, Millis, NewMessage, Page, PageQuery, Session,
-    SessionId,
+    AgentConnection, CannedReply, Connection, InboxQuery, InboxView, Message, MessageId,
+    MessageStatus, Millis, Mode, ModeState, NewMessage, Page, PageQuery, Session, SessionId,
 };
-use chat_core::ports::{Appended, Store, StoreError};
+use chat_core::ports::{Appended, CannedWrite, Store, StoreError};
 use std::collections::HashMap;
 
 #[async_trait]
@@ -32,6 +32,8 @@ impl Store for DynamoStore {
             let json = serde_json::Value::Object(m.clone()).to_string();
             item.insert("metadata".into(), s(json));
         }
+        let (fields, _) = mode_fields(&x.id, &x.mode, x.updated_at);
+        item.extend(fields.into_iter().map(|(k, v)| (k.to_string(), v)));
         self.client
             .put_item()
             .table_name(&self.table)
@@ -60,18 +62,42 @@ impl Store for DynamoStore {
             let Some(session) = self.get_session(&m.session_id, m.created_at).await? else {
                 return Ok(None);
             };
+            let mode = session.mode.clone();
+            if m.open_only && mode.mode == Mode::Closed {
+                return Ok(Some(Appended {
+                    message: m.with_seq(0),
+                    created: false,
+                    mode,
+                }));
+            }
             let last = session.last_seq;
             let next = last + 1;
-            let bump = Update::builder()
+            // Activity never moves back; the condition on it (and on `lastSeq`) makes a
+            // change by another writer since the read a retry.
+            let updated = session.updated_at.max(m.created_at);
+            let mut condition =
+                "lastSeq = :last AND expiresAtMs > :now AND (attribute_not_exists(updatedAt) OR updatedAt = :pu)"
+                    .to_string();
+            if m.open_only {
+                condition.push_str(" AND (attribute_not_exists(#m) OR #m <> :closed)");
+            }
+            let mut bump = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(Self::key(pk.clone(), "SESSION")))
-                .update_expression("SET lastSeq = :next")
-                .condition_expression("lastSeq = :last AND expiresAtMs > :now")
+                .update_expression("SET lastSeq = :next, updatedAt = :u, activity = :act")
+                .condition_expression(condition)
                 .expression_attribute_values(":next", n(next))
                 .expression_attribute_values(":last", n(last))
                 .expression_attribute_values(":now", n(m.created_at))
-                .build()
-                .map_err(err)?;
+                .expression_attribute_values(":pu", n(session.updated_at))
+                .expression_attribute_values(":u", n(updated))
+                .expression_attribute_values(":act", s(time_key(updated, &m.session_id)));
+            if m.open_only {
+                bump = bump
+                    .expression_attribute_names("#m", "mode")
+                    .expression_attribute_values(":closed", s(Mode::Closed.as_str()));
+            }
+            let bump = bump.build().map_err(err)?;
             let put = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(message_item(&m, next)))
@@ -107,6 +133,7 @@ impl Store for DynamoStore {
                     return Ok(Some(Appended {
                         message: m.with_seq(next),
                         created: true,
+                        mode,
                     }));
                 }
                 Err(e) => {
@@ -128,6 +155,7 @@ impl Store for DynamoStore {
                             return Ok(Some(Appended {
                                 message,
                                 created: false,
+                                mode,
                             }));
                         }
                     }
@@ -416,6 +444,323 @@ impl Store for DynamoStore {
             if start.is_none() {
                 return Ok(count);
             }
+        }
+    }
+
+    async fn set_mode(
+        &self,
+        session: &SessionId,
+        expected: &ModeState,
+        next: &ModeState,
+        now: Millis,
+    ) -> Result<Option<Session>, StoreError> {
+        let (set, remove) = mode_fields(session, next, now);
+        let mut sets = Vec::new();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(session_pk(session), "SESSION")))
+            .expression_attribute_names("#m", "mode")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":em", s(expected.mode.as_str()))
+            .return_values(ReturnValue::AllNew);
+        for (i, (k, v)) in set.into_iter().enumerate() {
+            let (name, value) = (format!("#a{i}"), format!(":a{i}"));
+            sets.push(format!("{name} = {value}"));
+            req = req
+                .expression_attribute_names(&name, k)
+                .expression_attribute_values(value, v);
+        }
+        let mut update = format!("SET {}", sets.join(", "));
+        if !remove.is_empty() {
+            let mut names = Vec::new();
+            for (i, k) in remove.iter().enumerate() {
+                let name = format!("#r{i}");
+                req = req.expression_attribute_names(&name, *k);
+                names.push(name);
+            }
+            update.push_str(&format!(" REMOVE {}", names.join(", ")));
+        }
+        // The compare: the mode (absent is `bot`) and the holder.
+        let mode_is = if expected.mode == Mode::Bot {
+            "(attribute_not_exists(#m) OR #m = :em)"
+        } else {
+            "#m = :em"
+        };
+        let holder_is = match expected.holder() {
+            Some(h) => {
+                req = req.expression_attribute_values(":eh", s(h));
+                "agentId = :eh"
+            }
+            None => "attribute_not_exists(agentId)",
+        };
+        let result = req
+            .update_expression(update)
+            .condition_expression(format!("expiresAtMs > :now AND {mode_is} AND {holder_is}"))
+            .send()
+            .await;
+        match result {
+            Ok(out) => out.attributes.map(|a| session_of(&a)).transpose(),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn list_inbox(&self, q: &InboxQuery) -> Result<Vec<Session>, StoreError> {
+        // Each view is a sparse global index: only sessions in that view have its keys.
+        let (index, pk_name, pk, sk_name, forward) = match &q.view {
+            InboxView::Waiting => ("byWaiting", "waitPk", "WAITING".to_string(), "waitSk", true),
+            InboxView::Open => (
+                "byActivity",
+                "openPk",
+                "OPEN".to_string(),
+                "activity",
+                false,
+            ),
+            InboxView::Mine(a) => ("byHolder", "heldBy", a.clone(), "activity", false),
+        };
+        let mut key = format!("{pk_name} = :pk");
+        if q.after.is_some() {
+            key.push_str(&format!(
+                " AND {sk_name} {} :after",
+                if forward { ">" } else { "<" }
+            ));
+        }
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let mut req = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression(&key)
+                .filter_expression("expiresAtMs > :now")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":now", n(q.now))
+                .scan_index_forward(forward)
+                .limit((q.limit as usize - found.len()).max(1) as i32)
+                .set_exclusive_start_key(start);
+            if let Some((t, id)) = q.after {
+                req = req.expression_attribute_values(":after", s(time_key(t, &id)));
+            }
+            let out = req.send().await.map_err(sdk_err)?;
+            for item in out.items.unwrap_or_default() {
+                found.push(session_of(&item)?);
+            }
+            start = out.last_evaluated_key;
+            if found.len() >= q.limit as usize || start.is_none() {
+                break;
+            }
+        }
+        found.truncate(q.limit as usize);
+        Ok(found)
+    }
+
+    async fn list_canned(&self) -> Result<Vec<CannedReply>, StoreError> {
+        let mut all = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :reply)")
+                .expression_attribute_values(":pk", s(CANNED_PK))
+                .expression_attribute_values(":reply", s("REPLY#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            for item in out.items.unwrap_or_default() {
+                all.push(canned_of(&item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        all.sort_by(|a, b| a.shortcut.cmp(&b.shortcut));
+        Ok(all)
+    }
+
+    async fn create_canned(&self, r: &CannedReply) -> Result<bool, StoreError> {
+        // The reply and its shortcut's claim, both only if absent: a used shortcut cancels.
+        let items = vec![
+            self.put_if_absent(canned_item(r))?,
+            self.put_if_absent(self.shortcut_item(&r.shortcut, &r.id))?,
+        ];
+        self.transact(items).await
+    }
+
+    async fn update_canned(&self, r: &CannedReply) -> Result<CannedWrite, StoreError> {
+        let Some(old) = self
+            .get(CANNED_PK.into(), &format!("REPLY#{}", r.id))
+            .await?
+        else {
+            return Ok(CannedWrite::NotFound);
+        };
+        let old = canned_of(&old)?;
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(canned_item(r)))
+                        .condition_expression("shortcut = :old")
+                        .expression_attribute_values(":old", s(old.shortcut.clone()))
+                        .build()
+                        .map_err(err)?,
+                )
+                .build(),
+        ];
+        if old.shortcut != r.shortcut {
+            items.push(self.put_if_absent(self.shortcut_item(&r.shortcut, &r.id))?);
+            items.push(
+                TransactWriteItem::builder()
+                    .delete(
+                        Delete::builder()
+                            .table_name(&self.table)
+                            .set_key(Some(Self::key(
+                                CANNED_PK.into(),
+                                &format!("SHORTCUT#{}", old.shortcut),
+                            )))
+                            .build()
+                            .map_err(err)?,
+                    )
+                    .build(),
+            );
+        }
+        Ok(if self.transact(items).await? {
+            CannedWrite::Written
+        } else if self
+            .get(CANNED_PK.into(), &format!("REPLY#{}", r.id))
+            .await?
+            .is_none()
+        {
+            CannedWrite::NotFound
+        } else {
+            CannedWrite::ShortcutTaken
+        })
+    }
+
+    async fn delete_canned(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(old) = self.get(CANNED_PK.into(), &format!("REPLY#{id}")).await? else {
+            return Ok(false);
+        };
+        let old = canned_of(&old)?;
+        let delete = |sk: String| {
+            Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(CANNED_PK.into(), &sk)))
+                .build()
+                .map(|d| TransactWriteItem::builder().delete(d).build())
+                .map_err(err)
+        };
+        self.transact(vec![
+            delete(format!("REPLY#{id}"))?,
+            delete(format!("SHORTCUT#{}", old.shortcut))?,
+        ])
+        .await
+    }
+
+    async fn put_agent_connection(&self, c: &AgentConnection) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(agent_connection_item(c)))
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn get_agent_connection(&self, id: &str) -> Result<Option<AgentConnection>, StoreError> {
+        self.get(AGENTS_PK.into(), &format!("CONN#{id}"))
+            .await?
+            .map(|i| agent_connection_of(&i))
+            .transpose()
+    }
+
+    async fn delete_agent_connection(&self, id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(AGENTS_PK.into(), &format!("CONN#{id}"))))
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    /// One Query on the agents' partition.
+    async fn list_agent_connections(&self) -> Result<Vec<AgentConnection>, StoreError> {
+        let mut all = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(AGENTS_PK))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            for item in out.items.unwrap_or_default() {
+                all.push(agent_connection_of(&item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(all)
+    }
+}
+
+impl DynamoStore {
+    fn shortcut_item(&self, shortcut: &str, id: &str) -> Item {
+        HashMap::from([
+            ("pk".to_string(), s(CANNED_PK)),
+            ("sk".to_string(), s(format!("SHORTCUT#{shortcut}"))),
+            ("replyId".to_string(), s(id)),
+        ])
+    }
+
+    fn put_if_absent(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map(|p| TransactWriteItem::builder().put(p).build())
+            .map_err(err)
+    }
+
+    /// Runs a transaction; `false` when a condition cancelled it.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => match e.into_service_error() {
+                aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(_) => Ok(false),
+                other => Err(sdk_err(other)),
+            },
         }
     }
 }

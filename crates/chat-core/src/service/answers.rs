@@ -106,6 +106,7 @@ impl Dispatcher {
             id,
             session_id: session.id,
             role: Role::Assistant,
+            name: None,
             kind: parts.kind,
             content: parts.content,
             data: parts.data,
@@ -114,6 +115,7 @@ impl Dispatcher {
             created_at: self.service.now(),
             reply_to: Some(message.id),
             client_message_id: None,
+            open_only: false,
             idempotency_key: Some(reply_key(&message.id)),
             expires_at: session.expires_at,
         }

@@ -51,6 +51,7 @@ impl Dispatcher {
         match job.kind {
             JobKind::Dispatch => self.dispatch(job, attempt).await,
             JobKind::Deadline => self.expire(job).await,
+            JobKind::Handoff => self.service.handoff_timeout(job).await,
         }
     }
 
@@ -74,6 +75,10 @@ impl Dispatcher {
             tracing::warn!(session_id = %job.session_id, "dispatch for an expired session dropped");
             return Ok(DispatchOutcome::Skipped);
         };
+        if !session.mode.bot_answers() {
+            // A person was asked for or holds it (a repeat of a message sent meanwhile).
+            return Ok(DispatchOutcome::Skipped);
+        }
         let history = store
             .list_messages(
                 &session.id,
@@ -102,11 +107,8 @@ impl Dispatcher {
                 let mut message = message;
                 if let Some(status) = svc.advance(&message, MessageStatus::Dispatched).await? {
                     message.status = MessageStatus::Dispatched;
-                    let typing = ServerEvent::Typing {
-                        role: Role::Assistant,
-                        is_typing: true,
-                    };
-                    svc.broadcast_many(&session.id, &[status, typing], None)
+                    let typing = ServerEvent::typing(Role::Assistant, true);
+                    svc.broadcast_held(&session.id, session.mode.holder(), &[status, typing], None)
                         .await;
                 }
                 // The answer, a stream, or an acknowledgement (the reply comes by callback).
@@ -179,6 +181,7 @@ impl Dispatcher {
             id: MessageId::new(),
             session_id: job.session_id,
             role: Role::System,
+            name: None,
             kind: MessageType::Error,
             content: reason.text().into(),
             data: reason.data(),
@@ -187,6 +190,7 @@ impl Dispatcher {
             created_at: now,
             reply_to: Some(message.id),
             client_message_id: None,
+            open_only: false,
             idempotency_key: Some(format!("failed#{}", message.id)),
             expires_at: session.expires_at,
         };
@@ -200,12 +204,10 @@ impl Dispatcher {
                 let appended = store.append_message(notice).await?;
                 if let Some(a) = appended.filter(|a| a.created) {
                     events.push(ServerEvent::Message { message: a.message });
-                    events.push(ServerEvent::Typing {
-                        role: Role::Assistant,
-                        is_typing: false,
-                    });
+                    events.push(ServerEvent::typing(Role::Assistant, false));
                 }
-                svc.broadcast_many(&job.session_id, &events, None).await;
+                svc.broadcast_held(&job.session_id, session.mode.holder(), &events, None)
+                    .await;
                 Ok(())
             })
             .await

@@ -1,7 +1,8 @@
-//! Fan-out: pushing events to a session's connections, forgetting the ones that are gone.
+//! Fan-out: pushing events to a session's connections (and to the connections of the agent
+//! holding it), and to every agent; forgetting connections that are gone.
 
 use crate::events::ServerEvent;
-use crate::model::{Connection, SessionId};
+use crate::model::{AgentConnection, Connection, SessionId};
 use crate::ports::PushError;
 use crate::service::ChatService;
 
@@ -21,9 +22,81 @@ impl ChatService {
         events: &[ServerEvent],
         except: Option<&str>,
     ) {
+        self.broadcast_held(session, None, events, except).await;
+    }
+
+    /// [`Self::broadcast_many`], and the same events (naming the session, see
+    /// [`ServerEvent::for_agent`]) to the connections of `holder`, the agent holding it.
+    pub async fn broadcast_held(
+        &self,
+        session: &SessionId,
+        holder: Option<&str>,
+        events: &[ServerEvent],
+        except: Option<&str>,
+    ) {
         if events.is_empty() {
             return;
         }
+        let to_agent = async {
+            if let Some(agent) = holder {
+                let frames: Vec<String> = events
+                    .iter()
+                    .map(|e| e.for_agent(*session).to_frame())
+                    .collect();
+                self.push_agents(Some(agent), &frames, except).await;
+            }
+        };
+        futures_util::future::join(self.push_session(session, events, except), to_agent).await;
+    }
+
+    /// Pushes frames, in order, to the live connections of `agent` (of every agent: `None`).
+    pub async fn push_agents(&self, agent: Option<&str>, frames: &[String], except: Option<&str>) {
+        let connections = match self.store().list_agent_connections().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list agent connections; push skipped");
+                return;
+            }
+        };
+        let now = self.now();
+        let pushes = connections
+            .iter()
+            .filter(|c| c.expires_at > now && Some(c.id.as_str()) != except)
+            .filter(|c| agent.is_none_or(|a| c.agent.id == a))
+            .map(|c| async {
+                for frame in frames {
+                    if !self.push_agent_or_forget(c, frame).await {
+                        break;
+                    }
+                }
+            });
+        futures_util::future::join_all(pushes).await;
+    }
+
+    /// Pushes one frame to an agent connection; `false` when it is gone (and now forgotten).
+    pub(super) async fn push_agent_or_forget(&self, c: &AgentConnection, frame: &str) -> bool {
+        match self.ports.push.push(&c.id, frame).await {
+            Ok(()) => true,
+            Err(PushError::Gone) => {
+                tracing::info!(connection_id = %c.id, "agent connection gone; forgetting it");
+                if let Err(e) = self.store().delete_agent_connection(&c.id).await {
+                    tracing::warn!(error = %e, connection_id = %c.id, "could not forget a gone agent connection");
+                }
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, connection_id = %c.id, "push failed");
+                true
+            }
+        }
+    }
+
+    async fn push_session(
+        &self,
+        session: &SessionId,
+        events: &[ServerEvent],
+        except: Option<&str>,
+    ) {
         let connections = match self.store().list_connections(session).await {
             Ok(c) => c,
             Err(e) => {

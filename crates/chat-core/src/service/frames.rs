@@ -35,14 +35,26 @@ impl ChatService {
         };
         self.store().put_connection(&connection).await?;
         tracing::info!(session_id = %session.id, connection_id, "connected");
+        if session.mode.holder().is_some() {
+            let first = self.live_connections(&session.id).await.len() == 1;
+            self.user_presence_changed(&session, first).await;
+        }
         Ok(connection)
     }
 
-    /// Forgets a connection. Best effort: stale ones are also removed when a push finds them gone.
+    /// Forgets a connection (a user's, else an agent's). Best effort: stale ones are also
+    /// removed when a push finds them gone.
     pub async fn disconnect(&self, connection_id: &str) -> Result<(), ChatError> {
-        if let Some(c) = self.store().get_connection(connection_id).await? {
-            self.store().delete_connection(&c).await?;
-            tracing::info!(session_id = %c.session_id, connection_id, "disconnected");
+        let Some(c) = self.store().get_connection(connection_id).await? else {
+            return self.disconnect_agent(connection_id).await;
+        };
+        self.store().delete_connection(&c).await?;
+        tracing::info!(session_id = %c.session_id, connection_id, "disconnected");
+        if let Some(s) = self.store().get_session(&c.session_id, self.now()).await?
+            && s.mode.holder().is_some()
+        {
+            let last = self.live_connections(&s.id).await.is_empty();
+            self.user_presence_changed(&s, last).await;
         }
         Ok(())
     }
@@ -59,10 +71,16 @@ impl ChatService {
     pub async fn handle_frame_by_id(&self, connection_id: &str, frame: &[u8]) {
         let error = match self.connection(connection_id).await {
             Ok(Some(c)) => return self.handle_frame(&c, frame).await,
-            Ok(None) => ChatError::unauthorized(
-                ErrorCode::UnknownConnection,
-                "this connection is not open (its session may have expired); reconnect",
-            ),
+            Ok(None) => match self.store().get_agent_connection(connection_id).await {
+                Ok(Some(a)) if a.expires_at > self.now() => {
+                    return self.handle_agent_frame(&a, frame).await;
+                }
+                Err(e) => e.into(),
+                Ok(_) => ChatError::unauthorized(
+                    ErrorCode::UnknownConnection,
+                    "this connection is not open (its session may have expired); reconnect",
+                ),
+            },
             Err(e) => e,
         };
         if let Err(e) = self
@@ -129,14 +147,25 @@ impl ChatService {
                     tracing::debug!(connection_id = %c.id, "typing frame over the limit dropped");
                     return Ok(());
                 }
-                let event = ServerEvent::Typing {
-                    role: Role::User,
-                    is_typing,
-                };
-                self.broadcast(&c.session_id, &event, Some(&c.id)).await;
+                let event = ServerEvent::typing(Role::User, is_typing);
+                // The holding agent sees it too; its id needs the session read.
+                let holder = self
+                    .store()
+                    .get_session(&c.session_id, self.now())
+                    .await
+                    .map_err(|e| (e.into(), None))?
+                    .and_then(|s| s.mode.agent);
+                let holder = holder.as_ref().map(|a| a.id.as_str());
+                self.broadcast_held(&c.session_id, holder, &[event], Some(&c.id))
+                    .await;
             }
             ClientAction::Read { up_to } => {
                 self.mark_read(session, up_to)
+                    .await
+                    .map_err(|e| (e, None))?;
+            }
+            ClientAction::Handoff {} => {
+                self.request_handoff(&c.session_id)
                     .await
                     .map_err(|e| (e, None))?;
             }

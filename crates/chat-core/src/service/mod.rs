@@ -10,14 +10,20 @@
 //! (client retries, queue redelivery, n8n callbacks) is idempotent.
 
 mod answers;
+mod canned;
 mod dispatcher;
 mod fanout;
 mod frames;
+mod handoff;
+mod inbox;
 mod replies;
 mod sending;
 mod sessions;
 
+pub use canned::{CannedInput, MAX_CANNED_TEXT_CHARS, MAX_CANNED_TITLE_CHARS};
 pub use dispatcher::{DispatchOutcome, Dispatcher};
+pub use handoff::{CLOSED_TEXT, NO_ONE_TEXT, WAITING_TEXT};
+pub use inbox::{AgentSendInput, InboxPage};
 
 use crate::auth::AppAuth;
 use crate::config::Config;

@@ -4,7 +4,7 @@
 use super::WebhookReply;
 use super::answers::reply_key;
 use crate::events::ServerEvent;
-use crate::model::{Message, MessageId, MessageStatus, NewMessage, Role, SessionId};
+use crate::model::{Message, MessageId, MessageStatus, MessageType, NewMessage, Role, SessionId};
 use crate::rate::Rate;
 use crate::service::ChatService;
 use crate::{ChatError, rate, signature, validate};
@@ -96,6 +96,7 @@ impl ChatService {
             id: MessageId::new(),
             session_id: session.id,
             role: Role::Assistant,
+            name: None,
             kind: reply.kind.unwrap_or_default(),
             content: reply.content,
             data: reply.data,
@@ -104,6 +105,7 @@ impl ChatService {
             created_at: now,
             reply_to: reply.reply_to,
             client_message_id: None,
+            open_only: false,
             idempotency_key: Some(key),
             expires_at: session.expires_at,
         };
@@ -112,13 +114,20 @@ impl ChatService {
 
     /// Appends a reply once (by its idempotency key) and pushes it; `replied`, the message
     /// it answers, becomes `answered`. The webhook and n8n's response both store this way.
+    ///
+    /// A reply of type `handoff` is stored as `text` and asks for a person (bot → waiting;
+    /// nothing when the session is not with the bot any more).
     pub(super) async fn store_reply(
         &self,
         session: &SessionId,
-        new: NewMessage,
+        mut new: NewMessage,
         replied: Option<Message>,
     ) -> Result<Message, ChatError> {
-        self.locks
+        let handoff = new.kind == MessageType::Handoff;
+        if handoff {
+            new.kind = MessageType::Text;
+        }
+        let (message, created) = self.locks
             .run(*session, async {
                 let appended = self
                     .store()
@@ -136,10 +145,15 @@ impl ChatService {
                 if let Some(original) = replied.filter(|r| message.reply_to == Some(r.id)) {
                     events.extend(self.advance(&original, MessageStatus::Answered).await?);
                 }
-                self.broadcast_many(session, &events, None).await;
-                Ok(message)
+                self.broadcast_held(session, appended.mode.holder(), &events, None)
+                    .await;
+                Ok::<_, ChatError>((message, appended.created))
             })
-            .await
+            .await?;
+        if handoff && created {
+            self.bot_handoff(session).await;
+        }
+        Ok(message)
     }
 
     /// A repeated reply: finishes what the first call may not have (the user message's

@@ -56,6 +56,7 @@ impl ChatService {
             id: MessageId::new(),
             session_id: session.id,
             role: Role::User,
+            name: None,
             kind: MessageType::Text,
             idempotency_key: key,
             content: input.content,
@@ -65,40 +66,61 @@ impl ChatService {
             created_at: now,
             reply_to: None,
             client_message_id: input.client_message_id,
+            open_only: true,
             expires_at: session.expires_at,
         };
         let content = new.content.clone();
-        self.locks
+        let (message, paused) = self
+            .locks
             .run(session.id, async {
                 let appended = self
                     .store()
                     .append_message(new)
                     .await?
                     .ok_or_else(|| ChatError::NotFound("unknown session".into()))?;
+                if appended.refused() {
+                    return Err(ChatError::Conflict(
+                        "this conversation is closed; start a new session".into(),
+                    ));
+                }
                 if !appended.created {
                     // A concurrent repeat won the race to the idempotency key.
                     return self
                         .repeated_send(session, appended.message, &content, origin)
-                        .await;
+                        .await
+                        .map(|m| (m, false));
                 }
                 let message = appended.message;
-                self.enqueue(&message).await?;
+                let mode = appended.mode;
+                // While a person is asked for or holds the session, the bot is paused.
+                if mode.bot_answers() {
+                    self.enqueue(&message).await?;
+                }
                 if let Some(origin) = origin {
                     self.send_to_connection(&session.id, origin, &ack_of(&message).to_frame())
                         .await;
                 }
-                tracing::info!(session_id = %session.id, message_id = %message.id, seq = message.seq, "message received");
-                self.broadcast(
+                tracing::info!(session_id = %session.id, message_id = %message.id, seq = message.seq, mode = mode.mode.as_str(), "message received");
+                self.broadcast_held(
                     &session.id,
-                    &ServerEvent::Message {
+                    mode.holder(),
+                    &[ServerEvent::Message {
                         message: message.clone(),
-                    },
+                    }],
                     None,
                 )
                 .await;
-                Ok(message)
+                Ok((message, !mode.bot_answers()))
             })
-            .await
+            .await?;
+        if paused {
+            // Agents see the new last message.
+            match self.load_session(&session.id).await {
+                Ok(s) => self.notify_inbox(&s).await,
+                Err(e) => tracing::warn!(error = %e, "inbox event skipped"),
+            }
+        }
+        Ok(message)
     }
 
     /// A send whose `clientMessageId` is already stored: 409 for other content, else the

@@ -65,6 +65,8 @@ impl ChatService {
             last_seq: 0,
             read_up_to: 0,
             metadata,
+            mode: Default::default(),
+            updated_at: now,
         };
         self.store().create_session(&session).await?;
         if let Some(text) = &self.config.welcome_message {
@@ -94,6 +96,7 @@ impl ChatService {
                 id: MessageId::new(),
                 session_id: session.id,
                 role: Role::Assistant,
+                name: None,
                 kind: MessageType::Text,
                 content: text.to_string(),
                 data: None,
@@ -102,6 +105,7 @@ impl ChatService {
                 created_at: session.created_at,
                 reply_to: None,
                 client_message_id: None,
+                open_only: false,
                 idempotency_key: Some("welcome".into()),
                 expires_at: session.expires_at,
             })
@@ -204,7 +208,8 @@ impl ChatService {
             up_to: state.read_up_to,
             unread_count: state.unread_count,
         };
-        self.broadcast(&s.id, &event, None).await;
+        self.broadcast_held(&s.id, s.mode.holder(), &[event], None)
+            .await;
         Ok(state)
     }
 }

@@ -5,8 +5,8 @@
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use serde_json::Value;
 use std::path::PathBuf;
@@ -171,6 +171,21 @@ pub async fn create_table(sdk: &SdkConfig) -> String {
             lsi = lsi.key_schema(key(k));
         }
         req = req.local_secondary_indexes(lsi.build().unwrap());
+    }
+    for i in t["GlobalSecondaryIndexes"].as_array().into_iter().flatten() {
+        let mut gsi = GlobalSecondaryIndex::builder()
+            .index_name(i["IndexName"].as_str().unwrap())
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::from(
+                        i["Projection"]["ProjectionType"].as_str().unwrap(),
+                    ))
+                    .build(),
+            );
+        for k in i["KeySchema"].as_array().unwrap() {
+            gsi = gsi.key_schema(key(k));
+        }
+        req = req.global_secondary_indexes(gsi.build().unwrap());
     }
     req.send().await.expect("table created");
     client

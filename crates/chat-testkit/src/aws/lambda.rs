@@ -16,14 +16,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
-/// The six Lambda binaries, by their binary names.
-pub const FUNCTIONS: [&str; 6] = [
+/// The seven Lambda binaries, by their binary names.
+pub const FUNCTIONS: [&str; 7] = [
     "session",
     "send",
     "webhook",
     "connect",
     "disconnect",
     "dispatch",
+    "agent",
 ];
 
 /// The bound of every wait.

@@ -64,6 +64,8 @@ pub async fn message_round_trips_every_field<S: Store + ?Sized>(store: &S) {
         client_message_id: Some("client-1".into()),
         idempotency_key: Some("event#e-1".into()),
         expires_at: s.expires_at,
+        name: None,
+        open_only: false,
     };
     let p = append(store, plain.clone()).await;
     let f = append(store, full.clone()).await;

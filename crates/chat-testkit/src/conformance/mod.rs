@@ -30,6 +30,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
+mod agents;
 mod concurrency;
 mod connections;
 mod history;
@@ -37,6 +38,7 @@ mod limiter;
 mod messages;
 mod sessions;
 
+pub use agents::*;
 pub use concurrency::*;
 pub use connections::*;
 pub use history::*;
@@ -137,6 +139,8 @@ pub(super) fn session_until(expires_at: Millis) -> Session {
         last_seq: 0,
         read_up_to: 0,
         metadata: None,
+        mode: Default::default(),
+        updated_at: NOW,
     }
 }
 
@@ -162,6 +166,8 @@ pub(super) fn user_message(session: &Session, content: &str, key: Option<&str>) 
         client_message_id: None,
         idempotency_key: key.map(str::to_string),
         expires_at: session.expires_at,
+        name: None,
+        open_only: false,
     }
 }
 
