@@ -573,8 +573,13 @@ fn all_findings(template: &Value, calls: &BTreeMap<String, BTreeSet<Call>>) -> V
     out
 }
 
+/// The emulator's request recorder is one for the whole emulator: the tests that read it take
+/// turns.
+static RECORDER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
+    let _turn = RECORDER.lock().await;
     let f = common::fresh().await;
     let secrets = put_secrets(&f.sdk).await;
     let param = |var: &str| secrets.iter().find(|(v, _)| *v == var).unwrap().1.clone();
@@ -1159,4 +1164,74 @@ fn iam_wildcards_match_as_iam_matches_them() {
     assert!(glob("Table/index/*", "Table/index/byMessageId"));
     assert!(glob("dynamodb:Get*", "dynamodb:GetItem"));
     assert!(!glob("dynamodb:GetItem", "dynamodb:GetItems"));
+}
+
+/// `N8nSessionStart=true`: creating a session queues its session-start job, and only then
+/// does the session function's policy grant `sqs:SendMessage` on the queue (both ways).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_start_grant_follows_its_parameter() {
+    let _turn = RECORDER.lock().await;
+    let f = common::fresh().await;
+    let on = template_with(&[("N8nSessionStart", "true")]);
+    let off = template_with(&[]);
+    let mut rec = Recorder {
+        names: Names::new(&f, &on),
+        calls: BTreeMap::new(),
+        gone: Arc::new(Mutex::new(Vec::new())),
+    };
+    let vars: HashMap<&str, &str> = [
+        ("TABLE_NAME", f.table.as_str()),
+        ("QUEUE_URL", f.queue_url.as_str()),
+        ("WEBSOCKET_ENDPOINT", "http://127.0.0.1:9"),
+        ("CHAT_PUBLIC_URL", "https://api.example.com"),
+        ("CHAT_N8N_WEBHOOK_URL", "http://127.0.0.1:9/n8n"),
+        ("CHAT_WEBHOOK_SECRET", "iam-test-webhook-secret"),
+        ("CHAT_SESSION_SECRET", "iam-test-session-secret"),
+        ("CHAT_N8N_SESSION_START", "true"),
+    ]
+    .into_iter()
+    .collect();
+    let app = App::from_lookup(&|k| vars.get(k).map(|v| v.to_string()), &f.sdk)
+        .await
+        .expect("a cold start");
+    let (status, _) = rec
+        .run(
+            "session",
+            http(&app, create_session_event("198.51.100.7", None)),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let calls = &rec.calls["session"];
+    let queue = calls
+        .iter()
+        .filter(|(a, _)| a.starts_with("sqs:"))
+        .collect::<Vec<_>>();
+    assert_eq!(queue.len(), 1, "one queued job: {calls:?}");
+    // (Only the session start is driven here: the grants it does not use are the other
+    // test's business.)
+    let granted = findings("session", &on["functions"]["session"], calls);
+    assert!(
+        granted.iter().all(|p| p.contains("which no call uses")),
+        "with the parameter every call is granted: {granted:?}"
+    );
+    assert!(
+        !granted.iter().any(|p| p.contains("sqs:")),
+        "and the queue grant is used: {granted:?}"
+    );
+    let refused = findings("session", &off["functions"]["session"], calls);
+    assert!(
+        refused
+            .iter()
+            .any(|p| p.contains("sqs:SendMessage") && !p.contains("which no call uses")),
+        "without the parameter the call is not granted: {refused:?}"
+    );
+    let jobs = receive_jobs(&f, 1).await;
+    assert!(
+        jobs.records[0]
+            .body
+            .as_deref()
+            .is_some_and(|b| b.contains("sessionStart")),
+        "{:?}",
+        jobs.records[0].body
+    );
 }

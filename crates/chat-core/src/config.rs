@@ -176,6 +176,8 @@ pub struct Config {
     pub n8n_auth_header: Option<AuthHeader>,
     /// Stored as every new session's first assistant message (`CHAT_WELCOME_MESSAGE`).
     pub welcome_message: Option<String>,
+    /// Ask n8n for a greeting when a session starts (`CHAT_N8N_SESSION_START=true`).
+    pub n8n_session_start: bool,
 }
 
 impl Config {
@@ -294,6 +296,16 @@ impl Config {
                     })
             })
             .transpose()?;
+        let n8n_session_start = match set("CHAT_N8N_SESSION_START").as_deref().map(str::trim) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    name: "CHAT_N8N_SESSION_START",
+                    expected: "true or false",
+                });
+            }
+        };
         let auth_jwt_secret = env("CHAT_AUTH_JWT_SECRET")
             .filter(|s| !s.is_empty())
             .map(Secret::new);
@@ -308,6 +320,7 @@ impl Config {
             dispatch,
             n8n_auth_header,
             welcome_message,
+            n8n_session_start,
         })
     }
 }
@@ -420,6 +433,24 @@ mod tests {
         assert_eq!(c.dispatch.stream_timeout, Duration::from_millis(5000));
         let d = cfg(&[]).unwrap();
         assert!(d.n8n_auth_header.is_none() && d.welcome_message.is_none());
+        assert!(!d.n8n_session_start);
+        assert!(
+            cfg(&[("CHAT_N8N_SESSION_START", "true")])
+                .unwrap()
+                .n8n_session_start
+        );
+        assert!(
+            !cfg(&[("CHAT_N8N_SESSION_START", "false")])
+                .unwrap()
+                .n8n_session_start
+        );
+        let e = cfg(&[("CHAT_N8N_SESSION_START", "yes")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("CHAT_N8N_SESSION_START") && !e.contains("yes"),
+            "{e}"
+        );
         assert_eq!(d.dispatch.stream_timeout, Duration::from_millis(90_000));
         for bad in [
             "no colon",

@@ -616,6 +616,9 @@ pub enum JobKind {
     /// `CHAT_HANDOFF_TIMEOUT_MS` after a session started waiting (`message_id` is the
     /// "Connecting you to a person…" message): still waiting, the bot resumes.
     Handoff,
+    /// `CHAT_N8N_SESSION_START`: ask n8n for a new session's greeting (`message_id` is the
+    /// id the request carries as `messageId`; no message of that id is stored).
+    SessionStart,
 }
 
 impl JobKind {
@@ -628,6 +631,7 @@ impl JobKind {
             Self::Dispatch => "dispatch",
             Self::Deadline => "deadline",
             Self::Handoff => "handoff",
+            Self::SessionStart => "session_start",
         }
     }
 
@@ -636,6 +640,7 @@ impl JobKind {
             "dispatch" => Some(Self::Dispatch),
             "deadline" => Some(Self::Deadline),
             "handoff" => Some(Self::Handoff),
+            "session_start" => Some(Self::SessionStart),
             _ => None,
         }
     }

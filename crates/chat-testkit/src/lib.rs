@@ -31,5 +31,6 @@ pub fn config() -> Config {
         dispatch: DispatchConfig::default(),
         n8n_auth_header: None,
         welcome_message: None,
+        n8n_session_start: false,
     }
 }

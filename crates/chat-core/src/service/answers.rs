@@ -287,12 +287,12 @@ fn job_of(message: &Message) -> DispatchJob {
 }
 
 /// The text of a stream as it is read: lines parsed, text gathered, deltas coalesced.
-struct StreamState {
+pub(super) struct StreamState {
     /// Bytes not yet split into lines.
     buf: Vec<u8>,
     /// Bytes read in all.
     total: usize,
-    text: String,
+    pub(super) text: String,
     chars: usize,
     max_chars: usize,
     /// How much of `text` went out in deltas.
@@ -304,7 +304,7 @@ struct StreamState {
 }
 
 impl StreamState {
-    fn new(buf: Vec<u8>, max_chars: usize) -> Self {
+    pub(super) fn new(buf: Vec<u8>, max_chars: usize) -> Self {
         Self {
             total: buf.len(),
             buf,
@@ -334,7 +334,7 @@ impl StreamState {
     }
 
     /// Takes every whole line (and with `last`, what is left) from the buffer.
-    fn feed(&mut self, last: bool) -> Result<(), BadAnswer> {
+    pub(super) fn feed(&mut self, last: bool) -> Result<(), BadAnswer> {
         while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.buf.drain(..=nl).collect();
             self.line(&line)?;
@@ -391,7 +391,7 @@ impl StreamState {
     }
 
     /// Whether the stream, now at its end, was whole.
-    fn finished(&self) -> Result<(), BadAnswer> {
+    pub(super) fn finished(&self) -> Result<(), BadAnswer> {
         if !self.ended || self.open > 0 {
             return Err(BadAnswer::new(
                 "stream_broken",

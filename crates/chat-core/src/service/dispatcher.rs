@@ -33,7 +33,7 @@ pub enum DispatchOutcome {
 #[derive(Clone)]
 pub struct Dispatcher {
     pub(super) service: ChatService,
-    agent: Arc<dyn Agent>,
+    pub(super) agent: Arc<dyn Agent>,
 }
 
 impl Dispatcher {
@@ -52,6 +52,7 @@ impl Dispatcher {
             JobKind::Dispatch => self.dispatch(job, attempt).await,
             JobKind::Deadline => self.expire(job).await,
             JobKind::Handoff => self.service.handoff_timeout(job).await,
+            JobKind::SessionStart => self.session_start(job, attempt).await,
         }
     }
 
@@ -213,7 +214,7 @@ impl Dispatcher {
             .await
     }
 
-    fn sign(&self, payload: &AgentPayload<'_>) -> SignedRequest {
+    pub(super) fn sign(&self, payload: &AgentPayload<'_>) -> SignedRequest {
         let body = serde_json::to_vec(payload).expect("payload serializes");
         let timestamp = (self.service.now() / 1000).to_string();
         let signature = signature::sign(

@@ -14,6 +14,7 @@ mod canned;
 mod dispatcher;
 mod fanout;
 mod frames;
+mod greeting;
 mod handoff;
 mod inbox;
 mod replies;

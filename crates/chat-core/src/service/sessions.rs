@@ -5,8 +5,8 @@ use super::{CreatedSession, ReadState, SessionRef};
 use crate::error::ErrorCode;
 use crate::events::ServerEvent;
 use crate::model::{
-    MessageId, MessageStatus, MessageType, Millis, NewMessage, Page, PageQuery, Role, Session,
-    SessionId,
+    DispatchJob, JobKind, MessageId, MessageStatus, MessageType, Millis, NewMessage, Page,
+    PageQuery, Role, Session, SessionId,
 };
 use crate::rate::Rate;
 use crate::service::ChatService;
@@ -71,6 +71,17 @@ impl ChatService {
         self.store().create_session(&session).await?;
         if let Some(text) = &self.config.welcome_message {
             self.welcome(&session, text).await?;
+        }
+        if self.config.n8n_session_start {
+            // Best effort: a session without its greeting still works.
+            let job = DispatchJob {
+                session_id: session.id,
+                message_id: MessageId::new(),
+                kind: JobKind::SessionStart,
+            };
+            if let Err(e) = self.ports.queue.schedule(job, now).await {
+                tracing::warn!(session_id = %session.id, error = %e, "the session-start job could not be queued");
+            }
         }
         let token = self.tokens.issue(&SessionClaims {
             sid: session.id,
