@@ -98,6 +98,18 @@ export class ChatStack extends Stack {
       sortKey: { name: 'msgId', type: dynamodb.AttributeType.STRING },
       projectionType: dynamodb.ProjectionType.ALL,
     });
+    // The agents' inbox: sparse indexes, so only sessions a person was asked for or holds are
+    // in them (sessions with the bot cost no index write).
+    const inboxIndex = (indexName: string, partitionKey: string, sortKey: string) =>
+      table.addGlobalSecondaryIndex({
+        indexName,
+        partitionKey: { name: partitionKey, type: dynamodb.AttributeType.STRING },
+        sortKey: { name: sortKey, type: dynamodb.AttributeType.STRING },
+        projectionType: dynamodb.ProjectionType.ALL,
+      });
+    inboxIndex('byWaiting', 'waitPk', 'waitSk');
+    inboxIndex('byActivity', 'openPk', 'activity');
+    inboxIndex('byHolder', 'heldBy', 'activity');
 
     // ----- dispatch queue -------------------------------------------------------------------
 
@@ -146,7 +158,7 @@ export class ChatStack extends Stack {
       corsConfiguration: {
         allowOrigins: ['*'],
         allowHeaders: ['authorization', 'content-type'],
-        allowMethods: ['GET', 'POST'],
+        allowMethods: ['GET', 'POST', 'PUT', 'DELETE'],
         exposeHeaders: ['retry-after'],
         maxAge: 600,
       },
@@ -192,6 +204,7 @@ export class ChatStack extends Stack {
       CHAT_MAX_CONTENT_CHARS: p.MaxContentChars.valueAsString,
       CHAT_MAX_REPLY_CHARS: p.MaxReplyChars.valueAsString,
       CHAT_REPLY_TIMEOUT_MS: p.ReplyTimeoutMs.valueAsString,
+      CHAT_HANDOFF_TIMEOUT_MS: p.HandoffTimeoutMs.valueAsString,
       CHAT_RATE_MESSAGES_PER_MINUTE: p.RateMessagesPerMinute.valueAsString,
       CHAT_RATE_SESSIONS_PER_5MIN: p.RateSessionsPer5Min.valueAsString,
       CHAT_RATE_WEBHOOKS_PER_MINUTE: p.RateWebhooksPerMinute.valueAsString,
@@ -207,6 +220,16 @@ export class ChatStack extends Stack {
       actions: ['dynamodb:Query'],
       resources: [`${table.tableArn}/index/byMessageId`],
     });
+    // The agents' inbox indexes, each granted only where it is queried.
+    const inboxIndexes = (...names: ('byWaiting' | 'byActivity' | 'byHolder')[]) =>
+      new iam.PolicyStatement({
+        sid: 'InboxIndexes',
+        actions: ['dynamodb:Query'],
+        resources: names.map((name) => `${table.tableArn}/index/${name}`),
+      });
+    // The dispatch queue: a user message for n8n, or the handoff timeout's delayed job
+    // (HandoffTimeoutMs set).
+    const enqueue = new iam.PolicyStatement({ sid: 'Enqueue', actions: ['sqs:SendMessage'], resources: [queue.queueArn] });
     const push = new iam.PolicyStatement({
       sid: 'Push',
       actions: ['execute-api:ManageConnections'],
@@ -224,34 +247,35 @@ export class ChatStack extends Stack {
       {
         id: 'SendFunction',
         binary: 'send',
-        description: 'HTTP: POST /sessions/{id}/messages; WebSocket: sendMessage, typing, read, ping, $default',
+        description:
+          "HTTP: POST /sessions/{id}/messages; WebSocket: sendMessage, typing, read, ping, $default (the user's handoff, agents' typing and status)",
         reservedConcurrency: 'SendReservedConcurrency',
-        statements: [
-          tableStatement(...allTableActions),
-          new iam.PolicyStatement({ sid: 'Enqueue', actions: ['sqs:SendMessage'], resources: [queue.queueArn] }),
-          push,
-        ],
+        // The agents list (an agent's status frame).
+        statements: [tableStatement(...allTableActions), inboxIndexes('byActivity'), enqueue, push],
       },
       {
         id: 'WebhookFunction',
         binary: 'webhook',
         description: 'HTTP: POST /webhook (n8n replies), GET /webhook, GET /health',
         reservedConcurrency: 'WebhookReservedConcurrency',
-        statements: [tableStatement(...allTableActions), messageIndex, push],
+        statements: [tableStatement(...allTableActions), messageIndex, enqueue, push],
       },
       {
         id: 'ConnectFunction',
         binary: 'connect',
-        description: 'WebSocket $connect: checks ?sessionId=&token= and stores the connection (never pushes)',
+        description:
+          "WebSocket $connect: checks ?sessionId=&token= (a user) or ?agentToken= (an agent) and stores the connection; pushes only to others (the agents list, the holder's presence)",
         reservedConcurrency: 'ConnectReservedConcurrency',
-        statements: [tableStatement('GetItem', 'PutItem')],
+        statements: [tableStatement('GetItem', 'Query', 'PutItem'), inboxIndexes('byActivity'), push],
       },
       {
         id: 'DisconnectFunction',
         binary: 'disconnect',
-        description: "WebSocket $disconnect: deletes the connection's items (best effort; they also expire by TTL)",
+        description:
+          "WebSocket $disconnect: deletes the connection's items (best effort; they also expire by TTL); presence and the agents list to others",
         reservedConcurrency: 'DisconnectReservedConcurrency',
-        statements: [tableStatement('GetItem', 'DeleteItem')],
+        // An agent going offline: the sessions it holds, the agents list.
+        statements: [tableStatement('GetItem', 'Query', 'DeleteItem'), inboxIndexes('byActivity', 'byHolder'), push],
       },
       {
         id: 'DispatchFunction',
@@ -274,6 +298,7 @@ export class ChatStack extends Stack {
             actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueAttributes'],
             resources: [queue.queueArn],
           }),
+          enqueue,
           push,
         ],
       },

@@ -191,6 +191,13 @@ export const PARAMETERS = {
     description:
       'How long a user message waits for its reply before it is marked failed and the user is told (at most 15 minutes, the longest SQS delay).',
   },
+  HandoffTimeoutMs: {
+    type: 'String',
+    default: '',
+    allowedPattern: '^([0-9]{4,8})?$',
+    description:
+      'How long a session waits for a person before the bot resumes, in milliseconds (CHAT_HANDOFF_TIMEOUT_MS, 1000 to 86400000). Empty - it waits until an agent claims or releases it.',
+  },
   AlarmTopicArn: {
     type: 'String',
     default: '',
