@@ -1,6 +1,6 @@
 /**
  * The chat backend's stack, resource for resource what template.yaml deploys with SAM: the
- * table, the dispatch queue and its dead-letter queue with the alarm, the six Rust Lambdas
+ * table, the dispatch queue and its dead-letter queue with the alarm, the seven Rust Lambdas
  * (arm64, provided.al2023) with their least-privilege policies and log groups, the HTTP API
  * and the WebSocket API with their routes and stage throttling, and the outputs.
  * tests/cdk-check synthesizes it and compares it with template.yaml after the SAM transform,
@@ -47,10 +47,17 @@ export interface ChatStackProps extends StackProps {
   readonly parameterDefaults?: Partial<Record<ParameterName, string>>;
 }
 
-/** What differs between the six functions. */
+/** What differs between the seven functions. */
 interface FunctionSpec {
   /** The construct id, also the folder name `sam build` gives the function's artifacts. */
-  readonly id: 'SessionFunction' | 'SendFunction' | 'WebhookFunction' | 'ConnectFunction' | 'DisconnectFunction' | 'DispatchFunction';
+  readonly id:
+    | 'SessionFunction'
+    | 'SendFunction'
+    | 'WebhookFunction'
+    | 'ConnectFunction'
+    | 'DisconnectFunction'
+    | 'DispatchFunction'
+    | 'AgentFunction';
   /** The binary of `functions/src/bin/`. */
   readonly binary: string;
   readonly description: string;
@@ -63,7 +70,7 @@ interface FunctionSpec {
 }
 
 const DESCRIPTION =
-  'chat-backend: a chat backend whose replies come from an n8n workflow. Six Rust Lambdas (arm64, provided.al2023), ' +
+  'chat-backend: a chat backend whose replies come from an n8n workflow. Seven Rust Lambdas (arm64, provided.al2023), ' +
   'one DynamoDB table, an SQS queue with a dead-letter queue, an HTTP API and a WebSocket API. ' +
   'Deployed with the CDK app in infra/cdk.';
 
@@ -302,6 +309,13 @@ export class ChatStack extends Stack {
           push,
         ],
       },
+      {
+        id: 'AgentFunction',
+        binary: 'agent',
+        description: "HTTP: the agents' routes (/agent/*) and POST /sessions/{id}/handoff",
+        reservedConcurrency: 'AgentReservedConcurrency',
+        statements: [tableStatement(...allTableActions), inboxIndexes('byWaiting', 'byActivity', 'byHolder'), enqueue, push],
+      },
     ];
 
     // Secrets from SSM Parameter Store: every function may read exactly the named parameters,
@@ -390,6 +404,7 @@ export class ChatStack extends Stack {
     const sessionHttp = lambdaIntegration(httpApi, 'SessionHttpIntegration', functions.SessionFunction, '2.0');
     const sendHttp = lambdaIntegration(httpApi, 'SendHttpIntegration', functions.SendFunction, '2.0');
     const webhookHttp = lambdaIntegration(httpApi, 'WebhookHttpIntegration', functions.WebhookFunction, '2.0');
+    const agentHttp = lambdaIntegration(httpApi, 'AgentHttpIntegration', functions.AgentFunction, '2.0');
 
     // The $default stage, auto-deployed. Its RouteSettings may only name routes that exist:
     // POST /sessions is created first, the stage after it, the other routes after the stage.
@@ -419,10 +434,23 @@ export class ChatStack extends Stack {
       route(httpApi, 'PostWebhookRoute', 'POST /webhook', webhookHttp),
       route(httpApi, 'GetWebhookRoute', 'GET /webhook', webhookHttp),
       route(httpApi, 'HealthRoute', 'GET /health', webhookHttp),
+      // People in the loop: a user asks for a person; the agents' console.
+      route(httpApi, 'HandoffRoute', 'POST /sessions/{id}/handoff', agentHttp),
+      route(httpApi, 'AgentInboxRoute', 'GET /agent/inbox', agentHttp),
+      route(httpApi, 'AgentSessionRoute', 'GET /agent/sessions/{id}', agentHttp),
+      route(httpApi, 'AgentMessagesRoute', 'GET /agent/sessions/{id}/messages', agentHttp),
+      route(httpApi, 'AgentPostMessageRoute', 'POST /agent/sessions/{id}/messages', agentHttp),
+      route(httpApi, 'AgentChangeRoute', 'POST /agent/sessions/{id}/{action}', agentHttp),
+      route(httpApi, 'AgentCannedRoute', 'GET /agent/canned', agentHttp),
+      route(httpApi, 'AgentCreateCannedRoute', 'POST /agent/canned', agentHttp),
+      route(httpApi, 'AgentUpdateCannedRoute', 'PUT /agent/canned/{cid}', agentHttp),
+      route(httpApi, 'AgentDeleteCannedRoute', 'DELETE /agent/canned/{cid}', agentHttp),
+      route(httpApi, 'AgentAgentsRoute', 'GET /agent/agents', agentHttp),
     );
     invokePermission('SessionHttpPermission', functions.SessionFunction, httpApi);
     invokePermission('SendHttpPermission', functions.SendFunction, httpApi);
     invokePermission('WebhookHttpPermission', functions.WebhookFunction, httpApi);
+    invokePermission('AgentHttpPermission', functions.AgentFunction, httpApi);
 
     // ----- WebSocket API --------------------------------------------------------------------
 

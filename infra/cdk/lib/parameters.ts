@@ -257,6 +257,7 @@ export const PARAMETERS = {
   ConnectReservedConcurrency: reserved('connect'),
   DisconnectReservedConcurrency: reserved('disconnect'),
   DispatchReservedConcurrency: reserved('dispatch'),
+  AgentReservedConcurrency: reserved('agent'),
 } satisfies Record<string, ParameterSpec>;
 
 export type ParameterName = keyof typeof PARAMETERS;
@@ -316,7 +317,7 @@ export function declareConditions(scope: Construct, p: Parameters): Conditions {
   );
   const HasAlarmTopic = condition('HasAlarmTopic', notEmpty(p.AlarmTopicArn));
   const reservedConcurrency: Record<string, CfnCondition> = {};
-  for (const fn of ['Session', 'Send', 'Webhook', 'Connect', 'Disconnect', 'Dispatch']) {
+  for (const fn of ['Session', 'Send', 'Webhook', 'Connect', 'Disconnect', 'Dispatch', 'Agent']) {
     const value = p[`${fn}ReservedConcurrency` as ParameterName].valueAsString;
     reservedConcurrency[`${fn}Function`] = condition(
       `Has${fn}ReservedConcurrency`,
