@@ -64,12 +64,12 @@ SCENARIOS = {
         "AuthJwtAudience": "chat", "AuthJwtIssuer": "https://id.example.com/",
         "AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:chat-alarms",
         **{f"{f}ReservedConcurrency": "5"
-           for f in ("Session", "Send", "Webhook", "Connect", "Disconnect", "Dispatch")}},
+           for f in ("Session", "Send", "Webhook", "Connect", "Disconnect", "Dispatch", "Agent")}},
     "mixed: one secret in SSM, an app JWT secret, reserved concurrency 0": {
         **REQUIRED, "WebhookSecretParameter": "/chat/prod/webhook-secret",
         "SessionSecret": "s" * 32, "AuthJwtSecret": "j" * 32,
         **{f"{f}ReservedConcurrency": "0"
-           for f in ("Session", "Send", "Webhook", "Connect", "Disconnect", "Dispatch")}},
+           for f in ("Session", "Send", "Webhook", "Connect", "Disconnect", "Dispatch", "Agent")}},
 }
 
 CDK_ONLY_PARAMETERS = {"BootstrapVersion"}
@@ -463,6 +463,9 @@ DRIFTS = [
     ("a route reaching another function",
      lambda d: _props(d, "GetSessionRoute").update(Target={"Fn::Sub": "integrations/${SendHttpIntegration}"}),
      "Route Api HTTP GET /sessions/{id} / Properties / Target"),
+    ("an agent's route reaching another function",
+     lambda d: _props(d, "AgentChangeRoute").update(Target={"Fn::Sub": "integrations/${SessionHttpIntegration}"}),
+     "Route Api HTTP POST /agent/sessions/{id}/{action} / Properties / Target"),
     ("a route key", lambda d: _props(d, "PingRoute").update(RouteKey="pong"),
      "Route Api WEBSOCKET pong"),
     ("a route removed", lambda d: d["Resources"].pop("HealthRoute"),
@@ -483,6 +486,9 @@ DRIFTS = [
      "Table / Properties / TimeToLiveSpecification / AttributeName"),
     ("table index", lambda d: _props(d, "Table")["LocalSecondaryIndexes"][0].update(IndexName="byMsg"),
      "Table / Properties / LocalSecondaryIndexes"),
+    ("an inbox index's key",
+     lambda d: _props(d, "Table")["GlobalSecondaryIndexes"][2]["KeySchema"][1].update(AttributeName="waitSk"),
+     "Table / Properties / GlobalSecondaryIndexes"),
     ("table retention", lambda d: d["Resources"]["Table"].update(DeletionPolicy="Delete"),
      "Table / DeletionPolicy"),
     ("alarm", lambda d: _props(d, "DeadLetterAlarm").update(Threshold=5),

@@ -1,6 +1,6 @@
 /**
  * The chat backend's stack, resource for resource what template.yaml deploys with SAM: the
- * table, the dispatch queue and its dead-letter queue with the alarm, the six Rust Lambdas
+ * table, the dispatch queue and its dead-letter queue with the alarm, the seven Rust Lambdas
  * (arm64, provided.al2023) with their least-privilege policies and log groups, the HTTP API
  * and the WebSocket API with their routes and stage throttling, and the outputs.
  * tests/cdk-check synthesizes it and compares it with template.yaml after the SAM transform,
@@ -47,10 +47,17 @@ export interface ChatStackProps extends StackProps {
   readonly parameterDefaults?: Partial<Record<ParameterName, string>>;
 }
 
-/** What differs between the six functions. */
+/** What differs between the seven functions. */
 interface FunctionSpec {
   /** The construct id, also the folder name `sam build` gives the function's artifacts. */
-  readonly id: 'SessionFunction' | 'SendFunction' | 'WebhookFunction' | 'ConnectFunction' | 'DisconnectFunction' | 'DispatchFunction';
+  readonly id:
+    | 'SessionFunction'
+    | 'SendFunction'
+    | 'WebhookFunction'
+    | 'ConnectFunction'
+    | 'DisconnectFunction'
+    | 'DispatchFunction'
+    | 'AgentFunction';
   /** The binary of `functions/src/bin/`. */
   readonly binary: string;
   readonly description: string;
@@ -63,7 +70,7 @@ interface FunctionSpec {
 }
 
 const DESCRIPTION =
-  'chat-backend: a chat backend whose replies come from an n8n workflow. Six Rust Lambdas (arm64, provided.al2023), ' +
+  'chat-backend: a chat backend whose replies come from an n8n workflow. Seven Rust Lambdas (arm64, provided.al2023), ' +
   'one DynamoDB table, an SQS queue with a dead-letter queue, an HTTP API and a WebSocket API. ' +
   'Deployed with the CDK app in infra/cdk.';
 
@@ -98,6 +105,18 @@ export class ChatStack extends Stack {
       sortKey: { name: 'msgId', type: dynamodb.AttributeType.STRING },
       projectionType: dynamodb.ProjectionType.ALL,
     });
+    // The agents' inbox: sparse indexes, so only sessions a person was asked for or holds are
+    // in them (sessions with the bot cost no index write).
+    const inboxIndex = (indexName: string, partitionKey: string, sortKey: string) =>
+      table.addGlobalSecondaryIndex({
+        indexName,
+        partitionKey: { name: partitionKey, type: dynamodb.AttributeType.STRING },
+        sortKey: { name: sortKey, type: dynamodb.AttributeType.STRING },
+        projectionType: dynamodb.ProjectionType.ALL,
+      });
+    inboxIndex('byWaiting', 'waitPk', 'waitSk');
+    inboxIndex('byActivity', 'openPk', 'activity');
+    inboxIndex('byHolder', 'heldBy', 'activity');
 
     // ----- dispatch queue -------------------------------------------------------------------
 
@@ -146,7 +165,7 @@ export class ChatStack extends Stack {
       corsConfiguration: {
         allowOrigins: ['*'],
         allowHeaders: ['authorization', 'content-type'],
-        allowMethods: ['GET', 'POST'],
+        allowMethods: ['GET', 'POST', 'PUT', 'DELETE'],
         exposeHeaders: ['retry-after'],
         maxAge: 600,
       },
@@ -192,6 +211,7 @@ export class ChatStack extends Stack {
       CHAT_MAX_CONTENT_CHARS: p.MaxContentChars.valueAsString,
       CHAT_MAX_REPLY_CHARS: p.MaxReplyChars.valueAsString,
       CHAT_REPLY_TIMEOUT_MS: p.ReplyTimeoutMs.valueAsString,
+      CHAT_HANDOFF_TIMEOUT_MS: p.HandoffTimeoutMs.valueAsString,
       CHAT_RATE_MESSAGES_PER_MINUTE: p.RateMessagesPerMinute.valueAsString,
       CHAT_RATE_SESSIONS_PER_5MIN: p.RateSessionsPer5Min.valueAsString,
       CHAT_RATE_WEBHOOKS_PER_MINUTE: p.RateWebhooksPerMinute.valueAsString,
@@ -207,6 +227,16 @@ export class ChatStack extends Stack {
       actions: ['dynamodb:Query'],
       resources: [`${table.tableArn}/index/byMessageId`],
     });
+    // The agents' inbox indexes, each granted only where it is queried.
+    const inboxIndexes = (...names: ('byWaiting' | 'byActivity' | 'byHolder')[]) =>
+      new iam.PolicyStatement({
+        sid: 'InboxIndexes',
+        actions: ['dynamodb:Query'],
+        resources: names.map((name) => `${table.tableArn}/index/${name}`),
+      });
+    // The dispatch queue: a user message for n8n, or the handoff timeout's delayed job
+    // (HandoffTimeoutMs set).
+    const enqueue = new iam.PolicyStatement({ sid: 'Enqueue', actions: ['sqs:SendMessage'], resources: [queue.queueArn] });
     const push = new iam.PolicyStatement({
       sid: 'Push',
       actions: ['execute-api:ManageConnections'],
@@ -224,34 +254,35 @@ export class ChatStack extends Stack {
       {
         id: 'SendFunction',
         binary: 'send',
-        description: 'HTTP: POST /sessions/{id}/messages; WebSocket: sendMessage, typing, read, ping, $default',
+        description:
+          "HTTP: POST /sessions/{id}/messages; WebSocket: sendMessage, typing, read, ping, $default (the user's handoff, agents' typing and status)",
         reservedConcurrency: 'SendReservedConcurrency',
-        statements: [
-          tableStatement(...allTableActions),
-          new iam.PolicyStatement({ sid: 'Enqueue', actions: ['sqs:SendMessage'], resources: [queue.queueArn] }),
-          push,
-        ],
+        // The agents list (an agent's status frame).
+        statements: [tableStatement(...allTableActions), inboxIndexes('byActivity'), enqueue, push],
       },
       {
         id: 'WebhookFunction',
         binary: 'webhook',
         description: 'HTTP: POST /webhook (n8n replies), GET /webhook, GET /health',
         reservedConcurrency: 'WebhookReservedConcurrency',
-        statements: [tableStatement(...allTableActions), messageIndex, push],
+        statements: [tableStatement(...allTableActions), messageIndex, enqueue, push],
       },
       {
         id: 'ConnectFunction',
         binary: 'connect',
-        description: 'WebSocket $connect: checks ?sessionId=&token= and stores the connection (never pushes)',
+        description:
+          "WebSocket $connect: checks ?sessionId=&token= (a user) or ?agentToken= (an agent) and stores the connection; pushes only to others (the agents list, the holder's presence)",
         reservedConcurrency: 'ConnectReservedConcurrency',
-        statements: [tableStatement('GetItem', 'PutItem')],
+        statements: [tableStatement('GetItem', 'Query', 'PutItem'), inboxIndexes('byActivity'), push],
       },
       {
         id: 'DisconnectFunction',
         binary: 'disconnect',
-        description: "WebSocket $disconnect: deletes the connection's items (best effort; they also expire by TTL)",
+        description:
+          "WebSocket $disconnect: deletes the connection's items (best effort; they also expire by TTL); presence and the agents list to others",
         reservedConcurrency: 'DisconnectReservedConcurrency',
-        statements: [tableStatement('GetItem', 'DeleteItem')],
+        // An agent going offline: the sessions it holds, the agents list.
+        statements: [tableStatement('GetItem', 'Query', 'DeleteItem'), inboxIndexes('byActivity', 'byHolder'), push],
       },
       {
         id: 'DispatchFunction',
@@ -274,8 +305,16 @@ export class ChatStack extends Stack {
             actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueAttributes'],
             resources: [queue.queueArn],
           }),
+          enqueue,
           push,
         ],
+      },
+      {
+        id: 'AgentFunction',
+        binary: 'agent',
+        description: "HTTP: the agents' routes (/agent/*) and POST /sessions/{id}/handoff",
+        reservedConcurrency: 'AgentReservedConcurrency',
+        statements: [tableStatement(...allTableActions), inboxIndexes('byWaiting', 'byActivity', 'byHolder'), enqueue, push],
       },
     ];
 
@@ -365,6 +404,7 @@ export class ChatStack extends Stack {
     const sessionHttp = lambdaIntegration(httpApi, 'SessionHttpIntegration', functions.SessionFunction, '2.0');
     const sendHttp = lambdaIntegration(httpApi, 'SendHttpIntegration', functions.SendFunction, '2.0');
     const webhookHttp = lambdaIntegration(httpApi, 'WebhookHttpIntegration', functions.WebhookFunction, '2.0');
+    const agentHttp = lambdaIntegration(httpApi, 'AgentHttpIntegration', functions.AgentFunction, '2.0');
 
     // The $default stage, auto-deployed. Its RouteSettings may only name routes that exist:
     // POST /sessions is created first, the stage after it, the other routes after the stage.
@@ -394,10 +434,23 @@ export class ChatStack extends Stack {
       route(httpApi, 'PostWebhookRoute', 'POST /webhook', webhookHttp),
       route(httpApi, 'GetWebhookRoute', 'GET /webhook', webhookHttp),
       route(httpApi, 'HealthRoute', 'GET /health', webhookHttp),
+      // People in the loop: a user asks for a person; the agents' console.
+      route(httpApi, 'HandoffRoute', 'POST /sessions/{id}/handoff', agentHttp),
+      route(httpApi, 'AgentInboxRoute', 'GET /agent/inbox', agentHttp),
+      route(httpApi, 'AgentSessionRoute', 'GET /agent/sessions/{id}', agentHttp),
+      route(httpApi, 'AgentMessagesRoute', 'GET /agent/sessions/{id}/messages', agentHttp),
+      route(httpApi, 'AgentPostMessageRoute', 'POST /agent/sessions/{id}/messages', agentHttp),
+      route(httpApi, 'AgentChangeRoute', 'POST /agent/sessions/{id}/{action}', agentHttp),
+      route(httpApi, 'AgentCannedRoute', 'GET /agent/canned', agentHttp),
+      route(httpApi, 'AgentCreateCannedRoute', 'POST /agent/canned', agentHttp),
+      route(httpApi, 'AgentUpdateCannedRoute', 'PUT /agent/canned/{cid}', agentHttp),
+      route(httpApi, 'AgentDeleteCannedRoute', 'DELETE /agent/canned/{cid}', agentHttp),
+      route(httpApi, 'AgentAgentsRoute', 'GET /agent/agents', agentHttp),
     );
     invokePermission('SessionHttpPermission', functions.SessionFunction, httpApi);
     invokePermission('SendHttpPermission', functions.SendFunction, httpApi);
     invokePermission('WebhookHttpPermission', functions.WebhookFunction, httpApi);
+    invokePermission('AgentHttpPermission', functions.AgentFunction, httpApi);
 
     // ----- WebSocket API --------------------------------------------------------------------
 

@@ -191,6 +191,13 @@ export const PARAMETERS = {
     description:
       'How long a user message waits for its reply before it is marked failed and the user is told (at most 15 minutes, the longest SQS delay).',
   },
+  HandoffTimeoutMs: {
+    type: 'String',
+    default: '',
+    allowedPattern: '^([0-9]{4,8})?$',
+    description:
+      'How long a session waits for a person before the bot resumes, in milliseconds (CHAT_HANDOFF_TIMEOUT_MS, 1000 to 86400000). Empty - it waits until an agent claims or releases it.',
+  },
   AlarmTopicArn: {
     type: 'String',
     default: '',
@@ -250,6 +257,7 @@ export const PARAMETERS = {
   ConnectReservedConcurrency: reserved('connect'),
   DisconnectReservedConcurrency: reserved('disconnect'),
   DispatchReservedConcurrency: reserved('dispatch'),
+  AgentReservedConcurrency: reserved('agent'),
 } satisfies Record<string, ParameterSpec>;
 
 export type ParameterName = keyof typeof PARAMETERS;
@@ -309,7 +317,7 @@ export function declareConditions(scope: Construct, p: Parameters): Conditions {
   );
   const HasAlarmTopic = condition('HasAlarmTopic', notEmpty(p.AlarmTopicArn));
   const reservedConcurrency: Record<string, CfnCondition> = {};
-  for (const fn of ['Session', 'Send', 'Webhook', 'Connect', 'Disconnect', 'Dispatch']) {
+  for (const fn of ['Session', 'Send', 'Webhook', 'Connect', 'Disconnect', 'Dispatch', 'Agent']) {
     const value = p[`${fn}ReservedConcurrency` as ParameterName].valueAsString;
     reservedConcurrency[`${fn}Function`] = condition(
       `Has${fn}ReservedConcurrency`,
