@@ -55,7 +55,7 @@ REQUIRED = {"N8nWebhookUrl": "https://n8n.example.com/webhook/chat"}
 SCENARIOS = {
     "defaults, secrets as values": {
         **REQUIRED, "WebhookSecret": "w" * 32, "SessionSecret": "s" * 32},
-    "every option on: secrets in SSM, JWKS, alarm topic, reserved concurrency": {
+    "every option on: secrets in SSM, JWKS, alarm topic, reserved concurrency, session start": {
         **REQUIRED,
         "WebhookSecretParameter": "/chat/prod/webhook-secret",
         "SessionSecretParameter": "/chat/prod/session-secret",
@@ -63,6 +63,7 @@ SCENARIOS = {
         "AuthJwksUrl": "https://id.example.com/.well-known/jwks.json",
         "AuthJwtAudience": "chat", "AuthJwtIssuer": "https://id.example.com/",
         "AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:chat-alarms",
+        "N8nSessionStart": "true",
         **{f"{f}ReservedConcurrency": "5"
            for f in ("Session", "Send", "Webhook", "Connect", "Disconnect", "Dispatch", "Agent")}},
     "mixed: one secret in SSM, an app JWT secret, reserved concurrency 0": {

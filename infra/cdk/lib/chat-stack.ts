@@ -208,6 +208,7 @@ export class ChatStack extends Stack {
       CHAT_DISPATCH_TIMEOUT_MS: p.DispatchTimeoutMs.valueAsString,
       CHAT_STREAM_TIMEOUT_MS: p.StreamTimeoutMs.valueAsString,
       CHAT_WELCOME_MESSAGE: p.WelcomeMessage.valueAsString,
+      CHAT_N8N_SESSION_START: p.N8nSessionStart.valueAsString,
       CHAT_MAX_CONTENT_CHARS: p.MaxContentChars.valueAsString,
       CHAT_MAX_REPLY_CHARS: p.MaxReplyChars.valueAsString,
       CHAT_REPLY_TIMEOUT_MS: p.ReplyTimeoutMs.valueAsString,
@@ -340,6 +341,15 @@ export class ChatStack extends Stack {
       }),
     };
 
+    // The session-start job that asks n8n for a greeting: the session function may queue it
+    // only when N8nSessionStart is true (as in template.yaml).
+    const sessionStartPolicy = {
+      PolicyName: 'SessionStart',
+      PolicyDocument: new iam.PolicyDocument({
+        statements: [new iam.PolicyStatement({ sid: 'SessionStart', actions: ['sqs:SendMessage'], resources: [queue.queueArn] })],
+      }),
+    };
+
     const functions = {} as Record<FunctionSpec['id'], lambda.Function>;
     for (const spec of specs) {
       const fn = new lambda.Function(this, spec.id, {
@@ -362,7 +372,9 @@ export class ChatStack extends Stack {
       }
       (fn.role!.node.defaultChild as iam.CfnRole).addPropertyOverride(
         'Policies',
-        ifElse(c.HasSecretParameters, [secretsPolicy], Aws.NO_VALUE),
+        spec.id === 'SessionFunction'
+          ? [ifElse(c.HasSecretParameters, secretsPolicy, Aws.NO_VALUE), ifElse(c.HasSessionStart, sessionStartPolicy, Aws.NO_VALUE)]
+          : ifElse(c.HasSecretParameters, [secretsPolicy], Aws.NO_VALUE),
       );
       new logs.LogGroup(this, `${spec.id}Logs`, {
         logGroupName: `/aws/lambda/${fn.functionName}`,

@@ -15,6 +15,7 @@ export interface ParameterSpec {
   readonly default?: string | number;
   readonly noEcho?: boolean;
   readonly allowedPattern?: string;
+  readonly allowedValues?: string[];
   readonly constraintDescription?: string;
   readonly minValue?: number;
   readonly maxValue?: number;
@@ -151,6 +152,12 @@ export const PARAMETERS = {
     default: '',
     description: "Stored as every new session's first assistant message (CHAT_WELCOME_MESSAGE). Empty - none.",
   },
+  N8nSessionStart: {
+    type: 'String',
+    default: 'false',
+    allowedValues: ['false', 'true'],
+    description: "true - every new session asks n8n for a greeting (a dispatch with action 'sessionStart'; CHAT_N8N_SESSION_START).",
+  },
   MaxContentChars: {
     type: 'Number',
     default: 4000,
@@ -281,6 +288,7 @@ export function declareParameters(scope: Construct, defaults: Partial<Record<Par
       default: given ?? spec.default,
       noEcho: spec.noEcho,
       allowedPattern: spec.allowedPattern,
+      allowedValues: spec.allowedValues,
       constraintDescription: spec.constraintDescription,
       minValue: spec.minValue,
       maxValue: spec.maxValue,
@@ -298,6 +306,7 @@ export interface Conditions {
   readonly HasAuthJwtSecretParameter: CfnCondition;
   readonly HasSecretParameters: CfnCondition;
   readonly HasAlarmTopic: CfnCondition;
+  readonly HasSessionStart: CfnCondition;
   /** HasSessionReservedConcurrency and its siblings, by the function's construct id. */
   readonly reservedConcurrency: Record<string, CfnCondition>;
 }
@@ -316,6 +325,7 @@ export function declareConditions(scope: Construct, p: Parameters): Conditions {
     Fn.conditionOr(HasWebhookSecretParameter, HasSessionSecretParameter, HasAuthJwtSecretParameter),
   );
   const HasAlarmTopic = condition('HasAlarmTopic', notEmpty(p.AlarmTopicArn));
+  const HasSessionStart = condition('HasSessionStart', Fn.conditionEquals(p.N8nSessionStart.valueAsString, 'true'));
   const reservedConcurrency: Record<string, CfnCondition> = {};
   for (const fn of ['Session', 'Send', 'Webhook', 'Connect', 'Disconnect', 'Dispatch', 'Agent']) {
     const value = p[`${fn}ReservedConcurrency` as ParameterName].valueAsString;
@@ -331,6 +341,7 @@ export function declareConditions(scope: Construct, p: Parameters): Conditions {
     HasAuthJwtSecretParameter,
     HasSecretParameters,
     HasAlarmTopic,
+    HasSessionStart,
     reservedConcurrency,
   };
 }
