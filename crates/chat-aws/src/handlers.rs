@@ -89,7 +89,9 @@ pub async fn run_http(app: App) -> Result<(), lambda_runtime::Error> {
     let app = &app;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |e: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| async move {
-            Ok::<_, lambda_runtime::Error>(http(app, e.payload).await)
+            Ok::<_, lambda_runtime::Error>(
+                crate::invocation(&e.context, http(app, e.payload)).await,
+            )
         },
     ))
     .await

@@ -6,11 +6,13 @@
 //! - [`app::App`]: configuration from the environment and the clients, built once per cold
 //!   start and shared by every invocation.
 //! - [`secrets`]: secrets from SSM Parameter Store, read once per cold start.
+//! - [`emf`]: the metrics recorder, CloudWatch Embedded Metric Format lines on stdout.
 //! - [`handlers`]: one plain async function per Lambda, from its event to its response; the
 //!   binaries under `functions/` only wire one of them to `lambda_runtime`.
 
 pub mod app;
 pub mod dynamo;
+pub mod emf;
 pub mod handlers;
 pub mod push;
 pub mod secrets;
@@ -48,4 +50,27 @@ pub fn init_tracing() {
         .flatten_event(true)
         .without_time()
         .init();
+}
+
+/// Installs the metrics recorder of the Lambdas ([`emf`]): namespace, stage and function
+/// from the environment.
+pub fn init_metrics() {
+    emf::install(emf::EmfConfig::from_lookup(&|k| std::env::var(k).ok()));
+}
+
+/// One invocation: `work` runs in a `request` span carrying Lambda's request id (and the
+/// session id once the core knows it), then what it recorded is written as EMF lines.
+pub async fn invocation<R>(
+    context: &lambda_runtime::Context,
+    work: impl std::future::Future<Output = R>,
+) -> R {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "request",
+        request_id = %context.request_id,
+        session_id = tracing::field::Empty
+    );
+    let out = work.instrument(span).await;
+    emf::flush();
+    out
 }

@@ -172,6 +172,7 @@ pub async fn run(
         websocket_url,
     )?;
 
+    crate::metrics::install();
     let db = Db::open(&local.data_dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Arc::new(SqliteStore::new(db.clone()));

@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
     local
         .route("/", get(page))
         .route("/ws", get(crate::ws::upgrade))
+        .route("/metrics", get(crate::metrics::serve))
         .route("/dev/n8n", post(dev_bot))
         .with_state(state)
         .merge(api)

@@ -96,7 +96,13 @@ impl Dispatcher {
             history: &history.messages,
             callback_url: format!("{}/webhook", svc.config.public_url.trim_end_matches('/')),
         });
-        match self.agent.deliver(request).await {
+        crate::metrics::dispatch_attempted();
+        let delivered = self.agent.deliver(request).await;
+        match &delivered {
+            Ok(_) => crate::metrics::dispatch_accepted(message.created_at, svc.now()),
+            Err(_) => crate::metrics::dispatch_failed(attempt >= svc.config.dispatch.max_attempts),
+        }
+        match delivered {
             Ok(body) => {
                 tracing::info!(message_id = %message.id, attempt, "dispatched to n8n");
                 let mut message = message;
@@ -152,6 +158,7 @@ impl Dispatcher {
             return Ok(DispatchOutcome::Retry(Duration::from_millis(early as u64)));
         }
         tracing::warn!(message_id = %message.id, status = message.status.as_str(), "no reply before the deadline");
+        crate::metrics::reply_timed_out();
         self.fail(job, FailReason::TimedOut).await?;
         Ok(DispatchOutcome::DeadLettered)
     }

@@ -34,6 +34,7 @@ impl ChatService {
             expires_at: session.expires_at,
         };
         self.store().put_connection(&connection).await?;
+        crate::metrics::connection_opened();
         tracing::info!(session_id = %session.id, connection_id, "connected");
         Ok(connection)
     }
@@ -42,6 +43,7 @@ impl ChatService {
     pub async fn disconnect(&self, connection_id: &str) -> Result<(), ChatError> {
         if let Some(c) = self.store().get_connection(connection_id).await? {
             self.store().delete_connection(&c).await?;
+            crate::metrics::connection_closed();
             tracing::info!(session_id = %c.session_id, connection_id, "disconnected");
         }
         Ok(())

@@ -134,6 +134,9 @@ impl ChatService {
                     });
                 }
                 if let Some(original) = replied.filter(|r| message.reply_to == Some(r.id)) {
+                    if appended.created {
+                        crate::metrics::answered(original.created_at, message.created_at);
+                    }
                     events.extend(self.advance(&original, MessageStatus::Answered).await?);
                 }
                 self.broadcast_many(session, &events, None).await;

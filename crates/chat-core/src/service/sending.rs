@@ -82,6 +82,7 @@ impl ChatService {
                         .await;
                 }
                 let message = appended.message;
+                crate::metrics::message_stored();
                 self.enqueue(&message).await?;
                 if let Some(origin) = origin {
                     self.send_to_connection(&session.id, origin, &ack_of(&message).to_frame())
