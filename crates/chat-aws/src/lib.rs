@@ -7,6 +7,7 @@
 //!   start and shared by every invocation.
 //! - [`secrets`]: secrets from SSM Parameter Store, read once per cold start.
 //! - [`emf`]: the metrics recorder, CloudWatch Embedded Metric Format lines on stdout.
+//! - [`redrive`]: the dead-letter queue's dispatches back to the queue (`chat-admin redrive`).
 //! - [`handlers`]: one plain async function per Lambda, from its event to its response; the
 //!   binaries under `functions/` only wire one of them to `lambda_runtime`.
 
@@ -15,6 +16,7 @@ pub mod dynamo;
 pub mod emf;
 pub mod handlers;
 pub mod push;
+pub mod redrive;
 pub mod secrets;
 pub mod sqs;
 

@@ -1,6 +1,7 @@
 //! `chat-local`: start the chat server on this machine. Configuration is read from `CHAT_*`
 //! environment variables (see the README); logs go to stderr, and one line on stdout says
-//! where the server listens, for scripts and tests.
+//! where the server listens, for scripts and tests. `chat-local admin redrive` queues the
+//! deliveries given up after their last attempt again (see the README's Operations).
 
 use std::process::ExitCode;
 
@@ -23,6 +24,31 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] => {}
+        ["admin", "redrive"] => {
+            return match chat_local::app::redrive(&local, &env).await {
+                Ok(done) => {
+                    println!(
+                        "chat-local: {} message(s) redriven, {} dead job(s) dropped (answered meanwhile or gone)",
+                        done.redriven, done.dropped
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("chat-local admin redrive: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {
+            eprintln!(
+                "usage: chat-local              start the server\n       chat-local admin redrive   queue the deliveries given up after their last attempt again"
+            );
+            return ExitCode::from(2);
+        }
+    }
     let ready = |addr| {
         println!("chat-local listening on http://{addr}");
     };
