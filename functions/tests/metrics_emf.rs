@@ -1,7 +1,8 @@
 //! The Lambdas' metrics, as CloudWatch reads them: a whole chat round through the real
 //! binaries (booted as Lambda boots them, against the AWS emulator), then every CloudWatch
 //! Embedded Metric Format line they wrote on stdout parsed, checked against the EMF
-//! specification's shape, and added up: each figure must equal what the round did.
+//! specification's shape, and added up: each figure must equal what the round did. Their
+//! JSON log lines carry the invocation's request id and the session id, and no content.
 //!
 //! The round: a session, a WebSocket connection, two messages (one answered by n8n's
 //! callback through the `webhook` function, one streamed by n8n in its response to
@@ -152,6 +153,43 @@ async fn receive(fresh: &common::Fresh, want: usize) -> Value {
     json!({ "Records": records })
 }
 
+/// The JSON log lines of an invocation carry its request id and its session id in their
+/// spans, and never a message's content.
+fn check_log_lines(function: &str, output: &str, session: &str) {
+    let logs: Vec<Value> = output
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("_aws").is_none())
+        .collect();
+    for content in ["Hello", "stream it", "an answer", "Hel", "lo\""] {
+        assert!(
+            !output.contains(content),
+            "{function} logged content {content:?}: {output}"
+        );
+    }
+    let mut in_requests = 0;
+    for line in &logs {
+        let Some(spans) = line["spans"].as_array() else {
+            continue; // a line of the cold start, before any request
+        };
+        let request = spans
+            .iter()
+            .find(|s| s["name"] == "request")
+            .unwrap_or_else(|| panic!("{function}: a line outside its request span: {line}"));
+        assert!(request["request_id"].is_string(), "{line}");
+        let session_of = spans.iter().find_map(|s| s["session_id"].as_str());
+        assert_eq!(session_of, Some(session), "{function}: {line}");
+        in_requests += 1;
+    }
+    // (The disconnect finds its connection already forgotten by the 410, and says nothing.)
+    if function != "disconnect" {
+        assert!(
+            in_requests > 0,
+            "{function} logged nothing in a request: {output}"
+        );
+    }
+}
+
 /// A management API that answers every push with 410 Gone.
 async fn gone_endpoint() -> String {
     let app = axum::Router::new().fallback(|| async {
@@ -272,6 +310,7 @@ async fn a_chat_round_writes_emf_lines_that_add_up_to_what_happened() {
     let mut by_function: BTreeMap<(String, String), f64> = BTreeMap::new();
     for (function, output) in &outputs {
         assert_no_secrets(function, output);
+        check_log_lines(function, output, &sid);
         for doc in emf_lines(output) {
             for (name, values) in check_emf(&doc, function) {
                 if name.ends_with("_ms") {

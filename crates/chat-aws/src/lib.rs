@@ -35,7 +35,8 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// JSON logs on stdout, one object per line, as CloudWatch Logs expects, at the level of
+/// JSON logs on stdout, one object per line with its spans (`request_id`, `session_id`), as
+/// CloudWatch Logs expects, at the level of
 /// `AWS_LAMBDA_LOG_LEVEL` (Lambda's log-level setting) or else `RUST_LOG`: `error`, `warn`,
 /// `info` (the default), `debug` or `trace`. A plain level, not an `EnvFilter` directive, so
 /// the binaries do not carry a regex engine.
@@ -48,7 +49,10 @@ pub fn init_tracing() {
         .json()
         .with_max_level(level)
         .with_target(false)
+        // Every span of the line (the invocation's request id, the session id, a job's
+        // message id): see chat_core::trace.
         .with_current_span(false)
+        .with_span_list(true)
         .flatten_event(true)
         .without_time()
         .init();
@@ -67,12 +71,9 @@ pub async fn invocation<R>(
     work: impl std::future::Future<Output = R>,
 ) -> R {
     use tracing::Instrument;
-    let span = tracing::info_span!(
-        "request",
-        request_id = %context.request_id,
-        session_id = tracing::field::Empty
-    );
-    let out = work.instrument(span).await;
+    let out = work
+        .instrument(chat_core::trace::request_span(&context.request_id))
+        .await;
     emf::flush();
     out
 }

@@ -26,6 +26,7 @@ pub mod rate;
 pub mod service;
 pub mod signature;
 pub mod token;
+pub mod trace;
 pub mod validate;
 
 pub use config::Config;

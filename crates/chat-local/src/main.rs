@@ -13,6 +13,8 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,tower_http=warn,hyper=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let env = |k: &str| std::env::var(k).ok();
     // More descriptors, more connections: the caps are derived from this limit.

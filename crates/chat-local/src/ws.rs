@@ -91,7 +91,14 @@ pub async fn upgrade(
         .on_failed_upgrade(move |_| {
             failed.hub.unregister(&failed_id);
         })
-        .on_upgrade(move |socket| run(socket, s, connection, outbox))
+        .on_upgrade(move |socket| {
+            // The socket's lines carry its connection id as their request id, and its session;
+            // each frame is a request of its own within it (as on API Gateway).
+            use tracing::Instrument;
+            let span = chat_core::trace::request_span(&connection.id);
+            span.record("session_id", tracing::field::display(connection.session_id));
+            run(socket, s, connection, outbox).instrument(span)
+        })
 }
 
 fn too_many(refused: &Refused) -> Response {
@@ -106,6 +113,16 @@ fn too_many(refused: &Refused) -> Response {
     res
 }
 
+/// One frame from the socket, in a request span of its own.
+async fn frame(s: &AppState, connection: &Connection, frame: &[u8]) {
+    use tracing::Instrument;
+    let id = ulid::Ulid::new().to_string();
+    s.service
+        .handle_frame(connection, frame)
+        .instrument(chat_core::trace::request_span(&id))
+        .await
+}
+
 async fn run(socket: WebSocket, s: AppState, connection: Connection, outbox: Outbox) {
     let (sink, mut stream) = socket.split();
     let link = outbox.link.clone();
@@ -116,8 +133,8 @@ async fn run(socket: WebSocket, s: AppState, connection: Connection, outbox: Out
     loop {
         tokio::select! {
             msg = stream.next() => match msg {
-                Some(Ok(Message::Text(t))) => s.service.handle_frame(&connection, t.as_bytes()).await,
-                Some(Ok(Message::Binary(b))) => s.service.handle_frame(&connection, &b).await,
+                Some(Ok(Message::Text(t))) => frame(&s, &connection, t.as_bytes()).await,
+                Some(Ok(Message::Binary(b))) => frame(&s, &connection, &b).await,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Err(e)) if too_big(&e) => {
                     tracing::info!(connection_id = %connection.id, limit, "frame over the limit; closing (1009)");

@@ -48,10 +48,14 @@ impl Dispatcher {
     /// Runs one queued job: attempt number `attempt` (1-based) of a delivery, or a reply
     /// deadline check.
     pub async fn run(&self, job: DispatchJob, attempt: u32) -> Result<DispatchOutcome, ChatError> {
-        match job.kind {
-            JobKind::Dispatch => self.dispatch(job, attempt).await,
-            JobKind::Deadline => self.expire(job).await,
-        }
+        use tracing::Instrument;
+        let work = async {
+            match job.kind {
+                JobKind::Dispatch => self.dispatch(job, attempt).await,
+                JobKind::Deadline => self.expire(job).await,
+            }
+        };
+        work.instrument(crate::trace::job_span(&job)).await
     }
 
     /// Attempt number `attempt` (1-based) to deliver `job`. Retries and the dead letter are

@@ -79,6 +79,7 @@ impl ChatService {
 
     /// Handles one frame from a connection. Answers (`ack`, `pong`, `error`) go back to it.
     pub async fn handle_frame(&self, connection: &Connection, frame: &[u8]) {
+        crate::trace::session(&connection.session_id);
         if let Err((e, client_message_id)) = self.try_frame(connection, frame).await {
             let event = match e {
                 ChatError::RateLimited { retry_after_secs } => ServerEvent::Error {

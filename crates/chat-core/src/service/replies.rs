@@ -46,6 +46,7 @@ impl ChatService {
             return Err(refused);
         }
         let reply: WebhookReply = validate::parse_json(body)?;
+        crate::trace::session(&reply.session_id);
         validate::content(&reply.content, limits.max_reply_chars)?;
         if let Some(e) = &reply.event_id {
             validate::key("eventId", e)?;
