@@ -1,7 +1,8 @@
 """Prints, as JSON, what the emulator tests take from template.yaml: the table and queue
 definitions they create (keys, index, TTL attribute, queue timeout and redrive), so the tests
 build exactly what the template deploys, and each function's IAM policy statements, so
-crates/chat-aws/tests/iam_policy.rs can hold them to the calls the code makes.
+crates/chat-aws/tests/iam_policy.rs can hold them to the calls the code makes; and the alarms
+and dashboards (crates/chat-aws/tests/template.rs holds them to the metrics the code emits).
 
 Usage: .venv/bin/python infra/template_resources.py template.yaml [Parameter=value ...]
 
@@ -9,7 +10,7 @@ Parameters not given take their defaults. In the policies, conditions and Fn::If
 evaluated for those parameter values, and ARNs are made concrete with the pseudo parameters
 below, except that a resource of this template stands for itself by its logical id:
 `!GetAtt Table.Arn` is "Table", `${Table.Arn}/index/x` is "Table/index/x", `${WebSocketApi}` is
-"WebSocketApi".
+"WebSocketApi" (any attribute: `${DispatchQueue.QueueName}` is "DispatchQueue").
 """
 import json
 import re
@@ -60,13 +61,12 @@ def evaluate(v):
         if k == "Condition":
             return condition(a)
         if k == "Fn::GetAtt":
-            logical, attr = a if isinstance(a, list) else a.split(".", 1)
-            if attr != "Arn":
-                raise SystemExit(f"unsupported Fn::GetAtt {a}")
+            logical, _attr = a if isinstance(a, list) else a.split(".", 1)
             return logical
         if k == "Fn::Sub":
             return re.sub(r"\$\{([^}]+)\}",
-                          lambda m: param(m.group(1).removesuffix(".Arn")), a)
+                          lambda m: param(m.group(1) if m.group(1).startswith("AWS::")
+                                          else m.group(1).split(".")[0]), a)
         if k == "Fn::If":
             name, yes, no = a
             return evaluate(yes if condition(name) else no)
@@ -173,4 +173,7 @@ print(json.dumps({
     "functions": functions(),
     "apis": apis(),
     "environment": evaluate(template["Globals"]["Function"]["Environment"]["Variables"]),
+    "alarms": {k: evaluate(r["Properties"]) for k, r in res.items() if r["Type"] == "AWS::CloudWatch::Alarm"},
+    "dashboards": [json.loads(evaluate(r["Properties"]["DashboardBody"])) for r in res.values()
+                   if r["Type"] == "AWS::CloudWatch::Dashboard"],
 }))

@@ -37,6 +37,7 @@ Allowed differences, the only normalizations (see the README's "Deploy with CDK"
 - DependsOn from a function to its own role (and so that role's policies), which CDK adds;
 - list order where CloudFormation ignores it (attribute definitions, managed policy ARNs);
 - numbers and booleans compared as CloudFormation reads them (128 and "128" are the same).
+- a dashboard's body (JSON text) compared as the JSON it holds, not its layout.
 """
 
 import copy
@@ -169,8 +170,13 @@ class Template:
                 self.key[k] = (f"EventSourceMapping {self._first(p.get('EventSourceArn'), 'Queue')}"
                                f" -> {self._first(p.get('FunctionName'), 'Function ')}")
             elif t == "AWS::CloudWatch::Alarm":
+                # By its metric, or the metrics of its math; and what they measure.
+                stats = [q["MetricStat"]["Metric"] for q in p.get("Metrics", []) if "MetricStat" in q]
+                names = sorted({m.get("MetricName") for m in stats} | ({p["MetricName"]} if "MetricName" in p else set()))
                 on = ", ".join(self.key.get(r, r) for r in refs(p.get("Dimensions")))
-                self.key[k] = f"Alarm {p.get('Namespace')}/{p.get('MetricName')} of {on}"
+                self.key[k] = f"Alarm {'+'.join(names)}" + (f" of {on}" if on else "")
+            elif t == "AWS::CloudWatch::Dashboard":
+                self.key[k] = "Dashboard"
             elif k not in self.key:
                 self.key[k] = f"{t} {k}"
         names = list(self.key.values())
@@ -286,6 +292,13 @@ class Template:
             if depends:
                 out["DependsOn"] = sorted(set(depends))
             strip_sam_tag(out["Properties"])
+            body = out["Properties"].get("DashboardBody")
+            if isinstance(body, str):
+                # JSON text: compared as what it says, not how it is laid out.
+                try:
+                    out["Properties"]["DashboardBody"] = json.loads(body)
+                except ValueError:
+                    pass
             resources[self.key[k]] = out
         for name, r in resources.items():
             if r["Type"] == "AWS::IAM::Role":
@@ -494,6 +507,20 @@ DRIFTS = [
      "Table / DeletionPolicy"),
     ("alarm", lambda d: _props(d, "DeadLetterAlarm").update(Threshold=5),
      "Threshold"),
+    ("an alarm's statistic", lambda d: _props(d, "AnswerLatencyAlarm").update(ExtendedStatistic="p90"),
+     "Alarm chat_answer_latency_ms of Stage / Properties / ExtendedStatistic"),
+    ("an alarm's action", lambda d: _props(d, "FunctionErrorsAlarm").pop("AlarmActions"),
+     "Alarm Errors / Properties / AlarmActions"),
+    ("a metric of an alarm's math",
+     lambda d: _props(d, "FunctionThrottlesAlarm")["Metrics"][6]["MetricStat"]["Metric"]["Dimensions"][0].update(
+         Value={"Ref": "SendFunction"}),
+     "Alarm Throttles / Properties / Metrics"),
+    ("the failure rate's expression",
+     lambda d: _props(d, "DispatchFailureRateAlarm")["Metrics"][0].update(Expression="100 * failures / attempts"),
+     "Alarm chat_dispatch_attempts_total+chat_dispatch_failures_total / Properties / Metrics"),
+    ("a dashboard widget's metric",
+     lambda d: _props(d, "Dashboard").update(DashboardBody={"Fn::Sub": _props(d, "Dashboard")["DashboardBody"]["Fn::Sub"].replace('"p99"}]', '"p95"}]', 1)}),
+     "Dashboard / Properties / DashboardBody / widgets"),
     ("log retention", lambda d: _props(d, "DispatchFunctionLogs").update(RetentionInDays=7),
      "LogGroup of Function dispatch / Properties / RetentionInDays"),
     ("an output removed", lambda d: d["Outputs"].pop("DlqUrl"),

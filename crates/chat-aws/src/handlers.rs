@@ -14,7 +14,7 @@ use aws_lambda_events::http::{HeaderMap, HeaderValue, header};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use base64::Engine;
 use chat_core::error::ErrorCode;
-use chat_core::model::DispatchJob;
+use chat_core::model::{DispatchJob, JobKind};
 use chat_core::service::DispatchOutcome;
 use chat_core::{ChatError, api};
 use serde::{Deserialize, Serialize};
@@ -89,7 +89,9 @@ pub async fn run_http(app: App) -> Result<(), lambda_runtime::Error> {
     let app = &app;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |e: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| async move {
-            Ok::<_, lambda_runtime::Error>(http(app, e.payload).await)
+            Ok::<_, lambda_runtime::Error>(
+                crate::invocation(&e.context, http(app, e.payload)).await,
+            )
         },
     ))
     .await
@@ -289,7 +291,21 @@ async fn dispatch_one(app: &App, record: &SqsMessage) -> bool {
         .get("ApproximateReceiveCount")
         .and_then(|c| c.parse().ok())
         .unwrap_or(1);
+    let last = attempt >= dispatcher.service().config().dispatch.max_attempts;
     match dispatcher.run(job, attempt).await {
+        // Given up after its last attempt (the message is `failed`, the user told): the
+        // record is made visible again after a second (SQS's least), and its next receive
+        // makes the queue's redrive policy (maxReceiveCount = the attempts) move it to the
+        // dead-letter queue, where `chat-admin redrive` finds it.
+        Ok(DispatchOutcome::DeadLettered) if job.kind == JobKind::Dispatch && last => {
+            let receipt = record.receipt_handle.as_deref().unwrap_or_default();
+            if let Some(queue) = &app.retry
+                && let Err(e) = queue.retry_after(receipt, std::time::Duration::ZERO).await
+            {
+                tracing::warn!(error = %e, record = id, "could not release the record to the dead-letter queue; it goes after the visibility timeout");
+            }
+            false
+        }
         Ok(
             DispatchOutcome::Delivered | DispatchOutcome::Skipped | DispatchOutcome::DeadLettered,
         ) => true,

@@ -191,7 +191,7 @@ async fn one_bad_record_fails_alone_in_its_batch() {
 
 #[tokio::test]
 async fn n8n_failing_is_retried_with_backoff_then_dead_lettered_and_the_queue_redrives() {
-    let w = world().await;
+    let w = world_with(None, &[("CHAT_DISPATCH_BACKOFF_MS", "100")]).await;
     *w.n8n.status.lock().unwrap() = 500;
     let (sid, token) = w.session().await;
     let c = w.connect(&sid, &token).await;
@@ -218,17 +218,20 @@ async fn n8n_failing_is_retried_with_backoff_then_dead_lettered_and_the_queue_re
         hidden.messages.unwrap_or_default().is_empty(),
         "hidden during the backoff"
     );
-    // The last attempt, once the backoff has passed (receive count = max attempts), fails
-    // too: dead-lettered by us.
-    let batch = w.receive_jobs(1).await;
-    let mut batch = serde_json::to_value(batch).unwrap();
-    batch["Records"][0]["attributes"]["ApproximateReceiveCount"] = json!("3");
-    let out = handlers::dispatch(&w.app, serde_json::from_value(batch).unwrap()).await;
-    assert!(
-        out.batch_item_failures.is_empty(),
-        "handled: the user was told"
-    );
-    assert_eq!(w.n8n.count(), 2);
+    // Attempt 2 after the backoff, then the last (receive count = max attempts): it fails
+    // too, so the message is failed and the user told; the record is released at once and
+    // the queue's redrive policy moves it to the dead-letter queue, for a redrive.
+    for attempt in 2..=3 {
+        let batch = w.receive_jobs(1).await;
+        assert_eq!(
+            batch.records[0].attributes["ApproximateReceiveCount"],
+            attempt.to_string()
+        );
+        let out = handlers::dispatch(&w.app, batch).await;
+        assert_eq!(out.batch_item_failures.len(), 1, "attempt {attempt}");
+    }
+    assert_eq!(w.n8n.count(), 3);
+    w.wait_dead_lettered(1).await;
     let h = w.history(&sid, &token).await;
     assert_eq!(h[0]["status"], "failed");
     assert_eq!(
@@ -274,8 +277,8 @@ async fn n8n_failing_is_retried_with_backoff_then_dead_lettered_and_the_queue_re
     );
     assert_eq!(
         w.queue_depth(&w.f.dlq_url).await,
-        1,
-        "in the dead-letter queue"
+        2,
+        "in the dead-letter queue too"
     );
 }
 

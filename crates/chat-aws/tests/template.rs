@@ -348,3 +348,131 @@ fn the_dispatch_function_and_its_queue_fit_a_long_streamed_answer() {
     );
     assert_eq!(config.n8n_auth_header.unwrap().name, "Authorization");
 }
+
+/// Our rows of the dashboards and alarms: `(metric name, dimensions)` of every metric in the
+/// functions' namespace.
+fn our_metrics(t: &Value) -> Vec<(String, Vec<String>)> {
+    let ns = t["environment"]["CHAT_METRICS_NAMESPACE"].as_str().unwrap();
+    let mut out = Vec::new();
+    for d in t["dashboards"].as_array().unwrap() {
+        for w in d["widgets"].as_array().unwrap() {
+            for row in w["properties"]["metrics"].as_array().unwrap() {
+                let row = row.as_array().unwrap();
+                if row[0] == ns {
+                    let dims = row[2..]
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect();
+                    out.push((row[1].as_str().unwrap().to_string(), dims));
+                }
+            }
+        }
+    }
+    for a in t["alarms"].as_object().unwrap().values() {
+        let mut stats: Vec<&Value> = a["Metrics"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|q| q.get("MetricStat"))
+                    .map(|s| &s["Metric"])
+                    .collect()
+            })
+            .unwrap_or_default();
+        stats.push(a);
+        for m in stats.into_iter().filter(|m| m["Namespace"] == ns) {
+            let dims = m["Dimensions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|d| [d["Name"].as_str().unwrap(), d["Value"].as_str().unwrap()])
+                .map(str::to_string)
+                .collect();
+            out.push((m["MetricName"].as_str().unwrap().to_string(), dims));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_dashboard_and_alarms_read_every_metric_the_functions_emit_and_no_other() {
+    use chat_core::metrics::{COUNTERS, HISTOGRAMS};
+    let t = template_with(&[("Stage", "blue")]);
+    assert_eq!(t["environment"]["CHAT_STAGE"], "blue");
+    let used = our_metrics(&t);
+    let emitted: std::collections::BTreeSet<&str> =
+        COUNTERS.iter().chain(&HISTOGRAMS).copied().collect();
+    let shown: std::collections::BTreeSet<&str> = used.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(shown, emitted, "the dashboard shows what the code emits");
+    for (name, dims) in &used {
+        // The EMF recorder declares [Stage] and [Stage, Function]: a figure read by [Stage]
+        // alone is the whole stage's.
+        assert_eq!(
+            dims,
+            &["Stage", "blue"],
+            "{name} is read by the Stage dimension"
+        );
+    }
+    let latency = &t["alarms"]["AnswerLatencyAlarm"];
+    assert_eq!(latency["MetricName"], chat_core::metrics::ANSWER_LATENCY_MS);
+    assert_eq!(latency["ExtendedStatistic"], "p99");
+    let t = template_with(&[("AnswerLatencyAlarmMs", "4321")]);
+    assert_eq!(
+        number(&t["alarms"]["AnswerLatencyAlarm"]["Threshold"]),
+        4321.0
+    );
+}
+
+#[test]
+fn errors_and_throttles_are_watched_on_every_function() {
+    let t = template_with(&[]);
+    let functions: std::collections::BTreeSet<String> = t["functions"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|f| f["logicalId"].as_str().unwrap().to_string())
+        .collect();
+    for alarm in ["FunctionErrorsAlarm", "FunctionThrottlesAlarm"] {
+        let a = &t["alarms"][alarm];
+        let queries = a["Metrics"].as_array().unwrap();
+        let watched: std::collections::BTreeSet<String> = queries
+            .iter()
+            .filter_map(|q| q.get("MetricStat"))
+            .map(|s| {
+                s["Metric"]["Dimensions"][0]["Value"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(watched, functions, "{alarm}");
+        // The expression adds up every query it is given.
+        let expression = queries[0]["Expression"].as_str().unwrap();
+        for q in &queries[1..] {
+            let id = q["Id"].as_str().unwrap();
+            assert!(
+                expression.split(" + ").any(|term| term == id),
+                "{alarm}: {expression} leaves out {id}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_alarm_tells_the_topic_when_one_is_given_and_none_without() {
+    let topic = "arn:aws:sns:us-east-1:123456789012:chat-alarms";
+    let with = template_with(&[("AlarmTopicArn", topic)]);
+    let without = template_with(&[]);
+    let alarms = with["alarms"].as_object().unwrap();
+    assert!(alarms.len() >= 5, "{:?}", alarms.keys());
+    for (name, a) in alarms {
+        assert_eq!(a["AlarmActions"], serde_json::json!([topic]), "{name}");
+        assert!(
+            without["alarms"][name].get("AlarmActions").is_none(),
+            "{name} without a topic"
+        );
+        assert_eq!(
+            a["TreatMissingData"], "notBreaching",
+            "{name}: no traffic is no alarm"
+        );
+    }
+}

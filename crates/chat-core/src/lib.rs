@@ -8,6 +8,8 @@
 //! runs on AWS Lambda (DynamoDB, SQS, API Gateway) and in the single-process `chat-local`
 //! server (SQLite, an in-process queue, local WebSockets).
 //!
+//! [`metrics`] names the operational figures the service emits through the `metrics` facade.
+//!
 //! [`api`] is the framework-neutral HTTP layer both deployments share: it turns raw request
 //! parts into service calls and results into status codes and JSON bodies of the contract.
 
@@ -17,12 +19,14 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod rate;
 pub mod service;
 pub mod signature;
 pub mod token;
+pub mod trace;
 pub mod validate;
 
 pub use config::Config;

@@ -172,6 +172,7 @@ pub async fn run(
         websocket_url,
     )?;
 
+    crate::metrics::install();
     let db = Db::open(&local.data_dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Arc::new(SqliteStore::new(db.clone()));
@@ -284,6 +285,28 @@ async fn purge_hourly(
             _ = stop.changed() => return,
         }
     }
+}
+
+/// `chat-local admin redrive`: puts the deliveries given up after their last attempt (the
+/// `dead_jobs` of the database in `local.data_dir`) back on the queue, their messages
+/// `received` again with a new reply deadline (`CHAT_REPLY_TIMEOUT_MS` from now).
+pub async fn redrive(
+    local: &LocalConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<crate::queue::Redriven, StartError> {
+    // Only the reply timeout is read here; the URLs are not used.
+    let config = Config::from_env(
+        env,
+        local.webhook_secret.clone(),
+        local.session_secret.clone(),
+        "http://127.0.0.1".into(),
+        "ws://127.0.0.1/ws".into(),
+    )?;
+    let db = Db::open(&local.data_dir)?;
+    let jobs = JobQueue::new(db, Arc::new(SystemClock));
+    Ok(jobs
+        .redrive(config.dispatch.reply_timeout.as_millis() as i64)
+        .await?)
 }
 
 #[cfg(test)]

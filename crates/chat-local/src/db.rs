@@ -129,6 +129,13 @@ CREATE TABLE IF NOT EXISTS queue (
     PRIMARY KEY (message_id, kind)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS queue_by_due ON queue (due_at);
+-- Deliveries given up after their last attempt (their message is `failed`, the user told),
+-- kept for `chat-local admin redrive`, as SQS keeps them in the dead-letter queue on AWS.
+CREATE TABLE IF NOT EXISTS dead_jobs (
+    message_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    failed_at  INTEGER NOT NULL
+) WITHOUT ROWID;
 -- Earlier versions kept deliveries in `jobs` and rate-limit counters on disk (limits now live
 -- in memory): pending deliveries move to `queue`, the old tables go.
 CREATE TABLE IF NOT EXISTS jobs (message_id TEXT PRIMARY KEY, session_id TEXT, attempts INTEGER, due_at INTEGER);

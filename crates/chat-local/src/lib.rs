@@ -4,7 +4,8 @@
 //! and the durable [`queue`], a [`hub`] of WebSockets for `Push`, and a [`devbot`] that
 //! stands in for n8n over the real signed HTTP path. [`routes`] adds the page, the
 //! browser files, the WebSocket ([`ws`]) and the dev bot to the HTTP API of `chat-http`, served by the accept loop of [`serve`] within the
-//! [`limits`] that protect the process from slow, greedy and hostile clients.
+//! [`limits`] that protect the process from slow, greedy and hostile clients. [`metrics`]
+//! serves the core's operational figures as Prometheus text at `GET /metrics`.
 
 pub mod agent_token;
 pub mod app;
@@ -12,6 +13,7 @@ pub mod db;
 pub mod devbot;
 pub mod hub;
 pub mod limits;
+pub mod metrics;
 pub mod queue;
 pub mod routes;
 pub mod security;

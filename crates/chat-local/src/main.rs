@@ -3,7 +3,8 @@
 //! where the server listens, for scripts and tests.
 //!
 //! `chat-local agent-token --name Alex [--id a-1] [--hours 8]` prints an agent JWT instead
-//! (see [`chat_local::agent_token`]).
+//! (see [`chat_local::agent_token`]); `chat-local admin redrive` queues the deliveries given up
+//! after their last attempt again (see the README's Operations).
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,tower_http=warn,hyper=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let env = |k: &str| std::env::var(k).ok();
     // More descriptors, more connections: the caps are derived from this limit.
@@ -42,6 +45,30 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] => {}
+        ["admin", "redrive"] => {
+            return match chat_local::app::redrive(&local, &env).await {
+                Ok(done) => {
+                    println!(
+                        "chat-local: {} message(s) redriven, {} dead job(s) dropped (answered meanwhile or gone)",
+                        done.redriven, done.dropped
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("chat-local admin redrive: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {
+            eprintln!(
+                "usage: chat-local              start the server\n       chat-local admin redrive   queue the deliveries given up after their last attempt again"
+            );
+            return ExitCode::from(2);
+        }
+    }
     let ready = |addr| {
         println!("chat-local listening on http://{addr}");
     };

@@ -3,7 +3,9 @@
 //! It gives `chat-local` the same semantics SQS gives the Lambdas: a user message's delivery
 //! job and its reply-deadline job are written (durably, together) before the user's send is
 //! acknowledged, each run at least once, a delivery retried with the dispatcher's backoff,
-//! and dropped after success or dead-letter. Which jobs are being worked on is known only in
+//! and dropped after success. A delivery given up after its last attempt moves to the
+//! `dead_jobs` table (SQS's dead-letter queue on AWS), which [`JobQueue::redrive`]
+//! (`chat-local admin redrive`) puts back. Which jobs are being worked on is known only in
 //! memory, so after a crash or `kill -9` every remaining job runs again.
 
 use crate::db::Db;
@@ -137,6 +139,71 @@ impl JobQueue {
             .map_err(|e| QueueError(e.to_string()))
     }
 
+    /// Moves a delivery given up after its last attempt to `dead_jobs`.
+    async fn bury(&self, job: DispatchJob, now: Millis) -> Result<(), QueueError> {
+        let (id, sid) = (job.message_id.to_string(), job.session_id.to_string());
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "DELETE FROM queue WHERE message_id = ?1 AND kind = 'dispatch'",
+                    [&id],
+                )?;
+                c.execute(
+                    "INSERT OR REPLACE INTO dead_jobs (message_id, session_id, failed_at) VALUES (?1, ?2, ?3)",
+                    params![id, sid, now],
+                )
+                .map(|_| ())
+            })
+            .await
+            .map_err(|e| QueueError(e.to_string()))
+    }
+
+    /// Puts every dead delivery back: its message (unless answered meanwhile) becomes
+    /// `received` again and is queued for delivery now, with a new reply deadline
+    /// `reply_timeout_ms` from now. One transaction; a server running on the same database
+    /// picks the jobs up at its next look at the queue (within a minute).
+    pub async fn redrive(&self, reply_timeout_ms: Millis) -> Result<Redriven, QueueError> {
+        let now = self.clock.now_ms();
+        let done = self
+            .db
+            .call(move |c| {
+                let dead: Vec<(String, String)> = c
+                    .prepare("SELECT message_id, session_id FROM dead_jobs ORDER BY failed_at")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                let mut done = Redriven::default();
+                for (mid, sid) in dead {
+                    let reset = c.execute(
+                        "UPDATE messages SET status = 'received'
+                         WHERE id = ?1 AND session_id = ?2 AND status IN ('received', 'dispatched', 'failed')",
+                        [&mid, &sid],
+                    )?;
+                    if reset == 1 {
+                        let mut insert = c.prepare_cached(
+                            "INSERT OR REPLACE INTO queue (message_id, kind, session_id, attempts, due_at)
+                             VALUES (?1, ?2, ?3, 0, ?4)",
+                        )?;
+                        insert.execute(params![mid, JobKind::Dispatch.as_str(), sid, now])?;
+                        insert.execute(params![
+                            mid,
+                            JobKind::Deadline.as_str(),
+                            sid,
+                            now + reply_timeout_ms
+                        ])?;
+                        done.redriven += 1;
+                    } else {
+                        done.dropped += 1;
+                    }
+                    c.execute("DELETE FROM dead_jobs WHERE message_id = ?1", [&mid])?;
+                }
+                Ok(done)
+            })
+            .await
+            .map_err(|e| QueueError(e.to_string()))?;
+        self.wake.notify_one();
+        Ok(done)
+    }
+
     async fn reschedule(
         &self,
         job: DispatchJob,
@@ -200,6 +267,15 @@ impl Queue for JobQueue {
     }
 }
 
+/// What a redrive did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Redriven {
+    /// Messages set back to `received` and queued again.
+    pub redriven: u64,
+    /// Dead jobs dropped: their message was answered meanwhile, or is gone.
+    pub dropped: u64,
+}
+
 /// Delivers due jobs until `shutdown` turns true, then waits for deliveries under way.
 pub async fn run_worker(
     queue: JobQueue,
@@ -258,7 +334,12 @@ pub async fn run_worker(
 async fn run_job(queue: &JobQueue, dispatcher: &Dispatcher, job: DispatchJob, attempt: u32) {
     let outcome = dispatcher.run(job, attempt).await;
     let now = queue.clock.now_ms();
+    let last = attempt >= dispatcher.service().config().dispatch.max_attempts;
     let written = match outcome {
+        // Given up after its last attempt: kept for a redrive.
+        Ok(DispatchOutcome::DeadLettered) if job.kind == JobKind::Dispatch && last => {
+            queue.bury(job, now).await
+        }
         Ok(
             DispatchOutcome::Delivered | DispatchOutcome::Skipped | DispatchOutcome::DeadLettered,
         ) => queue.finish(job).await,

@@ -88,12 +88,24 @@ pub fn router(state: AppState) -> Router {
     local
         .route("/", get(page))
         .route("/ws", get(crate::ws::upgrade))
+        .route("/metrics", get(crate::metrics::serve))
         .route("/dev/n8n", post(dev_bot))
         .with_state(state)
         .merge(api)
         .method_not_allowed_fallback(chat_http::method_not_allowed)
         .layer(middleware::from_fn(cors))
         .layer(middleware::from_fn_with_state(policy, security::headers))
+        .layer(middleware::from_fn(request_span))
+}
+
+/// Every log line of a request carries an id of its own and, once the service knows it, the
+/// session's id (`chat_core::trace`).
+async fn request_span(req: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    let id = ulid::Ulid::new().to_string();
+    next.run(req)
+        .instrument(chat_core::trace::request_span(&id))
+        .await
 }
 
 /// CORS, as the HTTP API has on AWS (`template.yaml`): pages on other origins embed the widget,

@@ -98,7 +98,14 @@ pub async fn upgrade(
         .on_failed_upgrade(move |_| {
             failed.hub.unregister(&failed_id);
         })
-        .on_upgrade(move |socket| run(socket, s, connection, outbox))
+        .on_upgrade(move |socket| {
+            // The socket's lines carry its connection id as their request id, and its session;
+            // each frame is a request of its own within it (as on API Gateway).
+            use tracing::Instrument;
+            let span = chat_core::trace::request_span(&connection.id);
+            span.record("session_id", tracing::field::display(connection.session_id));
+            run(socket, s, connection, outbox).instrument(span)
+        })
 }
 
 /// An agent's WebSocket: the token is checked before the upgrade (401/403 like the routes).
@@ -141,7 +148,11 @@ async fn upgrade_agent(
             let (svc, id) = (failed.service.clone(), failed_id.clone());
             tokio::spawn(async move { svc.disconnect_agent(&id).await });
         })
-        .on_upgrade(move |socket| run_agent(socket, s, connection, outbox))
+        .on_upgrade(move |socket| {
+            use tracing::Instrument;
+            let span = chat_core::trace::request_span(&connection.id);
+            run_agent(socket, s, connection, outbox).instrument(span)
+        })
 }
 
 fn too_many(refused: &Refused) -> Response {
@@ -175,8 +186,11 @@ async fn serve(socket: WebSocket, s: AppState, who: Who, outbox: Outbox) {
         Who::User(c) => c.id.clone(),
         Who::Agent(c) => c.id.clone(),
     };
+    // Each frame is a request of its own within the socket's span (as on API Gateway).
     let handle = |frame: Vec<u8>| {
+        use tracing::Instrument;
         let (s, who) = (&s, &who);
+        let span = chat_core::trace::request_span(&ulid::Ulid::new().to_string());
         async move {
             match who {
                 Who::User(c) => s.service.handle_frame(c, &frame).await,
@@ -188,6 +202,7 @@ async fn serve(socket: WebSocket, s: AppState, who: Who, outbox: Outbox) {
                 }
             }
         }
+        .instrument(span)
     };
     let (sink, mut stream) = socket.split();
     let link = outbox.link.clone();

@@ -178,6 +178,7 @@ export class ChatStack extends Stack {
     const stage = p.Stage.valueAsString;
     const httpApiUrl = `https://${httpApi.ref}.execute-api.${Aws.REGION}.${Aws.URL_SUFFIX}`;
     const webSocketHost = `${webSocketApi.ref}.execute-api.${Aws.REGION}.${Aws.URL_SUFFIX}/${stage}`;
+    const metricsNamespace = `ChatBackend/${Aws.STACK_NAME}`;
 
     // ----- functions ------------------------------------------------------------------------
 
@@ -216,6 +217,9 @@ export class ChatStack extends Stack {
       CHAT_RATE_MESSAGES_PER_MINUTE: p.RateMessagesPerMinute.valueAsString,
       CHAT_RATE_SESSIONS_PER_5MIN: p.RateSessionsPer5Min.valueAsString,
       CHAT_RATE_WEBHOOKS_PER_MINUTE: p.RateWebhooksPerMinute.valueAsString,
+      // The functions' metrics (EMF lines on stdout): their namespace, and the Stage dimension.
+      CHAT_METRICS_NAMESPACE: metricsNamespace,
+      CHAT_STAGE: stage,
     };
 
     // TransactWriteItems needs the action of each item it holds (PutItem, UpdateItem,
@@ -505,6 +509,113 @@ export class ChatStack extends Stack {
     invokePermission('DisconnectWsPermission', functions.DisconnectFunction, webSocketApi);
     invokePermission('SendWsPermission', functions.SendFunction, webSocketApi);
 
+    // ----- operations: alarms and the dashboard ---------------------------------------------
+
+    // Plain CloudFormation alarms and dashboard (L1): metric math and a hand-laid dashboard
+    // render exactly as template.yaml declares them, which the higher-level constructs do not.
+    // Every alarm tells the optional AlarmTopicArn; a period with no data is not a breach.
+    const alarmActions = ifElse(c.HasAlarmTopic, [p.AlarmTopicArn.valueAsString], Aws.NO_VALUE);
+    const ids = ['s', 'se', 'w', 'c', 'd', 'di', 'a'];
+    const fnIds = ['SessionFunction', 'SendFunction', 'WebhookFunction', 'ConnectFunction', 'DisconnectFunction', 'DispatchFunction', 'AgentFunction'] as const;
+    const allFunctions = (metricName: string, id: string, label: string): cloudwatch.CfnAlarm.MetricDataQueryProperty[] => [
+      { id, expression: ids.join(' + '), label },
+      ...fnIds.map((fn, i) => ({
+        id: ids[i],
+        returnData: false,
+        metricStat: {
+          period: 300,
+          stat: 'Sum',
+          metric: { namespace: 'AWS/Lambda', metricName, dimensions: [{ name: 'FunctionName', value: functions[fn].functionName }] },
+        },
+      })),
+    ];
+    const onFunctions = (id: string, description: string, metricName: string, queryId: string, label: string) =>
+      new cloudwatch.CfnAlarm(this, id, {
+        alarmDescription: description,
+        metrics: allFunctions(metricName, queryId, label),
+        evaluationPeriods: 1,
+        threshold: 1,
+        comparisonOperator: 'GreaterThanOrEqualToThreshold',
+        treatMissingData: 'notBreaching',
+        alarmActions: alarmActions as unknown as string[],
+      });
+    onFunctions(
+      'FunctionErrorsAlarm',
+      'A function failed (an invocation ended in an error or a timeout) in the last 5 minutes. ' +
+        "The dashboard's Lambda errors graph says which; its log group says why.",
+      'Errors',
+      'errors',
+      'errors of all functions',
+    );
+    onFunctions(
+      'FunctionThrottlesAlarm',
+      "Lambda refused invocations for lack of concurrency in the last 5 minutes (the account's " +
+        "quota, or a function's reserved concurrency). API Gateway answered those requests 5xx.",
+      'Throttles',
+      'throttles',
+      'throttles of all functions',
+    );
+    const ours = (id: string, metricName: string): cloudwatch.CfnAlarm.MetricDataQueryProperty => ({
+      id,
+      returnData: false,
+      metricStat: {
+        period: 300,
+        stat: 'Sum',
+        metric: { namespace: metricsNamespace, metricName, dimensions: [{ name: 'Stage', value: stage }] },
+      },
+    });
+    // At least 5 attempts in 5 minutes, so one failed try of a quiet hour is not an alarm.
+    new cloudwatch.CfnAlarm(this, 'DispatchFailureRateAlarm', {
+      alarmDescription:
+        'More than 20% of the deliveries to n8n failed in the last 5 minutes (n8n down, slow ' +
+        'beyond DispatchTimeoutMs, or refusing). Messages are retried, then failed and ' +
+        "dead-lettered (see the runbook in the README's Operations).",
+      metrics: [
+        { id: 'rate', expression: 'IF(attempts >= 5, 100 * FILL(failures, 0) / attempts, 0)', label: 'failed deliveries, %' },
+        ours('attempts', 'chat_dispatch_attempts_total'),
+        ours('failures', 'chat_dispatch_failures_total'),
+      ],
+      evaluationPeriods: 1,
+      threshold: 20,
+      comparisonOperator: 'GreaterThanThreshold',
+      treatMissingData: 'notBreaching',
+      alarmActions: alarmActions as unknown as string[],
+    });
+    new cloudwatch.CfnAlarm(this, 'AnswerLatencyAlarm', {
+      alarmDescription:
+        'The p99 answer latency (user message stored to its reply stored) over the last 5 ' +
+        'minutes is above AnswerLatencyAlarmMs: n8n or its agent is slow.',
+      namespace: metricsNamespace,
+      metricName: 'chat_answer_latency_ms',
+      dimensions: [{ name: 'Stage', value: stage }],
+      extendedStatistic: 'p99',
+      period: 300,
+      evaluationPeriods: 1,
+      threshold: p.AnswerLatencyAlarmMs.valueAsNumber,
+      comparisonOperator: 'GreaterThanThreshold',
+      treatMissingData: 'notBreaching',
+      alarmActions: alarmActions as unknown as string[],
+    });
+
+    // The figures that matter on one page: the functions' own, then Lambda, both APIs, the
+    // table and the queues. Dashboards are global, so the name holds the region too.
+    const dashboard = new cloudwatch.CfnDashboard(this, 'Dashboard', {
+      dashboardName: `${Aws.STACK_NAME}-${Aws.REGION}`,
+      dashboardBody: this.toJsonString(
+        dashboardBody({
+          namespace: metricsNamespace,
+          stage,
+          region: Aws.REGION,
+          functions: fnIds.map((fn) => [fn.replace('Function', '').toLowerCase(), functions[fn].functionName]),
+          httpApi: httpApi.ref,
+          webSocketApi: webSocketApi.ref,
+          table: table.tableName,
+          queue: queue.queueName,
+          deadLetterQueue: deadLetterQueue.queueName,
+        }),
+      ),
+    });
+
     // ----- outputs --------------------------------------------------------------------------
 
     new CfnOutput(this, 'HttpApiUrl', {
@@ -526,7 +637,96 @@ export class ChatStack extends Stack {
       description: 'The dead-letter queue (messages n8n never accepted; the DeadLetterAlarm watches it)',
       value: deadLetterQueue.queueUrl,
     });
+    new CfnOutput(this, 'DashboardUrl', {
+      description: 'The CloudWatch dashboard of this stack',
+      value: `https://${Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region=${Aws.REGION}#dashboards:name=${dashboard.ref}`,
+    });
   }
+}
+
+/** What the dashboard shows its figures of. */
+interface DashboardOf {
+  readonly namespace: string;
+  readonly stage: string;
+  readonly region: string;
+  /** [label, function name] of each function. */
+  readonly functions: [string, string][];
+  readonly httpApi: string;
+  readonly webSocketApi: string;
+  readonly table: string;
+  readonly queue: string;
+  readonly deadLetterQueue: string;
+}
+
+/** The dashboard's body: the functions' own figures, then Lambda, the APIs, the table, the queues. */
+function dashboardBody(d: DashboardOf): object {
+  const ours = (name: string, stat: string, label: string) => [d.namespace, name, 'Stage', d.stage, { stat, label }];
+  const lambda = (metric: string, stat: string) =>
+    d.functions.map(([label, name]) => ['AWS/Lambda', metric, 'FunctionName', name, { stat, label }]);
+  const sum = (namespace: string, dims: string[], metrics: string[]) =>
+    metrics.map((m) => [namespace, m, ...dims, { stat: 'Sum', label: m }]);
+  const widgets: [string, number, unknown[]][] = [
+    ['Answer latency (user message stored to reply stored), ms', 300, ['p50', 'p90', 'p99'].map((s) => ours('chat_answer_latency_ms', s, s))],
+    ['Dispatch latency (user message stored to n8n accepting it), ms', 300, ['p50', 'p99'].map((s) => ours('chat_dispatch_latency_ms', s, s))],
+    [
+      'Delivery to n8n',
+      60,
+      [
+        ours('chat_dispatch_attempts_total', 'Sum', 'attempts'),
+        ours('chat_dispatch_failures_total', 'Sum', 'failed attempts'),
+        ours('chat_dead_lettered_total', 'Sum', 'dead-lettered'),
+        ours('chat_reply_timeouts_total', 'Sum', 'reply deadline passed'),
+      ],
+    ],
+    [
+      'Messages and replies',
+      60,
+      [
+        ours('chat_messages_total', 'Sum', 'user messages'),
+        ours('chat_answer_latency_ms', 'SampleCount', 'replies'),
+        ours('chat_streamed_replies_total', 'Sum', 'streamed replies'),
+      ],
+    ],
+    ['Pushes', 60, [ours('chat_pushes_total', 'Sum', 'pushes'), ours('chat_pushes_gone_total', 'Sum', 'gone (410)')]],
+    [
+      'WebSocket connections',
+      60,
+      [ours('chat_connections_opened_total', 'Sum', 'opened'), ours('chat_connections_closed_total', 'Sum', 'closed')],
+    ],
+    ['Lambda errors', 60, lambda('Errors', 'Sum')],
+    ['Lambda throttles', 60, lambda('Throttles', 'Sum')],
+    ['Lambda duration p99, ms', 300, lambda('Duration', 'p99')],
+    ['HTTP API', 60, sum('AWS/ApiGateway', ['ApiId', d.httpApi], ['Count', '4xx', '5xx'])],
+    [
+      'WebSocket API',
+      60,
+      sum('AWS/ApiGateway', ['ApiId', d.webSocketApi, 'Stage', d.stage], ['ConnectCount', 'MessageCount', 'ClientError', 'ExecutionError', 'IntegrationError']),
+    ],
+    [
+      'DynamoDB table',
+      60,
+      sum('AWS/DynamoDB', ['TableName', d.table], ['ConsumedReadCapacityUnits', 'ConsumedWriteCapacityUnits', 'ReadThrottleEvents', 'WriteThrottleEvents']),
+    ],
+    [
+      'Dispatch queue',
+      60,
+      [
+        ['AWS/SQS', 'ApproximateNumberOfMessagesVisible', 'QueueName', d.queue, { stat: 'Maximum', label: 'waiting' }],
+        ['AWS/SQS', 'ApproximateAgeOfOldestMessage', 'QueueName', d.queue, { stat: 'Maximum', label: 'oldest, s' }],
+        ['AWS/SQS', 'ApproximateNumberOfMessagesVisible', 'QueueName', d.deadLetterQueue, { stat: 'Maximum', label: 'dead-lettered' }],
+      ],
+    ],
+  ];
+  return {
+    widgets: widgets.map(([title, period, metrics], i) => ({
+      type: 'metric',
+      x: (i % 3) * 8,
+      y: Math.floor(i / 3) * 6,
+      width: 8,
+      height: 6,
+      properties: { title, region: d.region, view: 'timeSeries', period, metrics },
+    })),
+  };
 }
 
 /** The folder holding a function's `bootstrap`, in the layout of `sam build` or of cargo-lambda. */

@@ -208,7 +208,15 @@ export const PARAMETERS = {
   AlarmTopicArn: {
     type: 'String',
     default: '',
-    description: 'Optional SNS topic ARN notified when the dead-letter queue holds a message. Empty - the alarm has no action.',
+    description:
+      'Optional SNS topic ARN notified by every alarm (function errors and throttles, dispatch failure rate, p99 answer latency, the dead-letter queue). Empty - the alarms have no action.',
+  },
+  AnswerLatencyAlarmMs: {
+    type: 'Number',
+    default: 60000,
+    minValue: 1,
+    description:
+      'The p99 answer latency (user message stored to its reply stored, over 5 minutes) in milliseconds above which the AnswerLatencyAlarm goes off.',
   },
   HttpThrottlingRateLimit: {
     type: 'Number',

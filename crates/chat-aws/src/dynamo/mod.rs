@@ -12,6 +12,7 @@
 
 mod item;
 mod limiter;
+mod reset;
 mod store;
 
 use aws_sdk_dynamodb::Client;

@@ -260,6 +260,25 @@ impl World {
             .count as usize
     }
 
+    /// Receives from the dispatch queue (never getting anything) until the redrive policy has
+    /// moved `n` records to the dead-letter queue (bounded).
+    pub async fn wait_dead_lettered(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.queue_depth(&self.f.dlq_url).await < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{n} record(s) should reach the dead-letter queue"
+            );
+            let got = self.receive_up_to(10).await;
+            assert!(
+                got.records.is_empty(),
+                "a dead record is not delivered again"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert_eq!(self.queue_depth(&self.f.dlq_url).await, n);
+    }
+
     pub async fn queue_depth(&self, url: &str) -> usize {
         let out = aws_sdk_sqs::Client::new(&self.f.sdk)
             .get_queue_attributes()

@@ -276,6 +276,7 @@ impl Dispatcher {
                 }
                 let new = self.reply(session, message, reply_id, parts);
                 self.store_complete(session, message, new).await?;
+                crate::metrics::streamed_reply();
                 Ok(DispatchOutcome::Delivered)
             }
         }

@@ -48,12 +48,16 @@ impl Dispatcher {
     /// Runs one queued job: attempt number `attempt` (1-based) of a delivery, or a reply
     /// deadline check.
     pub async fn run(&self, job: DispatchJob, attempt: u32) -> Result<DispatchOutcome, ChatError> {
-        match job.kind {
-            JobKind::Dispatch => self.dispatch(job, attempt).await,
-            JobKind::Deadline => self.expire(job).await,
-            JobKind::Handoff => self.service.handoff_timeout(job).await,
-            JobKind::SessionStart => self.session_start(job, attempt).await,
-        }
+        use tracing::Instrument;
+        let work = async {
+            match job.kind {
+                JobKind::Dispatch => self.dispatch(job, attempt).await,
+                JobKind::Deadline => self.expire(job).await,
+                JobKind::Handoff => self.service.handoff_timeout(job).await,
+                JobKind::SessionStart => self.session_start(job, attempt).await,
+            }
+        };
+        work.instrument(crate::trace::job_span(&job)).await
     }
 
     /// Attempt number `attempt` (1-based) to deliver `job`. Retries and the dead letter are
@@ -102,7 +106,13 @@ impl Dispatcher {
             history: &history.messages,
             callback_url: format!("{}/webhook", svc.config.public_url.trim_end_matches('/')),
         });
-        match self.agent.deliver(request).await {
+        crate::metrics::dispatch_attempted();
+        let delivered = self.agent.deliver(request).await;
+        match &delivered {
+            Ok(_) => crate::metrics::dispatch_accepted(message.created_at, svc.now()),
+            Err(_) => crate::metrics::dispatch_failed(attempt >= svc.config.dispatch.max_attempts),
+        }
+        match delivered {
             Ok(body) => {
                 tracing::info!(message_id = %message.id, attempt, "dispatched to n8n");
                 let mut message = message;
@@ -155,6 +165,7 @@ impl Dispatcher {
             return Ok(DispatchOutcome::Retry(Duration::from_millis(early as u64)));
         }
         tracing::warn!(message_id = %message.id, status = message.status.as_str(), "no reply before the deadline");
+        crate::metrics::reply_timed_out();
         self.fail(job, FailReason::TimedOut).await?;
         Ok(DispatchOutcome::DeadLettered)
     }

@@ -138,12 +138,17 @@ impl ChatService {
 
     /// Pushes one frame; `false` when the connection is gone (and is now forgotten).
     pub(super) async fn push_or_forget(&self, c: &Connection, frame: &str) -> bool {
-        match self.ports.push.push(&c.id, frame).await {
+        let pushed = self.ports.push.push(&c.id, frame).await;
+        crate::metrics::pushed(matches!(pushed, Err(PushError::Gone)));
+        match pushed {
             Ok(()) => true,
             Err(PushError::Gone) => {
                 tracing::info!(connection_id = %c.id, "connection gone; forgetting it");
-                if let Err(e) = self.store().delete_connection(c).await {
-                    tracing::warn!(error = %e, connection_id = %c.id, "could not forget a gone connection");
+                match self.store().delete_connection(c).await {
+                    Ok(()) => crate::metrics::connection_closed(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, connection_id = %c.id, "could not forget a gone connection");
+                    }
                 }
                 false
             }

@@ -34,6 +34,7 @@ impl ChatService {
             expires_at: session.expires_at,
         };
         self.store().put_connection(&connection).await?;
+        crate::metrics::connection_opened();
         tracing::info!(session_id = %session.id, connection_id, "connected");
         if session.mode.holder().is_some() {
             let first = self.live_connections(&session.id).await.len() == 1;
@@ -49,6 +50,7 @@ impl ChatService {
             return self.disconnect_agent(connection_id).await;
         };
         self.store().delete_connection(&c).await?;
+        crate::metrics::connection_closed();
         tracing::info!(session_id = %c.session_id, connection_id, "disconnected");
         if let Some(s) = self.store().get_session(&c.session_id, self.now()).await?
             && s.mode.holder().is_some()
@@ -95,6 +97,7 @@ impl ChatService {
 
     /// Handles one frame from a connection. Answers (`ack`, `pong`, `error`) go back to it.
     pub async fn handle_frame(&self, connection: &Connection, frame: &[u8]) {
+        crate::trace::session(&connection.session_id);
         if let Err((e, client_message_id)) = self.try_frame(connection, frame).await {
             let event = match e {
                 ChatError::RateLimited { retry_after_secs } => ServerEvent::Error {

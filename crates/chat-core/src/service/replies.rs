@@ -46,6 +46,7 @@ impl ChatService {
             return Err(refused);
         }
         let reply: WebhookReply = validate::parse_json(body)?;
+        crate::trace::session(&reply.session_id);
         validate::content(&reply.content, limits.max_reply_chars)?;
         if let Some(e) = &reply.event_id {
             validate::key("eventId", e)?;
@@ -143,6 +144,9 @@ impl ChatService {
                     });
                 }
                 if let Some(original) = replied.filter(|r| message.reply_to == Some(r.id)) {
+                    if appended.created {
+                        crate::metrics::answered(original.created_at, message.created_at);
+                    }
                     events.extend(self.advance(&original, MessageStatus::Answered).await?);
                 }
                 self.broadcast_held(session, appended.mode.holder(), &events, None)

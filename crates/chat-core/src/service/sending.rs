@@ -91,6 +91,7 @@ impl ChatService {
                         .map(|m| (m, false));
                 }
                 let message = appended.message;
+                crate::metrics::message_stored();
                 let mode = appended.mode;
                 // While a person is asked for or holds the session, the bot is paused.
                 if mode.bot_answers() {

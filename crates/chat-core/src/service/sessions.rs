@@ -68,6 +68,7 @@ impl ChatService {
             mode: Default::default(),
             updated_at: now,
         };
+        crate::trace::session(&session.id);
         self.store().create_session(&session).await?;
         if let Some(text) = &self.config.welcome_message {
             self.welcome(&session, text).await?;
@@ -138,6 +139,7 @@ impl ChatService {
             )
         })?;
         let claims = self.tokens.verify(token, self.now())?;
+        crate::trace::session(&claims.sid);
         // Compared as ids, not text: a ULID is case-insensitive, so `01j…` names `01J…`.
         if session.parse::<SessionId>()? != claims.sid {
             return Err(ChatError::Forbidden(
