@@ -1,4 +1,5 @@
-//! The [`Push`] on the API Gateway Management API (`PostToConnection`).
+//! The [`Push`] on the API Gateway Management API (`PostToConnection`, and
+//! `DeleteConnection` to close the sockets of an erased session).
 //!
 //! The endpoint is configured (`WEBSOCKET_ENDPOINT`, built by the template from the API id,
 //! region and stage), never taken from a request's domain, so custom domains work. A
@@ -43,6 +44,26 @@ impl Push for ApiGatewayPush {
                     Err(PushError::Failed(crate::error_chain(&e)))
                 }
             }
+        }
+    }
+
+    async fn close(&self, connection_id: &str) -> Result<(), PushError> {
+        let result = self
+            .client
+            .delete_connection()
+            .connection_id(connection_id)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Already gone: nothing to close.
+            Err(e)
+                if e.as_service_error().is_some_and(|s| s.is_gone_exception())
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 410) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(PushError::Failed(crate::error_chain(&e))),
         }
     }
 }

@@ -670,6 +670,44 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
         )
         .await;
     assert_eq!(s, 201, "a user session: {b}");
+    // Conversations people keep: the user's list (the byUser index), a resume, the export,
+    // then the erasure of everything of the user, its socket closed (DeleteConnection).
+    let (user_sid, user_token) = (
+        b["sessionId"].as_str().unwrap().to_string(),
+        b["token"].as_str().unwrap().to_string(),
+    );
+    let keep = |method: &str, path: &str| agent_event("session-get", &jwt, method, path, None);
+    let (s, b) = rec
+        .run("session", http(session, keep("GET", "/sessions")))
+        .await;
+    assert_eq!(
+        (s, b["sessions"][0]["sessionId"].as_str()),
+        (200, Some(user_sid.as_str())),
+        "{b}"
+    );
+    let resume = keep("POST", &format!("/sessions/{user_sid}/resume"));
+    let (s, b) = rec.run("session", http(session, resume)).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = rec
+        .run("session", http(session, keep("GET", "/me/export")))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let user_conn = conn_id();
+    let (s, b) = rec
+        .run(
+            "connect",
+            ws(
+                apps.of("connect"),
+                connect_event(&user_sid, &user_token, &user_conn),
+                "connect",
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = rec
+        .run("session", http(session, keep("DELETE", "/me")))
+        .await;
+    assert_eq!(s, 204, "{b}");
     for i in 0.. {
         assert!(i < 5, "the per-IP session limit never refused");
         let e = create_session_event("198.51.100.3", None);

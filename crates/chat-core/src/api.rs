@@ -496,6 +496,83 @@ pub async fn agent_agents(svc: &ChatService, authorization: Option<&str>) -> Res
     Response::from_result(200, r.await)
 }
 
+// ----- conversations people keep (Authorization: Bearer <app JWT>) --------------------------
+
+fn no_content(r: Result<(), ChatError>) -> Response {
+    match r {
+        Ok(()) => Response {
+            status: 204,
+            body: String::new(),
+            retry_after: None,
+        },
+        Err(e) => Response::error(&e),
+    }
+}
+
+/// `GET /sessions?limit=1..50&cursor=`: the signed-in user's conversations.
+pub async fn list_sessions(
+    svc: &ChatService,
+    authorization: Option<&str>,
+    query: Option<&str>,
+) -> Response {
+    let r = async {
+        let user = svc.app_user(authorization).await?;
+        let (mut limit, mut cursor) = (20u32, None);
+        for (k, v) in query_params(query) {
+            match k.as_str() {
+                "limit" => {
+                    limit = v
+                        .parse()
+                        .ok()
+                        .filter(|l| (1..=crate::service::MAX_CONVERSATIONS_PAGE).contains(l))
+                        .ok_or_else(|| {
+                            ChatError::invalid(
+                                ErrorCode::InvalidQuery,
+                                "limit must be between 1 and 50",
+                            )
+                        })?
+                }
+                "cursor" => cursor = Some(v),
+                _ => {}
+            }
+        }
+        svc.conversations(&user, limit, cursor.as_deref()).await
+    };
+    Response::from_result(200, r.await)
+}
+
+/// `POST /sessions/{id}/resume`: 200 `{sessionId, token, expiresAt, websocketUrl}`.
+pub async fn resume_session(svc: &ChatService, id: &str, authorization: Option<&str>) -> Response {
+    let r = async {
+        let user = svc.app_user(authorization).await?;
+        svc.resume(&user, id).await
+    };
+    Response::from_result(200, r.await)
+}
+
+/// `GET /me/export`: everything kept of the signed-in user, as JSON.
+pub async fn export_me(svc: &ChatService, authorization: Option<&str>) -> Response {
+    let r = async {
+        let user = svc.app_user(authorization).await?;
+        svc.export_user(&user).await
+    };
+    Response::from_result(200, r.await)
+}
+
+/// `DELETE /sessions/{id}` (the session token, or its user's app JWT): 204.
+pub async fn delete_session(svc: &ChatService, id: &str, authorization: Option<&str>) -> Response {
+    no_content(svc.erase_by(authorization, id).await)
+}
+
+/// `DELETE /me`: erases every conversation of the signed-in user; 204.
+pub async fn delete_me(svc: &ChatService, authorization: Option<&str>) -> Response {
+    let r = async {
+        let user = svc.app_user(authorization).await?;
+        svc.erase_user(&user).await.map(|_| ())
+    };
+    no_content(r.await)
+}
+
 /// `GET /health` and `GET /webhook`.
 pub fn health() -> Response {
     Response {

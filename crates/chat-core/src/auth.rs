@@ -158,6 +158,19 @@ impl AppAuth {
         Ok(self.verify_claims(token, now).await?.0)
     }
 
+    /// Checks a signed-in user's token for the routes of their own conversations: a valid
+    /// app JWT (as [`Self::verify`]) that is not an agent's (403 `forbidden`: agents have
+    /// their own routes). Returns the user id.
+    pub async fn verify_user(&self, token: &str, now: Millis) -> Result<String, ChatError> {
+        let (id, claims) = self.verify_claims(token, now).await?;
+        if claims.role.as_deref() == Some("agent") {
+            return Err(ChatError::Forbidden(
+                "this route is for signed-in users; agents use /agent/…".into(),
+            ));
+        }
+        Ok(id)
+    }
+
     /// Checks an agent's token: a valid app JWT (as [`Self::verify`]) whose `role` is
     /// `agent` and whose `name` has 1–80 characters. 401 for a bad token (a forged one
     /// claiming the role included), 403 `forbidden` for a valid one of another role.

@@ -38,6 +38,8 @@ pub enum ConfigError {
     },
 }
 
+const DAY_SECS: u64 = 24 * 3600;
+
 /// The limits of the contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -56,8 +58,14 @@ pub struct Limits {
     /// `typing` frames per connection per minute; the rest are dropped unseen.
     pub typing_per_minute: u64,
     pub max_page: u32,
+    /// How long a session token lives (the session's data may live longer: retention).
     pub guest_session_ttl: Duration,
     pub user_session_ttl: Duration,
+    /// How long a guest's session and messages are kept after its last activity
+    /// (`CHAT_RETENTION_DAYS_GUEST`).
+    pub guest_retention: Duration,
+    /// The same for a signed-in user's sessions (`CHAT_RETENTION_DAYS_USER`).
+    pub user_retention: Duration,
     /// How many earlier messages go to n8n as `history`.
     pub history_for_agent: u32,
 }
@@ -76,6 +84,8 @@ impl Default for Limits {
             max_page: 100,
             guest_session_ttl: Duration::from_secs(24 * 3600),
             user_session_ttl: Duration::from_secs(7 * 24 * 3600),
+            guest_retention: Duration::from_secs(30 * DAY_SECS),
+            user_retention: Duration::from_secs(365 * DAY_SECS),
             history_for_agent: 20,
         }
     }
@@ -228,6 +238,13 @@ impl Config {
                 1,
                 1_000_000,
             )? as usize,
+            // At least as long as the session token lives, so a valid token finds its session.
+            guest_retention: Duration::from_secs(
+                num(env, "CHAT_RETENTION_DAYS_GUEST", 30, 1, 36_500)? * DAY_SECS,
+            ),
+            user_retention: Duration::from_secs(
+                num(env, "CHAT_RETENTION_DAYS_USER", 365, 7, 36_500)? * DAY_SECS,
+            ),
             ..d
         };
         let dispatch = DispatchConfig {
@@ -378,6 +395,27 @@ mod tests {
         assert_eq!(c.dispatch.reply_timeout, Duration::from_millis(120_000));
         assert_eq!(c.limits.max_reply_chars, 16_000);
         assert!(c.auth_jwt_secret.is_none());
+        assert_eq!(c.limits.guest_retention, Duration::from_secs(30 * DAY_SECS));
+        assert_eq!(c.limits.user_retention, Duration::from_secs(365 * DAY_SECS));
+    }
+
+    #[test]
+    fn retention_is_read_in_days_and_never_shorter_than_a_token() {
+        let c = cfg(&[
+            ("CHAT_RETENTION_DAYS_GUEST", "2"),
+            ("CHAT_RETENTION_DAYS_USER", "90"),
+        ])
+        .unwrap();
+        assert_eq!(c.limits.guest_retention, Duration::from_secs(2 * DAY_SECS));
+        assert_eq!(c.limits.user_retention, Duration::from_secs(90 * DAY_SECS));
+        for (k, v) in [
+            ("CHAT_RETENTION_DAYS_GUEST", "0"),
+            ("CHAT_RETENTION_DAYS_USER", "6"),
+            ("CHAT_RETENTION_DAYS_USER", "a year"),
+        ] {
+            let e = cfg(&[(k, v)]).unwrap_err().to_string();
+            assert!(e.contains(k), "{e}");
+        }
     }
 
     #[test]

@@ -238,8 +238,6 @@ pub struct NewMessage {
     /// Makes the append idempotent within the session: a second append with the same key
     /// returns the first message instead of writing a new one.
     pub idempotency_key: Option<String>,
-    /// When the stored copy may be removed (the session's expiry).
-    pub expires_at: Millis,
 }
 
 impl NewMessage {
@@ -263,6 +261,25 @@ impl NewMessage {
     }
 }
 
+/// How many characters of the first user message make a conversation's title.
+pub const TITLE_CHARS: usize = 80;
+
+/// The title given when a session has no user message yet.
+pub const UNTITLED: &str = "New conversation";
+
+/// A conversation's title from its first user message: its first [`TITLE_CHARS`] characters,
+/// trimmed, with line breaks and tabs as spaces. Every store sets it the same way.
+pub fn title_of(content: &str) -> String {
+    content
+        .trim()
+        .chars()
+        .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .take(TITLE_CHARS)
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
 /// A chat session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -270,6 +287,9 @@ pub struct Session {
     /// The app's user id (`sub` of its JWT); `None` for guest sessions.
     pub user_id: Option<String>,
     pub created_at: Millis,
+    /// Until when the session and its messages are kept (retention, not the token's expiry:
+    /// a session token expires on its own). Every activity that moves `updated_at` moves this
+    /// by as much, so a session is kept its retention period after its last activity.
     pub expires_at: Millis,
     /// The `seq` of the newest message (0 when there is none).
     pub last_seq: u64,
@@ -282,6 +302,16 @@ pub struct Session {
     pub mode: ModeState,
     /// The last activity: a message appended or a change of mode (orders the agents' inbox).
     pub updated_at: Millis,
+    /// [`title_of`] the first user message, set by the store when it appends that message.
+    pub title: Option<String>,
+}
+
+impl Session {
+    /// Where `expires_at` goes when activity moves `updated_at` to `at` (never back).
+    pub fn slid_expiry(&self, at: Millis) -> Millis {
+        self.expires_at
+            .saturating_add(at.saturating_sub(self.updated_at).max(0))
+    }
 }
 
 /// A session as the API shows it.
@@ -680,7 +710,6 @@ mod tests {
             client_message_id: None,
             open_only: false,
             idempotency_key: None,
-            expires_at: 0,
         }
         .with_seq(3);
         let v = serde_json::to_value(&m).unwrap();

@@ -80,7 +80,10 @@ pub trait Store: Send + Sync {
     /// session does not exist or has expired at the message's `created_at`.
     ///
     /// Every append bumps the session's `updated_at` to the message's `created_at` (never
-    /// lowers it) and returns the session's [`ModeState`] as it found it. With
+    /// lowers it), moves its `expires_at` forward by as much ([`Session::slid_expiry`]: the
+    /// retention slides with activity), sets its `title` ([`crate::model::title_of`]) when
+    /// this is its first `user` message, and returns the session's [`ModeState`] as it found
+    /// it. With
     /// [`NewMessage::open_only`], nothing is written when the session's mode is `closed`:
     /// `created` is false and `message` is the one given, unnumbered (`seq` 0).
     async fn append_message(&self, message: NewMessage) -> Result<Option<Appended>, StoreError>;
@@ -147,7 +150,8 @@ pub trait Store: Send + Sync {
     /// Compare-and-set of the session's mode: when the stored mode and holder id equal
     /// `expected`'s (`mode` and `agent.id`; name and `waiting_since` are not compared) and the
     /// session is alive at `now`, stores `next` whole (mode, holder, `waiting_since`) and sets
-    /// `updated_at` to `now`; returns the updated session. `None` when the condition failed
+    /// `updated_at` to `now` (sliding `expires_at` as an append does); returns the updated
+    /// session. `None` when the condition failed
     /// or the session does not exist. Of concurrent calls with the same `expected`, exactly
     /// one succeeds (the claim race).
     async fn set_mode(
@@ -186,6 +190,24 @@ pub trait Store: Send + Sync {
     /// Every agent connection (one partition or one map: never a scan of sessions). It may
     /// include expired ones not yet deleted; the service skips those.
     async fn list_agent_connections(&self) -> Result<Vec<AgentConnection>, StoreError>;
+
+    // ----- conversations people keep -------------------------------------------------------
+
+    /// One page of a user's sessions: those of `user_id` with `expires_at > now`, newest
+    /// `(updated_at, id)` first, only those before `after` (the previous page's last), at
+    /// most `limit`. An index on (user, activity): never a scan of every session.
+    async fn list_user_sessions(
+        &self,
+        user_id: &str,
+        after: Option<(Millis, SessionId)>,
+        limit: u32,
+        now: Millis,
+    ) -> Result<Vec<Session>, StoreError>;
+
+    /// Erases a session and everything stored of it, expired or not: its messages,
+    /// connections, idempotency records and its entries in every index (the user's list,
+    /// the inbox). `false` when nothing of it was stored. Erasing twice is not an error.
+    async fn erase_session(&self, id: &SessionId) -> Result<bool, StoreError>;
 }
 
 /// Hands user messages to the dispatcher, at least once.
@@ -207,6 +229,10 @@ pub trait Queue: Send + Sync {
 #[async_trait]
 pub trait Push: Send + Sync {
     async fn push(&self, connection_id: &str, frame: &str) -> Result<(), PushError>;
+
+    /// Closes a connection from the server side (normal closure, 1000): its session was
+    /// erased. A connection already gone is not an error.
+    async fn close(&self, connection_id: &str) -> Result<(), PushError>;
 }
 
 /// The current time.

@@ -54,6 +54,10 @@ enum Fault {
     RacyClaim,
     /// `set_mode` compares the mode but not the holder.
     ClaimIgnoresHolder,
+    /// A user's sessions come oldest activity first.
+    UserSessionsOldestFirst,
+    /// `erase_session` forgets the session but leaves its messages, keys and connections.
+    EraseOnlyTheSession,
 }
 
 /// A [`MemoryStore`] with one fault.
@@ -295,6 +299,40 @@ impl Store for Faulty {
     ) -> Result<Vec<chat_core::model::AgentConnection>, StoreError> {
         self.inner.list_agent_connections().await
     }
+
+    async fn list_user_sessions(
+        &self,
+        user: &str,
+        after: Option<(Millis, SessionId)>,
+        limit: u32,
+        now: Millis,
+    ) -> Result<Vec<Session>, StoreError> {
+        let mut v = self
+            .inner
+            .list_user_sessions(user, after, limit, now)
+            .await?;
+        if let Fault::UserSessionsOldestFirst = self.fault {
+            v.reverse();
+        }
+        Ok(v)
+    }
+
+    async fn erase_session(&self, id: &SessionId) -> Result<bool, StoreError> {
+        if let Fault::EraseOnlyTheSession = self.fault {
+            // Hides the session (as if its row went) and keeps everything else.
+            let hidden = Session {
+                expires_at: Millis::MIN,
+                user_id: None,
+                ..match self.inner.get_session(id, Millis::MIN).await? {
+                    Some(s) => s,
+                    None => return Ok(false),
+                }
+            };
+            self.inner.create_session(&hidden).await?;
+            return Ok(true);
+        }
+        self.inner.erase_session(id).await
+    }
 }
 
 /// The agents' suite catches a claim that is not a compare-and-set on mode and holder.
@@ -373,6 +411,14 @@ async fn the_suite_catches_broken_stores_and_names_the_check() {
         (
             Fault::RacyAppend,
             "concurrent_appends_get_gapless_distinct_seqs",
+        ),
+        (
+            Fault::UserSessionsOldestFirst,
+            "user_sessions_newest_activity_first_and_paged",
+        ),
+        (
+            Fault::EraseOnlyTheSession,
+            "erase_session_removes_everything_of_it",
         ),
     ];
     for (fault, check) in cases {

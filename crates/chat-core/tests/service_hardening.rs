@@ -392,6 +392,20 @@ impl Store for SlowFirstAppend {
     ) -> Result<Vec<chat_core::model::AgentConnection>, chat_core::ports::StoreError> {
         self.inner.list_agent_connections().await
     }
+
+    async fn list_user_sessions(
+        &self,
+        user: &str,
+        after: Option<(chat_core::model::Millis, SessionId)>,
+        limit: u32,
+        now: chat_core::model::Millis,
+    ) -> Result<Vec<chat_core::model::Session>, chat_core::ports::StoreError> {
+        self.inner.list_user_sessions(user, after, limit, now).await
+    }
+
+    async fn erase_session(&self, id: &SessionId) -> Result<bool, chat_core::ports::StoreError> {
+        self.inner.erase_session(id).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

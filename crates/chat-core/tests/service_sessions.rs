@@ -17,7 +17,11 @@ async fn guest_session_lives_24_hours_and_its_token_opens_it() {
 
     let stored = h.store.get_session(&id, T0).await.unwrap().expect("stored");
     assert_eq!(stored.user_id, None);
-    assert_eq!(stored.expires_at, T0 + 24 * HOUR);
+    assert_eq!(
+        stored.expires_at,
+        T0 + 30 * 24 * HOUR,
+        "a guest's session is kept 30 days (retention), longer than its token"
+    );
     assert_eq!((stored.last_seq, stored.read_up_to), (0, 0));
 
     let token = v["token"].as_str().unwrap();
@@ -26,7 +30,7 @@ async fn guest_session_lives_24_hours_and_its_token_opens_it() {
     assert_eq!(
         claims.exp * 1000,
         T0 + 24 * HOUR,
-        "token expires with the session"
+        "the token expires after 24 hours"
     );
 
     let r = api::get_session(&h.svc, &id.to_string(), Some(&format!("Bearer {token}"))).await;
@@ -59,7 +63,11 @@ async fn user_session_lives_7_days_from_an_app_jwt() {
     let id: SessionId = v["sessionId"].as_str().unwrap().parse().unwrap();
     let stored = h.store.get_session(&id, T0).await.unwrap().expect("stored");
     assert_eq!(stored.user_id.as_deref(), Some("user-42"));
-    assert_eq!(stored.expires_at, T0 + 7 * 24 * HOUR);
+    assert_eq!(
+        stored.expires_at,
+        T0 + 365 * 24 * HOUR,
+        "a user's session is kept 365 days (retention), longer than its token"
+    );
     let claims = h
         .svc
         .authorize(v["token"].as_str(), &id.to_string())

@@ -261,8 +261,8 @@ async fn webhook_for_an_unknown_session_or_reply_to_is_404() {
         MessageStatus::Received
     );
 
-    // An expired session is unknown too.
-    h.clock.set(T0 + 24 * HOUR);
+    // A session past its retention (30 days after its last activity) is unknown too.
+    h.clock.set(T0 + 31 * 24 * HOUR);
     let r = h
         .webhook(json!({"sessionId": s.id, "replyTo": m.id, "content": "late"}))
         .await;

@@ -25,7 +25,7 @@ use std::time::Duration;
 /// Every route of the HTTP API, as `METHOD /path` with `{id}` for the session id (`{action}`
 /// for an agent's change of a session, `{cid}` for a canned reply id): the same text as API
 /// Gateway's route keys in `template.yaml`.
-pub const ROUTES: [&str; 19] = [
+pub const ROUTES: [&str; 24] = [
     "POST /sessions",
     "GET /sessions/{id}",
     "GET /sessions/{id}/messages",
@@ -45,6 +45,11 @@ pub const ROUTES: [&str; 19] = [
     "PUT /agent/canned/{cid}",
     "DELETE /agent/canned/{cid}",
     "GET /agent/agents",
+    "GET /sessions",
+    "POST /sessions/{id}/resume",
+    "DELETE /sessions/{id}",
+    "GET /me/export",
+    "DELETE /me",
 ];
 
 /// The caller's address, put on each request by the host (anonymous callers are rate-limited
@@ -80,8 +85,11 @@ pub fn router(service: ChatService, options: Options) -> Router {
     let state = ApiState { service, options };
     Router::new()
         .route("/health", get(health))
-        .route("/sessions", post(create_session))
-        .route("/sessions/{id}", get(get_session))
+        .route("/sessions", post(create_session).get(list_sessions))
+        .route("/sessions/{id}", get(get_session).delete(delete_session))
+        .route("/sessions/{id}/resume", post(resume_session))
+        .route("/me", axum::routing::delete(delete_me))
+        .route("/me/export", get(export_me))
         .route(
             "/sessions/{id}/messages",
             get(list_messages).post(post_message),
@@ -380,4 +388,48 @@ async fn agent_delete_canned(
 ) -> Response {
     let auth = header(&headers, "authorization");
     reply(api::agent_delete_canned(&s.service, &session_id(id), auth).await)
+}
+
+async fn list_sessions(
+    State(s): State<ApiState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let auth = header(&headers, "authorization");
+    reply(api::list_sessions(&s.service, auth, query.as_deref()).await)
+}
+
+async fn resume_session(
+    State(s): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let auth = header(&headers, "authorization");
+    reply(api::resume_session(&s.service, &session_id(id), auth).await)
+}
+
+async fn delete_session(
+    State(s): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let auth = header(&headers, "authorization");
+    no_body(api::delete_session(&s.service, &session_id(id), auth).await)
+}
+
+async fn export_me(State(s): State<ApiState>, headers: HeaderMap) -> Response {
+    reply(api::export_me(&s.service, header(&headers, "authorization")).await)
+}
+
+async fn delete_me(State(s): State<ApiState>, headers: HeaderMap) -> Response {
+    no_body(api::delete_me(&s.service, header(&headers, "authorization")).await)
+}
+
+/// A 204 carries no body and no content type; anything else is a normal reply.
+fn no_body(r: api::Response) -> Response {
+    if r.status == 204 {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        reply(r)
+    }
 }

@@ -169,6 +169,7 @@ fn migrate_modes(conn: &Connection) -> rusqlite::Result<()> {
     if !has("messages", "name")? {
         conn.execute_batch("ALTER TABLE messages ADD COLUMN name TEXT")?;
     }
+    migrate_keep(conn, &has)?;
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS sessions_waiting ON sessions (waiting_since, id) WHERE mode = 'waiting';
          CREATE INDEX IF NOT EXISTS sessions_open ON sessions (updated_at, id) WHERE mode IN ('waiting', 'agent');
@@ -180,6 +181,33 @@ fn migrate_modes(conn: &Connection) -> rusqlite::Result<()> {
              text       TEXT NOT NULL,
              updated_at INTEGER NOT NULL
          ) WITHOUT ROWID;",
+    )
+}
+
+/// Conversations people keep: sessions gain their title (the first user message's, filled
+/// in for sessions that have one) and the index of a user's sessions by activity.
+fn migrate_keep(
+    conn: &Connection,
+    has: &dyn Fn(&str, &str) -> rusqlite::Result<bool>,
+) -> rusqlite::Result<()> {
+    if !has("sessions", "title")? {
+        conn.execute_batch("ALTER TABLE sessions ADD COLUMN title TEXT")?;
+        let mut firsts = conn.prepare(
+            "SELECT session_id, content FROM messages m WHERE role = 'user'
+               AND seq = (SELECT MIN(seq) FROM messages WHERE session_id = m.session_id AND role = 'user')",
+        )?;
+        let rows = firsts
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (sid, content) in rows {
+            conn.execute(
+                "UPDATE sessions SET title = ?2 WHERE id = ?1",
+                rusqlite::params![sid, chat_core::model::title_of(&content)],
+            )?;
+        }
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id, updated_at, id) WHERE user_id IS NOT NULL;",
     )
 }
 

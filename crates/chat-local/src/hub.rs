@@ -39,6 +39,14 @@ impl Close {
         }
     }
 
+    /// 1000: the session was erased; nothing more will come.
+    pub fn erased() -> Self {
+        Self {
+            code: 1000,
+            reason: "conversation erased".into(),
+        }
+    }
+
     /// 1009: the client sent a frame over the size limit.
     pub fn too_big(limit: usize) -> Self {
         Self {
@@ -232,6 +240,15 @@ impl Push for Hub {
         }
         Ok(())
     }
+
+    async fn close(&self, connection_id: &str) -> Result<(), PushError> {
+        let mut inner = self.inner.lock().unwrap();
+        if let Some(e) = inner.connections.get(connection_id) {
+            e.link.close(Close::erased());
+            inner.remove(connection_id);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -275,6 +292,17 @@ mod tests {
         assert!(hub.is_empty(), "forgotten");
         assert_eq!(push(&hub, "c1", "late").await, Err("gone"));
         assert_eq!(push(&hub, "unknown", "x").await, Err("gone"));
+    }
+
+    #[tokio::test]
+    async fn an_erased_sessions_connection_is_closed_with_1000() {
+        let hub = hub(10, 10, 100);
+        let out = hub.register("c1", "s1", HOME).unwrap();
+        let closing = out.link.closing();
+        hub.close("c1").await.unwrap();
+        assert_eq!(closing.borrow().as_ref().map(|c| c.code), Some(1000));
+        assert!(hub.is_empty(), "forgotten");
+        assert!(hub.close("c1").await.is_ok(), "closing twice is fine");
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@
 //! [`limits`] that protect the process from slow, greedy and hostile clients. [`metrics`]
 //! serves the core's operational figures as Prometheus text at `GET /metrics`.
 
+pub mod admin;
 pub mod agent_token;
 pub mod app;
 pub mod db;

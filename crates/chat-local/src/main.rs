@@ -4,7 +4,9 @@
 //!
 //! `chat-local agent-token --name Alex [--id a-1] [--hours 8]` prints an agent JWT instead
 //! (see [`chat_local::agent_token`]); `chat-local admin redrive` queues the deliveries given up
-//! after their last attempt again (see the README's Operations).
+//! after their last attempt again (see the README's Operations); `chat-local admin
+//! export|erase --user <id> | --session <id>` exports or erases a person's data
+//! (see [`chat_local::admin`]).
 
 use std::process::ExitCode;
 
@@ -62,9 +64,39 @@ async fn main() -> ExitCode {
                 }
             };
         }
+        ["admin", "export", ref target @ ..]
+            if chat_local::admin::Target::parse(target).is_some() =>
+        {
+            let target = chat_local::admin::Target::parse(target).expect("checked");
+            return match chat_local::admin::export(&local, &env, &target).await {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("chat-local admin export: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        ["admin", "erase", ref target @ ..]
+            if chat_local::admin::Target::parse(target).is_some() =>
+        {
+            let target = chat_local::admin::Target::parse(target).expect("checked");
+            return match chat_local::admin::erase(&local, &env, &target).await {
+                Ok(n) => {
+                    println!("chat-local: {n} session(s) erased");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("chat-local admin erase: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         _ => {
             eprintln!(
-                "usage: chat-local              start the server\n       chat-local admin redrive   queue the deliveries given up after their last attempt again"
+                "usage: chat-local              start the server\n       chat-local admin redrive   queue the deliveries given up after their last attempt again\n       chat-local admin export --user <id> | --session <id>   print everything kept of a user or session (JSON)\n       chat-local admin erase --user <id> | --session <id>    erase it"
             );
             return ExitCode::from(2);
         }

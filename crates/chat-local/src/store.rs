@@ -42,12 +42,25 @@ impl SqliteStore {
         self.agents.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Removes expired sessions (with their messages), connections and idempotency keys.
+    /// Removes sessions past their retention (`expires_at`, which slides with activity) with
+    /// everything of theirs (messages, idempotency keys, connections), and expired
+    /// connections.
     pub async fn purge_expired(&self, now: Millis) -> Result<usize, StoreError> {
         self.db
             .call(move |c| {
-                let mut n = c.execute("DELETE FROM messages WHERE expires_at <= ?1", [now])?;
-                n += c.execute("DELETE FROM idempotency WHERE expires_at <= ?1", [now])?;
+                let gone = "SELECT id FROM sessions WHERE expires_at <= ?1";
+                let mut n = c.execute(
+                    &format!("DELETE FROM messages WHERE session_id IN ({gone})"),
+                    [now],
+                )?;
+                n += c.execute(
+                    &format!("DELETE FROM idempotency WHERE session_id IN ({gone})"),
+                    [now],
+                )?;
+                n += c.execute(
+                    &format!("DELETE FROM connections WHERE session_id IN ({gone})"),
+                    [now],
+                )?;
                 n += c.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
                 n += c.execute("DELETE FROM connections WHERE expires_at <= ?1", [now])?;
                 Ok(n)
@@ -71,7 +84,12 @@ fn err(e: DbError) -> StoreError {
 
 const MESSAGE_COLUMNS: &str = "id, seq, session_id, role, kind, content, data, metadata, status, created_at, reply_to, client_message_id, name";
 
-const SESSION_COLUMNS: &str = "id, user_id, created_at, expires_at, last_seq, read_up_to, metadata, mode, agent_id, agent_name, waiting_since, updated_at";
+const SESSION_COLUMNS: &str = "id, user_id, created_at, expires_at, last_seq, read_up_to, metadata, mode, agent_id, agent_name, waiting_since, updated_at, title";
+
+/// [`Session::slid_expiry`] in SQL, for activity at `?2`: `expires_at` moves by as much as
+/// `updated_at` does (never back), saturating rather than overflowing into a float.
+const SLID_EXPIRY: &str = "CASE WHEN expires_at > 9223372036854775807 - MAX(0, ?2 - updated_at)
+     THEN 9223372036854775807 ELSE expires_at + MAX(0, ?2 - updated_at) END";
 
 fn conversion(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what.to_string(), rusqlite::types::Type::Text)
@@ -127,6 +145,7 @@ fn session_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         metadata: json_col(row, 6)?,
         mode: mode_of(row.get(7)?, row.get(8)?, row.get(9)?, row.get(10)?)?,
         updated_at: row.get(11)?,
+        title: row.get(12)?,
     })
 }
 
@@ -185,7 +204,7 @@ impl Store for SqliteStore {
                 c.execute(
                     &format!(
                         "INSERT INTO sessions ({SESSION_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
                     ),
                     params![
                         s.id.to_string(),
@@ -199,7 +218,8 @@ impl Store for SqliteStore {
                         s.mode.agent.as_ref().map(|a| a.id.clone()),
                         s.mode.agent.as_ref().map(|a| a.name.clone()),
                         s.mode.waiting_since,
-                        s.updated_at
+                        s.updated_at,
+                        s.title
                     ],
                 )
                 .map(|_| ())
@@ -260,16 +280,21 @@ impl Store for SqliteStore {
                 if m.open_only && mode.mode == Mode::Closed {
                     return Ok(Some(Appended { message: m.with_seq(0), created: false, mode }));
                 }
-                let seq: u64 = c.query_row(
-                    "UPDATE sessions SET last_seq = last_seq + 1, updated_at = MAX(updated_at, ?2)
-                     WHERE id = ?1 RETURNING last_seq",
-                    params![sid, m.created_at],
-                    |r| r.get(0),
+                // Activity slides the retention by as much as it moves `updated_at`; the
+                // first user message titles the session.
+                let title = (m.role == Role::User).then(|| chat_core::model::title_of(&m.content));
+                let (seq, expires_at): (u64, Millis) = c.query_row(
+                    &format!("UPDATE sessions SET last_seq = last_seq + 1, updated_at = MAX(updated_at, ?2),
+                         expires_at = {SLID_EXPIRY},
+                         title = COALESCE(title, ?3)
+                     WHERE id = ?1 RETURNING last_seq, expires_at"),
+                    params![sid, m.created_at, title],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
                 if let Some(key) = &m.idempotency_key {
                     c.execute(
                         "INSERT INTO idempotency (session_id, key, seq, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                        params![sid, key, seq, m.expires_at],
+                        params![sid, key, seq, expires_at],
                     )?;
                 }
                 c.execute(
@@ -291,7 +316,7 @@ impl Store for SqliteStore {
                         m.reply_to.map(|r| r.to_string()),
                         m.client_message_id,
                         m.name,
-                        m.expires_at,
+                        expires_at,
                     ],
                 )?;
                 Ok(Some(Appended { message: m.with_seq(seq), created: true, mode }))
@@ -508,7 +533,8 @@ impl Store for SqliteStore {
             .call(move |c| {
                 c.query_row(
                     &format!(
-                        "UPDATE sessions SET mode = ?5, agent_id = ?6, agent_name = ?7, waiting_since = ?8, updated_at = ?2
+                        "UPDATE sessions SET mode = ?5, agent_id = ?6, agent_name = ?7, waiting_since = ?8, updated_at = ?2,
+                             expires_at = {SLID_EXPIRY}
                          WHERE id = ?1 AND expires_at > ?2 AND mode = ?3 AND agent_id IS ?4
                          RETURNING {SESSION_COLUMNS}"
                     ),
@@ -663,5 +689,50 @@ impl Store for SqliteStore {
         let mut v: Vec<AgentConnection> = self.agents().values().cloned().collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(v)
+    }
+
+    async fn list_user_sessions(
+        &self,
+        user_id: &str,
+        after: Option<(Millis, SessionId)>,
+        limit: u32,
+        now: Millis,
+    ) -> Result<Vec<Session>, StoreError> {
+        let user = user_id.to_string();
+        let (t, id) = after.map_or((Millis::MAX, None), |(t, id)| (t, Some(id.to_string())));
+        self.db
+            .call(move |c| {
+                // The index `sessions_by_user` (user_id, updated_at, id) serves this.
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions
+                     WHERE user_id = ?1 AND expires_at > ?2
+                       AND (?4 IS NULL OR updated_at < ?3 OR (updated_at = ?3 AND id < ?4))
+                     ORDER BY updated_at DESC, id DESC LIMIT ?5"
+                ))?;
+                stmt.query_map(params![user, now, t, id, limit], session_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await
+            .map_err(err)
+    }
+
+    async fn erase_session(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let sid = id.to_string();
+        self.db
+            .call(move |c| {
+                let mut n = 0;
+                for table in ["messages", "idempotency", "connections"] {
+                    n += c.execute(
+                        &format!("DELETE FROM {table} WHERE session_id = ?1"),
+                        [&sid],
+                    )?;
+                }
+                n += c.execute("DELETE FROM queue WHERE session_id = ?1", [&sid])?;
+                n += c.execute("DELETE FROM dead_jobs WHERE session_id = ?1", [&sid])?;
+                n += c.execute("DELETE FROM sessions WHERE id = ?1", [&sid])?;
+                Ok(n > 0)
+            })
+            .await
+            .map_err(err)
     }
 }

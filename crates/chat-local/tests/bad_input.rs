@@ -528,8 +528,11 @@ async fn unknown_routes_wrong_methods_and_bad_session_requests() {
     let id = ulid::Ulid::new();
     #[rustfmt::skip]
     let wrong_methods = [
-        ("GET", "/sessions".to_string()),
+        ("PUT", "/sessions".to_string()),
         ("DELETE", "/sessions".to_string()),
+        ("GET", format!("/sessions/{id}/resume")),
+        ("POST", "/me".to_string()),
+        ("DELETE", "/me/export".to_string()),
         ("PUT", "/health".to_string()),
         ("POST", "/health".to_string()),
         ("DELETE", "/webhook".to_string()),

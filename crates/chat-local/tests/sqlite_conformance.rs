@@ -52,6 +52,7 @@ async fn data_survives_reopening_the_file() {
             metadata: None,
             mode: Default::default(),
             updated_at: 1,
+            title: None,
         };
         store.create_session(&s).await.unwrap();
         let m = NewMessage {
@@ -67,7 +68,6 @@ async fn data_survives_reopening_the_file() {
             reply_to: None,
             client_message_id: Some("c".into()),
             idempotency_key: Some("client#c".into()),
-            expires_at: i64::MAX,
             name: None,
             open_only: false,
         };
@@ -116,6 +116,7 @@ async fn purge_removes_only_what_has_expired() {
             metadata: None,
             mode: Default::default(),
             updated_at: 1,
+            title: None,
         };
         store.create_session(&s).await.unwrap();
         let m = NewMessage {
@@ -131,7 +132,6 @@ async fn purge_removes_only_what_has_expired() {
             reply_to: None,
             client_message_id: Some("k".into()),
             idempotency_key: Some("client#k".into()),
-            expires_at,
             name: None,
             open_only: false,
         };
@@ -213,6 +213,7 @@ async fn a_database_from_before_session_metadata_gains_the_column() {
         metadata: serde_json::json!({"locale": "fr"}).as_object().cloned(),
         mode: Default::default(),
         updated_at: 1,
+        title: None,
     };
     store.create_session(&new).await.unwrap();
     assert_eq!(store.get_session(&new.id, 2).await.unwrap(), Some(new));
@@ -259,6 +260,11 @@ async fn a_database_from_before_modes_gains_them() {
     let read = store.get_session(&old, 8).await.unwrap().expect("kept");
     assert_eq!(read.mode, ModeState::bot());
     assert_eq!(read.updated_at, 7, "activity starts at creation");
+    assert_eq!(
+        read.title.as_deref(),
+        Some("hello from before"),
+        "the title is filled in from the first user message"
+    );
     let m = store.get_message(&old, &mid).await.unwrap().expect("kept");
     assert_eq!((m.content.as_str(), m.name), ("hello from before", None));
     let alex = ModeState::agent(AgentRef {

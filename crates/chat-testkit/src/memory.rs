@@ -115,7 +115,11 @@ impl Store for MemoryStore {
             }));
         }
         session.last_seq += 1;
+        session.expires_at = session.slid_expiry(m.created_at);
         session.updated_at = session.updated_at.max(m.created_at);
+        if m.role == chat_core::model::Role::User && session.title.is_none() {
+            session.title = Some(chat_core::model::title_of(&m.content));
+        }
         let seq = session.last_seq;
         if let Some(key) = &m.idempotency_key {
             inner.idempotency.insert((m.session_id, key.clone()), seq);
@@ -260,6 +264,7 @@ impl Store for MemoryStore {
             return Ok(None);
         }
         s.mode = next.clone();
+        s.expires_at = s.slid_expiry(now);
         s.updated_at = now;
         Ok(Some(s.clone()))
     }
@@ -332,6 +337,53 @@ impl Store for MemoryStore {
         v.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(v)
     }
+
+    async fn list_user_sessions(
+        &self,
+        user_id: &str,
+        after: Option<(Millis, SessionId)>,
+        limit: u32,
+        now: Millis,
+    ) -> Result<Vec<Session>, StoreError> {
+        let g = self.lock();
+        let mut v: Vec<Session> = g
+            .sessions
+            .values()
+            .filter(|s| s.user_id.as_deref() == Some(user_id) && s.expires_at > now)
+            .filter(|s| after.is_none_or(|a| (s.updated_at, s.id) < a))
+            .cloned()
+            .collect();
+        v.sort_by_key(|s| std::cmp::Reverse((s.updated_at, s.id)));
+        v.truncate(limit as usize);
+        Ok(v)
+    }
+
+    async fn erase_session(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let mut found = inner.sessions.remove(id).is_some();
+        if let Some(ms) = inner.messages.remove(id) {
+            found = true;
+            for m in ms.values() {
+                inner.seq_of.remove(&m.id);
+            }
+        }
+        inner.idempotency.retain(|(s, _), _| s != id);
+        inner.connections.retain(|_, c| c.session_id != *id);
+        Ok(found)
+    }
+}
+
+impl MemoryStore {
+    /// Whether anything at all of `session` is stored (messages, keys, connections):
+    /// what an erasure test reads afterwards.
+    pub fn holds_anything_of(&self, session: &SessionId) -> bool {
+        let g = self.lock();
+        g.sessions.contains_key(session)
+            || g.messages.contains_key(session)
+            || g.idempotency.keys().any(|(s, _)| s == session)
+            || g.connections.values().any(|c| c.session_id == *session)
+    }
 }
 
 /// A [`Queue`] that collects jobs for the test to run.
@@ -393,6 +445,7 @@ impl Queue for MemoryQueue {
 pub struct RecordingPush {
     frames: Mutex<Vec<(String, String)>>,
     gone: Mutex<HashSet<String>>,
+    closed: Mutex<Vec<String>>,
 }
 
 impl RecordingPush {
@@ -412,6 +465,11 @@ impl RecordingPush {
             .collect()
     }
 
+    /// The connections closed by the server so far, in order.
+    pub fn closed(&self) -> Vec<String> {
+        self.closed.lock().unwrap().clone()
+    }
+
     pub fn mark_gone(&self, connection: &str) {
         self.gone.lock().unwrap().insert(connection.to_string());
     }
@@ -427,6 +485,11 @@ impl Push for RecordingPush {
             .lock()
             .unwrap()
             .push((connection_id.to_string(), frame.to_string()));
+        Ok(())
+    }
+
+    async fn close(&self, connection_id: &str) -> Result<(), PushError> {
+        self.closed.lock().unwrap().push(connection_id.to_string());
         Ok(())
     }
 }

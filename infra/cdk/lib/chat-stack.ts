@@ -117,6 +117,9 @@ export class ChatStack extends Stack {
     inboxIndex('byWaiting', 'waitPk', 'waitSk');
     inboxIndex('byActivity', 'openPk', 'activity');
     inboxIndex('byHolder', 'heldBy', 'activity');
+    // A signed-in user's conversations, newest activity first (GET /sessions): sparse, only
+    // user sessions carry userId.
+    inboxIndex('byUser', 'userId', 'activity');
 
     // ----- dispatch queue -------------------------------------------------------------------
 
@@ -210,6 +213,8 @@ export class ChatStack extends Stack {
       CHAT_STREAM_TIMEOUT_MS: p.StreamTimeoutMs.valueAsString,
       CHAT_WELCOME_MESSAGE: p.WelcomeMessage.valueAsString,
       CHAT_N8N_SESSION_START: p.N8nSessionStart.valueAsString,
+      CHAT_RETENTION_DAYS_GUEST: p.RetentionDaysGuest.valueAsString,
+      CHAT_RETENTION_DAYS_USER: p.RetentionDaysUser.valueAsString,
       CHAT_MAX_CONTENT_CHARS: p.MaxContentChars.valueAsString,
       CHAT_MAX_REPLY_CHARS: p.MaxReplyChars.valueAsString,
       CHAT_REPLY_TIMEOUT_MS: p.ReplyTimeoutMs.valueAsString,
@@ -252,9 +257,27 @@ export class ChatStack extends Stack {
       {
         id: 'SessionFunction',
         binary: 'session',
-        description: 'HTTP: POST /sessions, GET /sessions/{id}, GET /sessions/{id}/messages, POST /sessions/{id}/read',
+        description:
+          "HTTP: POST /sessions, GET /sessions/{id}, GET /sessions/{id}/messages, POST /sessions/{id}/read; a user's conversations: GET /sessions, POST /sessions/{id}/resume, DELETE /sessions/{id}, GET /me/export, DELETE /me",
         reservedConcurrency: 'SessionReservedConcurrency',
-        statements: [tableStatement(...allTableActions), push],
+        // BatchWriteItem: an erasure deletes a session's items 25 at a time; DeleteConnection
+        // closes its sockets.
+        statements: [
+          tableStatement(...allTableActions, 'BatchWriteItem'),
+          new iam.PolicyStatement({
+            sid: 'UserIndex',
+            actions: ['dynamodb:Query'],
+            resources: [`${table.tableArn}/index/byUser`],
+          }),
+          new iam.PolicyStatement({
+            sid: 'Push',
+            actions: ['execute-api:ManageConnections'],
+            resources: [
+              `arn:${Aws.PARTITION}:execute-api:${Aws.REGION}:${Aws.ACCOUNT_ID}:${webSocketApi.ref}/${stage}/POST/@connections/*`,
+              `arn:${Aws.PARTITION}:execute-api:${Aws.REGION}:${Aws.ACCOUNT_ID}:${webSocketApi.ref}/${stage}/DELETE/@connections/*`,
+            ],
+          }),
+        ],
       },
       {
         id: 'SendFunction',
@@ -445,6 +468,11 @@ export class ChatStack extends Stack {
       httpStage,
       route(httpApi, 'GetSessionRoute', 'GET /sessions/{id}', sessionHttp),
       route(httpApi, 'ListMessagesRoute', 'GET /sessions/{id}/messages', sessionHttp),
+      route(httpApi, 'ListUserSessionsRoute', 'GET /sessions', sessionHttp),
+      route(httpApi, 'ResumeSessionRoute', 'POST /sessions/{id}/resume', sessionHttp),
+      route(httpApi, 'DeleteSessionRoute', 'DELETE /sessions/{id}', sessionHttp),
+      route(httpApi, 'ExportMeRoute', 'GET /me/export', sessionHttp),
+      route(httpApi, 'DeleteMeRoute', 'DELETE /me', sessionHttp),
       route(httpApi, 'MarkReadRoute', 'POST /sessions/{id}/read', sessionHttp),
       route(httpApi, 'PostMessageRoute', 'POST /sessions/{id}/messages', sendHttp),
       route(httpApi, 'PostWebhookRoute', 'POST /webhook', webhookHttp),

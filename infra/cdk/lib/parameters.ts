@@ -158,6 +158,20 @@ export const PARAMETERS = {
     allowedValues: ['false', 'true'],
     description: "true - every new session asks n8n for a greeting (a dispatch with action 'sessionStart'; CHAT_N8N_SESSION_START).",
   },
+  RetentionDaysGuest: {
+    type: 'Number',
+    default: 30,
+    minValue: 1,
+    maxValue: 36500,
+    description: "Days a guest's conversation is kept after its last activity (CHAT_RETENTION_DAYS_GUEST).",
+  },
+  RetentionDaysUser: {
+    type: 'Number',
+    default: 365,
+    minValue: 7,
+    maxValue: 36500,
+    description: "Days a signed-in user's conversation is kept after its last activity (CHAT_RETENTION_DAYS_USER).",
+  },
   MaxContentChars: {
     type: 'Number',
     default: 4000,

@@ -75,7 +75,17 @@ pub(crate) fn session_of(item: &Item) -> Result<Session, StoreError> {
         metadata: json_attr(item, "metadata")?,
         mode: mode_of(item)?,
         updated_at: get_n(item, "updatedAt").map_or_else(|| req_n(item, "createdAt"), Ok)?,
+        title: get_s(item, "title").map(str::to_string),
     })
+}
+
+/// How far past a session's expiry the `ttl` of its partition's items is set, so that
+/// activity moves it (one write of every item) at most once per this much activity.
+pub(crate) const TTL_HEADROOM_MS: Millis = 7 * 24 * 3_600_000;
+
+/// The `ttl` (Unix seconds) of a partition's items for a session kept until `expires_at`.
+pub(crate) fn items_ttl(expires_at: Millis) -> i64 {
+    expires_at.saturating_add(TTL_HEADROOM_MS) / 1000
 }
 
 /// A session item's mode; an item written before modes existed is with the bot.
@@ -219,7 +229,7 @@ pub(crate) fn connection_of(
     })
 }
 
-pub(crate) fn message_item(m: &NewMessage, seq: u64) -> Item {
+pub(crate) fn message_item(m: &NewMessage, seq: u64, ttl: i64) -> Item {
     let mut item = HashMap::from([
         ("pk".to_string(), s(session_pk(&m.session_id))),
         ("sk".to_string(), s(msg_sk(seq))),
@@ -230,7 +240,7 @@ pub(crate) fn message_item(m: &NewMessage, seq: u64) -> Item {
         ("content".to_string(), s(m.content.clone())),
         ("status".to_string(), s(m.status.as_str())),
         ("createdAt".to_string(), n(m.created_at)),
-        ("ttl".to_string(), n(m.expires_at / 1000)),
+        ("ttl".to_string(), n(ttl)),
     ]);
     if let Some(d) = &m.data {
         item.insert("data".into(), s(Value::Object(d.clone()).to_string()));

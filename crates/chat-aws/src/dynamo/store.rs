@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue, Select, TransactWriteItem, Update};
 use chat_core::model::{
     AgentConnection, CannedReply, Connection, InboxQuery, InboxView, Message, MessageId,
-    MessageStatus, Millis, Mode, ModeState, NewMessage, Page, PageQuery, Session, SessionId,
+    MessageStatus, Millis, Mode, ModeState, NewMessage, Page, PageQuery, Role, Session, SessionId,
 };
 use chat_core::ports::{Appended, CannedWrite, Store, StoreError};
 use std::collections::HashMap;
@@ -23,10 +23,13 @@ impl Store for DynamoStore {
             ("expiresAtMs".to_string(), n(x.expires_at)),
             ("lastSeq".to_string(), n(x.last_seq)),
             ("readUpTo".to_string(), n(x.read_up_to)),
-            ("ttl".to_string(), n(x.expires_at / 1000)),
+            ("ttl".to_string(), n(items_ttl(x.expires_at))),
         ]);
         if let Some(u) = &x.user_id {
             item.insert("userId".into(), s(u.clone()));
+        }
+        if let Some(t) = &x.title {
+            item.insert("title".into(), s(t.clone()));
         }
         if let Some(m) = &x.metadata {
             let json = serde_json::Value::Object(m.clone()).to_string();
@@ -59,8 +62,20 @@ impl Store for DynamoStore {
     async fn append_message(&self, m: NewMessage) -> Result<Option<Appended>, StoreError> {
         let pk = session_pk(&m.session_id);
         for try_no in 0..APPEND_TRIES {
-            let Some(session) = self.get_session(&m.session_id, m.created_at).await? else {
+            let Some(item) = self.get(pk.clone(), "SESSION").await? else {
                 return Ok(None);
+            };
+            let session = session_of(&item)?;
+            if session.expires_at <= m.created_at {
+                return Ok(None);
+            }
+            // The retention slides with the activity; the items' `ttl` follows with headroom.
+            let expires_at = session.slid_expiry(m.created_at);
+            let current_ttl: i64 = get_n(&item, "ttl").unwrap_or(0);
+            let ttl = if expires_at / 1000 >= current_ttl {
+                items_ttl(expires_at)
+            } else {
+                current_ttl
             };
             let mode = session.mode.clone();
             if m.open_only && mode.mode == Mode::Closed {
@@ -81,10 +96,19 @@ impl Store for DynamoStore {
             if m.open_only {
                 condition.push_str(" AND (attribute_not_exists(#m) OR #m <> :closed)");
             }
+            let title = (m.role == Role::User && session.title.is_none())
+                .then(|| chat_core::model::title_of(&m.content));
+            let mut set = "SET lastSeq = :next, updatedAt = :u, activity = :act, expiresAtMs = :exp, #ttl = :ttl".to_string();
+            if title.is_some() {
+                set.push_str(", #title = if_not_exists(#title, :title)");
+            }
             let mut bump = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(Self::key(pk.clone(), "SESSION")))
-                .update_expression("SET lastSeq = :next, updatedAt = :u, activity = :act")
+                .update_expression(set)
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":exp", n(expires_at))
+                .expression_attribute_values(":ttl", n(ttl))
                 .condition_expression(condition)
                 .expression_attribute_values(":next", n(next))
                 .expression_attribute_values(":last", n(last))
@@ -92,6 +116,11 @@ impl Store for DynamoStore {
                 .expression_attribute_values(":pu", n(session.updated_at))
                 .expression_attribute_values(":u", n(updated))
                 .expression_attribute_values(":act", s(time_key(updated, &m.session_id)));
+            if let Some(t) = title {
+                bump = bump
+                    .expression_attribute_names("#title", "title")
+                    .expression_attribute_values(":title", s(t));
+            }
             if m.open_only {
                 bump = bump
                     .expression_attribute_names("#m", "mode")
@@ -100,7 +129,7 @@ impl Store for DynamoStore {
             let bump = bump.build().map_err(err)?;
             let put = Put::builder()
                 .table_name(&self.table)
-                .set_item(Some(message_item(&m, next)))
+                .set_item(Some(message_item(&m, next, ttl)))
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
                 .map_err(err)?;
@@ -115,7 +144,7 @@ impl Store for DynamoStore {
                         ("pk".to_string(), s(pk.clone())),
                         ("sk".to_string(), s(format!("IDEM#{key}"))),
                         ("seq".to_string(), n(next)),
-                        ("ttl".to_string(), n(m.expires_at / 1000)),
+                        ("ttl".to_string(), n(ttl)),
                     ])))
                     .condition_expression("attribute_not_exists(pk)")
                     .build()
@@ -130,6 +159,9 @@ impl Store for DynamoStore {
                 .await;
             match result {
                 Ok(_) => {
+                    if ttl > current_ttl {
+                        self.extend_ttl(&m.session_id, ttl).await?;
+                    }
                     return Ok(Some(Appended {
                         message: m.with_seq(next),
                         created: true,
@@ -454,62 +486,51 @@ impl Store for DynamoStore {
         next: &ModeState,
         now: Millis,
     ) -> Result<Option<Session>, StoreError> {
-        let (set, remove) = mode_fields(session, next, now);
-        let mut sets = Vec::new();
-        let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(session_pk(session), "SESSION")))
-            .expression_attribute_names("#m", "mode")
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":em", s(expected.mode.as_str()))
-            .return_values(ReturnValue::AllNew);
-        for (i, (k, v)) in set.into_iter().enumerate() {
-            let (name, value) = (format!("#a{i}"), format!(":a{i}"));
-            sets.push(format!("{name} = {value}"));
-            req = req
-                .expression_attribute_names(&name, k)
-                .expression_attribute_values(value, v);
-        }
-        let mut update = format!("SET {}", sets.join(", "));
-        if !remove.is_empty() {
-            let mut names = Vec::new();
-            for (i, k) in remove.iter().enumerate() {
-                let name = format!("#r{i}");
-                req = req.expression_attribute_names(&name, *k);
-                names.push(name);
-            }
-            update.push_str(&format!(" REMOVE {}", names.join(", ")));
-        }
-        // The compare: the mode (absent is `bot`) and the holder.
-        let mode_is = if expected.mode == Mode::Bot {
-            "(attribute_not_exists(#m) OR #m = :em)"
-        } else {
-            "#m = :em"
-        };
-        let holder_is = match expected.holder() {
-            Some(h) => {
-                req = req.expression_attribute_values(":eh", s(h));
-                "agentId = :eh"
-            }
-            None => "attribute_not_exists(agentId)",
-        };
-        let result = req
-            .update_expression(update)
-            .condition_expression(format!("expiresAtMs > :now AND {mode_is} AND {holder_is}"))
-            .send()
-            .await;
-        match result {
-            Ok(out) => out.attributes.map(|a| session_of(&a)).transpose(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        // Read first: the retention slides by as much as the activity moves, so the write is
+        // conditional on the activity read too (another writer moving it means a retry).
+        for try_no in 0..APPEND_TRIES {
+            let Some(item) = self.get(session_pk(session), "SESSION").await? else {
+                return Ok(None);
+            };
+            let read = session_of(&item)?;
+            if read.expires_at <= now
+                || read.mode.mode != expected.mode
+                || read.mode.holder() != expected.holder()
             {
-                Ok(None)
+                return Ok(None);
             }
-            Err(e) => Err(sdk_err(e)),
+            let current_ttl: i64 = get_n(&item, "ttl").unwrap_or(0);
+            let expires_at = read.slid_expiry(now);
+            let ttl = if expires_at / 1000 >= current_ttl {
+                items_ttl(expires_at)
+            } else {
+                current_ttl
+            };
+            let had_updated = item.contains_key("updatedAt");
+            match self
+                .set_mode_if(
+                    session,
+                    expected,
+                    next,
+                    now,
+                    (read.updated_at, had_updated),
+                    (expires_at, ttl),
+                )
+                .await?
+            {
+                Some(Some(s)) => {
+                    if ttl > current_ttl {
+                        self.extend_ttl(session, ttl).await?;
+                    }
+                    return Ok(Some(s));
+                }
+                Some(None) => backoff(try_no).await,
+                None => return Ok(None),
+            }
         }
+        Err(StoreError(
+            "a change of mode kept conflicting with concurrent writers".into(),
+        ))
     }
 
     async fn list_inbox(&self, q: &InboxQuery) -> Result<Vec<Session>, StoreError> {
@@ -726,6 +747,85 @@ impl Store for DynamoStore {
         }
         Ok(all)
     }
+
+    async fn list_user_sessions(
+        &self,
+        user_id: &str,
+        after: Option<(Millis, SessionId)>,
+        limit: u32,
+        now: Millis,
+    ) -> Result<Vec<Session>, StoreError> {
+        // The sparse index `byUser` (hash `userId`: only user sessions have it, range
+        // `activity`), newest activity first.
+        let mut key = "userId = :u".to_string();
+        if after.is_some() {
+            key.push_str(" AND activity < :after");
+        }
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let mut req = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("byUser")
+                .key_condition_expression(&key)
+                .filter_expression("expiresAtMs > :now")
+                .expression_attribute_values(":u", s(user_id))
+                .expression_attribute_values(":now", n(now))
+                .scan_index_forward(false)
+                .limit((limit as usize - found.len()).max(1) as i32)
+                .set_exclusive_start_key(start);
+            if let Some((t, id)) = after {
+                req = req.expression_attribute_values(":after", s(time_key(t, &id)));
+            }
+            let out = req.send().await.map_err(sdk_err)?;
+            for item in out.items.unwrap_or_default() {
+                found.push(session_of(&item)?);
+            }
+            start = out.last_evaluated_key;
+            if found.len() >= limit as usize || start.is_none() {
+                break;
+            }
+        }
+        found.truncate(limit as usize);
+        Ok(found)
+    }
+
+    async fn erase_session(&self, id: &SessionId) -> Result<bool, StoreError> {
+        // Every item of the partition (the session, messages, keys, connections), and the
+        // lookup side of each connection; the indexes follow their items.
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(session_pk(id)))
+                .projection_expression("pk, sk")
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            for item in page.items.unwrap_or_default() {
+                let sk = req_s(&item, "sk")?.to_string();
+                if let Some(conn) = sk.strip_prefix("CONN#") {
+                    keys.push(Self::key(format!("CONN#{conn}"), "CONN"));
+                }
+                keys.push(Self::key(session_pk(id), &sk));
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        let found = !keys.is_empty();
+        self.delete_all(keys).await?;
+        Ok(found)
+    }
 }
 
 impl DynamoStore {
@@ -762,5 +862,175 @@ impl DynamoStore {
                 other => Err(sdk_err(other)),
             },
         }
+    }
+}
+
+impl DynamoStore {
+    /// The conditional write of [`Store::set_mode`], with the activity and retention as
+    /// read: `None` when the session is gone or its mode or holder differ (no retry),
+    /// `Some(None)` when only the activity moved meanwhile (retry).
+    #[allow(clippy::too_many_arguments)]
+    async fn set_mode_if(
+        &self,
+        session: &SessionId,
+        expected: &ModeState,
+        next: &ModeState,
+        now: Millis,
+        (read_updated, had_updated): (Millis, bool),
+        (expires_at, ttl): (Millis, i64),
+    ) -> Result<Option<Option<Session>>, StoreError> {
+        let (mut set, remove) = mode_fields(session, next, now);
+        set.push(("expiresAtMs", n(expires_at)));
+        set.push(("ttl", n(ttl)));
+        let mut sets = Vec::new();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(session_pk(session), "SESSION")))
+            .expression_attribute_names("#m", "mode")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":em", s(expected.mode.as_str()))
+            .return_values(ReturnValue::AllNew);
+        for (i, (k, v)) in set.into_iter().enumerate() {
+            let (name, value) = (format!("#a{i}"), format!(":a{i}"));
+            sets.push(format!("{name} = {value}"));
+            req = req
+                .expression_attribute_names(&name, k)
+                .expression_attribute_values(value, v);
+        }
+        let mut update = format!("SET {}", sets.join(", "));
+        if !remove.is_empty() {
+            let mut names = Vec::new();
+            for (i, k) in remove.iter().enumerate() {
+                let name = format!("#r{i}");
+                req = req.expression_attribute_names(&name, *k);
+                names.push(name);
+            }
+            update.push_str(&format!(" REMOVE {}", names.join(", ")));
+        }
+        // The compare: the mode (absent is `bot`) and the holder.
+        let mode_is = if expected.mode == Mode::Bot {
+            "(attribute_not_exists(#m) OR #m = :em)"
+        } else {
+            "#m = :em"
+        };
+        let holder_is = match expected.holder() {
+            Some(h) => {
+                req = req.expression_attribute_values(":eh", s(h));
+                "agentId = :eh"
+            }
+            None => "attribute_not_exists(agentId)",
+        };
+        let activity_is = if had_updated {
+            req = req.expression_attribute_values(":pu", n(read_updated));
+            "updatedAt = :pu"
+        } else {
+            "attribute_not_exists(updatedAt)"
+        };
+        let result = req
+            .update_expression(update)
+            .condition_expression(format!(
+                "expiresAtMs > :now AND {mode_is} AND {holder_is} AND {activity_is}"
+            ))
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Some(out.attributes.map(|a| session_of(&a)).transpose()?)),
+            // The mode, the holder or the activity changed since the read: read again.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Some(None))
+            }
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+}
+
+impl DynamoStore {
+    /// Raises the `ttl` of every item of a session's partition (but its connections, which
+    /// expire with their token) to `ttl`: the retention moved past the headroom.
+    async fn extend_ttl(&self, session: &SessionId, ttl: i64) -> Result<(), StoreError> {
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .filter_expression("#ttl < :ttl AND NOT begins_with(sk, :conn)")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":pk", s(session_pk(session)))
+                .expression_attribute_values(":ttl", n(ttl))
+                .expression_attribute_values(":conn", s("CONN#"))
+                .projection_expression("pk, sk")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            for item in page.items.unwrap_or_default() {
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(Self::key(session_pk(session), req_s(&item, "sk")?)))
+                    .update_expression("SET #ttl = :ttl")
+                    .condition_expression("attribute_exists(pk) AND #ttl < :ttl")
+                    .expression_attribute_names("#ttl", "ttl")
+                    .expression_attribute_values(":ttl", n(ttl))
+                    .send()
+                    .await
+                    .map_or_else(
+                        |e| match e.as_service_error() {
+                            Some(e) if e.is_conditional_check_failed_exception() => Ok(()),
+                            _ => Err(sdk_err(e)),
+                        },
+                        |_| Ok(()),
+                    )?;
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Deletes items by key, 25 to a `BatchWriteItem`, until none is left unprocessed.
+    async fn delete_all(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+        for chunk in keys.chunks(25) {
+            let mut requests = chunk
+                .iter()
+                .map(|k| {
+                    DeleteRequest::builder()
+                        .set_key(Some(k.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(err)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for try_no in 0..APPEND_TRIES {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(sdk_err)?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                backoff(try_no).await;
+            }
+            if !requests.is_empty() {
+                return Err(StoreError("deletes kept coming back unprocessed".into()));
+            }
+        }
+        Ok(())
     }
 }

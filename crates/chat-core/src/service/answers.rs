@@ -117,7 +117,6 @@ impl Dispatcher {
             client_message_id: None,
             open_only: false,
             idempotency_key: Some(reply_key(&message.id)),
-            expires_at: session.expires_at,
         }
     }
 

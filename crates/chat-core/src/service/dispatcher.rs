@@ -204,7 +204,6 @@ impl Dispatcher {
             client_message_id: None,
             open_only: false,
             idempotency_key: Some(format!("failed#{}", message.id)),
-            expires_at: session.expires_at,
         };
         svc.locks
             .run(job.session_id, async {

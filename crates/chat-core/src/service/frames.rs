@@ -31,7 +31,8 @@ impl ChatService {
             id: connection_id.to_string(),
             session_id: session.id,
             connected_at: self.now(),
-            expires_at: session.expires_at,
+            // A connection lives no longer than its token (the session is kept longer).
+            expires_at: claims.exp.saturating_mul(1000),
         };
         self.store().put_connection(&connection).await?;
         crate::metrics::connection_opened();

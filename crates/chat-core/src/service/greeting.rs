@@ -136,6 +136,5 @@ fn greeting(session: &Session, now: Millis, key: String, parts: ReplyParts) -> N
         client_message_id: None,
         open_only: false,
         idempotency_key: Some(key),
-        expires_at: session.expires_at,
     }
 }

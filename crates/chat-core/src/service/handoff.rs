@@ -240,7 +240,6 @@ impl ChatService {
             client_message_id: None,
             open_only: false,
             idempotency_key: None,
-            expires_at: new.expires_at,
         };
         tracing::info!(session_id = %new.id, from = old.mode.mode.as_str(), to = new.mode.mode.as_str(), "session mode changed");
         let stored = self

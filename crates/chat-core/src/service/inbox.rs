@@ -188,7 +188,6 @@ impl ChatService {
             client_message_id: input.client_message_id,
             open_only: true,
             idempotency_key: key,
-            expires_at: session.expires_at,
         };
         self.locks
             .run(session.id, async {

@@ -17,6 +17,7 @@ mod frames;
 mod greeting;
 mod handoff;
 mod inbox;
+mod keep;
 mod replies;
 mod sending;
 mod sessions;
@@ -25,6 +26,7 @@ pub use canned::{CannedInput, MAX_CANNED_TEXT_CHARS, MAX_CANNED_TITLE_CHARS};
 pub use dispatcher::{DispatchOutcome, Dispatcher};
 pub use handoff::{CLOSED_TEXT, NO_ONE_TEXT, WAITING_TEXT};
 pub use inbox::{AgentSendInput, InboxPage};
+pub use keep::{Conversation, ConversationsPage, Export, ExportedSession, MAX_CONVERSATIONS_PAGE};
 
 use crate::auth::AppAuth;
 use crate::config::Config;

@@ -108,7 +108,6 @@ impl ChatService {
             client_message_id: None,
             open_only: false,
             idempotency_key: Some(key),
-            expires_at: session.expires_at,
         };
         self.store_reply(&session.id, new, replied).await
     }

@@ -67,7 +67,6 @@ impl ChatService {
             reply_to: None,
             client_message_id: input.client_message_id,
             open_only: true,
-            expires_at: session.expires_at,
         };
         let content = new.content.clone();
         let (message, paused) = self

@@ -50,23 +50,25 @@ impl ChatService {
             now,
         )
         .await?;
-        let ttl = if user_id.is_some() {
-            limits.user_session_ttl
+        let (ttl, retention) = if user_id.is_some() {
+            (limits.user_session_ttl, limits.user_retention)
         } else {
-            limits.guest_session_ttl
+            (limits.guest_session_ttl, limits.guest_retention)
         };
-        // Whole seconds, so the token's expiry and the session's agree exactly.
+        // Whole seconds, as the token carries it.
         let expires_at = (now + ttl.as_millis() as Millis) / 1000 * 1000;
         let session = Session {
             id: SessionId::new(),
             user_id: user_id.clone(),
             created_at: now,
-            expires_at,
+            // Kept for its retention after the last activity; the token expires on its own.
+            expires_at: now + retention.as_millis() as Millis,
             last_seq: 0,
             read_up_to: 0,
             metadata,
             mode: Default::default(),
             updated_at: now,
+            title: None,
         };
         crate::trace::session(&session.id);
         self.store().create_session(&session).await?;
@@ -84,20 +86,31 @@ impl ChatService {
                 tracing::warn!(session_id = %session.id, error = %e, "the session-start job could not be queued");
             }
         }
+        tracing::info!(session_id = %session.id, user = user_id.is_some(), "session created");
+        Ok(self.issue_token(session.id, user_id, expires_at))
+    }
+
+    /// A session token for `sid` expiring at `expires_at` (whole seconds), as
+    /// `POST /sessions` and the resume route return it.
+    pub(super) fn issue_token(
+        &self,
+        sid: SessionId,
+        user_id: Option<String>,
+        expires_at: Millis,
+    ) -> CreatedSession {
         let token = self.tokens.issue(&SessionClaims {
-            sid: session.id,
+            sid,
             sub: user_id.clone(),
             exp: expires_at / 1000,
-            iat: now / 1000,
+            iat: self.now() / 1000,
         });
-        tracing::info!(session_id = %session.id, user = user_id.is_some(), "session created");
-        Ok(CreatedSession {
-            session_id: session.id,
+        CreatedSession {
+            session_id: sid,
             token,
             expires_at,
             websocket_url: self.config.websocket_url.clone(),
             user_id,
-        })
+        }
     }
 
     /// Stores the greeting as the session's first message (no one is connected yet, so
@@ -119,7 +132,6 @@ impl ChatService {
                 client_message_id: None,
                 open_only: false,
                 idempotency_key: Some("welcome".into()),
-                expires_at: session.expires_at,
             })
             .await?;
         Ok(())
@@ -174,7 +186,10 @@ impl ChatService {
             )
             .await?;
         let unread = self.unread_count(&session.id, session.read_up_to).await?;
-        Ok((crate::model::SessionView::new(&session, unread), page))
+        let mut view = crate::model::SessionView::new(&session, unread);
+        // The token's expiry, as `POST /sessions` gave it (the data is kept longer).
+        view.expires_at = claims.exp.saturating_mul(1000);
+        Ok((view, page))
     }
 
     /// `GET /sessions/{id}/messages`: a page of history.

@@ -272,7 +272,7 @@ pub async fn recorded() -> Vec<Value> {
 }
 
 /// The operation of a recorded request: `DynamoDB.GetItem`, `SQS.SendMessage`,
-/// `PostToConnection`, ...
+/// `PostToConnection`, `DeleteConnection`, ...
 pub fn operation(entry: &Value) -> String {
     let headers = entry["headers"].as_object().cloned().unwrap_or_default();
     let target = headers
@@ -290,7 +290,10 @@ pub fn operation(entry: &Value) -> String {
             .unwrap_or("")
             .contains("/@connections/") =>
         {
-            "PostToConnection".into()
+            match entry["method"].as_str() {
+                Some("DELETE") => "DeleteConnection".into(),
+                _ => "PostToConnection".into(),
+            }
         }
         None => format!(
             "{} {}",

@@ -63,7 +63,6 @@ pub async fn message_round_trips_every_field<S: Store + ?Sized>(store: &S) {
         reply_to: Some(plain.id),
         client_message_id: Some("client-1".into()),
         idempotency_key: Some("event#e-1".into()),
-        expires_at: s.expires_at,
         name: None,
         open_only: false,
     };

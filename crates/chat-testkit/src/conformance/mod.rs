@@ -34,6 +34,7 @@ mod agents;
 mod concurrency;
 mod connections;
 mod history;
+mod keep;
 mod limiter;
 mod messages;
 mod sessions;
@@ -42,6 +43,7 @@ pub use agents::*;
 pub use concurrency::*;
 pub use connections::*;
 pub use history::*;
+pub use keep::*;
 pub use limiter::*;
 pub use messages::*;
 pub use sessions::*;
@@ -96,6 +98,10 @@ where
         count_unread_counts_every_message_not_from_the_user,
         concurrent_appends_get_gapless_distinct_seqs,
         concurrent_idempotent_appends_write_once,
+        user_sessions_newest_activity_first_and_paged,
+        activity_slides_retention_and_the_first_user_message_titles,
+        erase_session_removes_everything_of_it,
+        erased_sessions_leave_the_inbox,
     );
 
     if !failures.is_empty() {
@@ -141,6 +147,7 @@ pub(super) fn session_until(expires_at: Millis) -> Session {
         metadata: None,
         mode: Default::default(),
         updated_at: NOW,
+        title: None,
     }
 }
 
@@ -165,7 +172,6 @@ pub(super) fn user_message(session: &Session, content: &str, key: Option<&str>) 
         reply_to: None,
         client_message_id: None,
         idempotency_key: key.map(str::to_string),
-        expires_at: session.expires_at,
         name: None,
         open_only: false,
     }
