@@ -429,6 +429,44 @@ export class ChatClient {
     return this.start();
   }
 
+  /**
+   * A signed-in user's conversations (`GET /sessions` with the app JWT), newest activity first.
+   * @param {{ limit?: number, cursor?: string }} [options]
+   * @returns {Promise<import('./chat-client.js').ConversationsPage>}
+   */
+  async listConversations({ limit, cursor } = {}) {
+    const q = new URLSearchParams();
+    if (limit != null) q.set('limit', String(limit));
+    if (cursor) q.set('cursor', cursor);
+    const query = q.toString();
+    return this._http('GET', `/sessions${query ? `?${query}` : ''}`, undefined, await this._appAuth(), false);
+  }
+
+  /**
+   * Opens one of the user's conversations on this device: a fresh token for it
+   * (`POST /sessions/{id}/resume`), then its history and the socket. Unsent messages of the
+   * conversation left are dropped, as with newConversation.
+   * @param {string} sessionId
+   * @returns {Promise<void>}
+   */
+  async resumeConversation(sessionId) {
+    const headers = await this._appAuth();
+    const resumed = await this._http('POST', `/sessions/${encodeURIComponent(sessionId)}/resume`, undefined, headers, false);
+    this.stop();
+    this._pending = new Map();
+    this._savePending();
+    this._messages = this._messages.filter((m) => !m.pending);
+    this._useSession({ ...resumed, subject: jwtSubject(headers.authorization.slice('Bearer '.length)) }, false);
+    return this.start();
+  }
+
+  /** The app JWT's Authorization header; a user's own routes need one. */
+  async _appAuth() {
+    const authToken = await this._authToken();
+    if (!authToken) throw new ChatApiError(401, 'missing_token', 'a signed-in user (authToken) is needed for this');
+    return { authorization: `Bearer ${authToken}` };
+  }
+
   // --- internals: session
 
   async _ensureSession() {
