@@ -165,7 +165,7 @@ textarea { flex: 1; resize: none; font: inherit; color: var(--fg); background: v
 .send:disabled { opacity: .5; cursor: default; }
 .older-row { text-align: center; list-style: none; }
 .older-row[hidden] { display: none; }
-.older { font: inherit; font-size: 13px; color: var(--accent); background: transparent; border: 1px solid var(--line);
+.older, .more-conversations { font: inherit; font-size: 13px; color: var(--accent); background: transparent; border: 1px solid var(--line);
   border-radius: 999px; padding: 4px 12px; cursor: pointer; }
 .history { background: transparent; border: 0; color: #fff; cursor: pointer; width: 36px; height: 36px; border-radius: 8px;
   display: grid; place-items: center; }
@@ -190,6 +190,8 @@ textarea { flex: 1; resize: none; font: inherit; color: var(--fg); background: v
 .conv-unread[hidden] { display: none; }
 .conversations-status { font-size: 13px; color: var(--muted); margin: 0; }
 .conversations-status:empty { display: none; }
+.more-conversations[hidden] { display: none; }
+.more-conversations { align-self: center; }
 .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 @media (max-width: 480px) {
   .root { right: 12px; bottom: 12px; }
@@ -300,7 +302,7 @@ export function mountChatWidget(options = {}) {
   const startNewBtn = el('button', { class: 'new-conversation start-new', type: 'button', text: 'New conversation' });
   const convList = el('ul', { class: 'conv-list', 'aria-labelledby': 'chat-conversations-title' });
   const convStatus = el('p', { class: 'conversations-status', role: 'status' });
-  const moreBtn = el('button', { class: 'older more-conversations', type: 'button', text: 'Show more', hidden: true });
+  const moreBtn = el('button', { class: 'more-conversations', type: 'button', text: 'Show more', hidden: true });
   const conversations = el('section', { class: 'conversations', id: 'chat-conversations', hidden: true, 'aria-labelledby': 'chat-conversations-title' },
     el('div', { class: 'conversations-head' }, el('h3', { id: 'chat-conversations-title', text: 'Previous conversations' }), startNewBtn),
     convStatus, convList, moreBtn);
