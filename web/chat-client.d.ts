@@ -158,6 +158,12 @@ export interface ChatClientOptions {
   typingIdleMs?: number;
   sessionRenewMarginMs?: number;
   pageSize?: number;
+  /**
+   * A signed-in user on a device with no usable session opens their most recent conversation
+   * (`GET /sessions?limit=1`, then `POST /sessions/{id}/resume`) instead of creating one; a
+   * session is created only when they have none, or by `newConversation()`. Default true.
+   */
+  resumeLatest?: boolean;
 }
 
 export interface ChatClientEvents {
@@ -251,7 +257,7 @@ export class ChatClient {
 export const DEFAULTS: Readonly<Required<Pick<ChatClientOptions,
   'backoffBaseMs' | 'backoffMaxMs' | 'backoffJitter' | 'pingIntervalMs' | 'pongTimeoutMs' |
   'maxConnectionAgeMs' | 'ackTimeoutMs' | 'typingRepeatMs' | 'typingIdleMs' |
-  'sessionRenewMarginMs' | 'pageSize'>>>;
+  'sessionRenewMarginMs' | 'pageSize' | 'resumeLatest'>>>;
 
 /** In [cap * (1 - jitter), cap], cap = min(maxMs, baseMs * 2^attempt). */
 export function backoffDelay(

@@ -37,6 +37,7 @@ export const DEFAULTS = Object.freeze({
   typingIdleMs: 2_500,
   sessionRenewMarginMs: 60_000,
   pageSize: 100,
+  resumeLatest: true, // a signed-in user on a device with no session opens their latest conversation
 });
 
 /**

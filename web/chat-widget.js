@@ -22,7 +22,8 @@
 // Signed-in users (an `authToken`) get "Previous conversations" in the header: their
 // conversations on any device (title, when, unread), one opened here with a click or Enter
 // (a fresh token for this device), and "New conversation". Arrow keys, Home and End move
-// through the list; Escape goes back to the conversation.
+// through the list; Escape goes back to the conversation. On a device with none of their
+// sessions stored, the widget opens their most recent conversation (ChatClient's resumeLatest).
 // tests/browser/run type-checks it (tsc --checkJs) against chat-client.d.ts, as a user of it.
 
 import { ChatClient, mergeConversations, relativeTime, suggestionsOf } from './chat-client.js';
@@ -88,7 +89,7 @@ header .conn { font-size: 12px; opacity: .92; display: flex; align-items: center
   border-radius: 999px; padding: 3px 12px; cursor: pointer; }
 .handoff:hover { border-color: var(--accent); }
 .handoff:disabled { opacity: .6; cursor: default; }
-.new-conversation { font: inherit; font-size: 13px; font-weight: 600; color: #fff; background: var(--accent); border: 0;
+.new-conversation, .start-new { font: inherit; font-size: 13px; font-weight: 600; color: #fff; background: var(--accent); border: 0;
   border-radius: 8px; padding: 6px 12px; cursor: pointer; }
 form[hidden] { display: none; }
 .log { flex: 1; overflow-y: auto; padding: 14px; display: flex; flex-direction: column; gap: 10px;
@@ -299,7 +300,7 @@ export function mountChatWidget(options = {}) {
   const historyBtn = el('button', { class: 'history', type: 'button', 'aria-label': 'Previous conversations', 'aria-expanded': 'false', 'aria-controls': 'chat-conversations', hidden: !signedIn });
   historyBtn.innerHTML = HISTORY_ICON; // a constant icon, no data
   const header = el('header', {}, el('div', { class: 'titles' }, el('h2', { id: titleId, text: options.title ?? 'Chat with us' }), conn), historyBtn, closeBtn);
-  const startNewBtn = el('button', { class: 'new-conversation start-new', type: 'button', text: 'New conversation' });
+  const startNewBtn = el('button', { class: 'start-new', type: 'button', text: 'New conversation' });
   const convList = el('ul', { class: 'conv-list', 'aria-labelledby': 'chat-conversations-title' });
   const convStatus = el('p', { class: 'conversations-status', role: 'status' });
   const moreBtn = el('button', { class: 'more-conversations', type: 'button', text: 'Show more', hidden: true });

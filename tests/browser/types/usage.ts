@@ -96,6 +96,7 @@ const allOptions: Required<ChatClientOptions> = {
   typingIdleMs: DEFAULTS.typingIdleMs,
   sessionRenewMarginMs: DEFAULTS.sessionRenewMarginMs,
   pageSize: DEFAULTS.pageSize,
+  resumeLatest: DEFAULTS.resumeLatest,
 };
 const client = new ChatClient(allOptions);
 new ChatClient();
