@@ -442,6 +442,15 @@ def _statements(doc, role):
     return _props(doc, role)["Policies"][0]["PolicyDocument"]["Statement"]
 
 
+def _index(doc, name):
+    return next(i for i in _props(doc, "Table")["GlobalSecondaryIndexes"] if i["IndexName"] == name)
+
+
+def _drop_statement(doc, role, sid):
+    statements = _statements(doc, role)
+    statements.remove(next(s for s in statements if isinstance(s, dict) and s.get("Sid") == sid))
+
+
 def _rename_env(doc, fn, old, new):
     env = _env(doc, fn)
     env[new] = env.pop(old)
@@ -503,6 +512,11 @@ DRIFTS = [
     ("an inbox index's key",
      lambda d: _props(d, "Table")["GlobalSecondaryIndexes"][2]["KeySchema"][1].update(AttributeName="waitSk"),
      "Table / Properties / GlobalSecondaryIndexes"),
+    ("the byUser index's sort key",
+     lambda d: _index(d, "byUser")["KeySchema"][1].update(AttributeName="updatedAt"),
+     "Table / Properties / GlobalSecondaryIndexes"),
+    ("the byUser index's grant dropped", lambda d: _drop_statement(d, "SessionFunctionRole", "UserIndex"),
+     "Role of Function session / Properties / Grants: only in the CDK app: Allow dynamodb:Query"),
     ("table retention", lambda d: d["Resources"]["Table"].update(DeletionPolicy="Delete"),
      "Table / DeletionPolicy"),
     ("alarm", lambda d: _props(d, "DeadLetterAlarm").update(Threshold=5),

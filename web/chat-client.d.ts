@@ -106,6 +106,25 @@ export interface StoredSession {
   subject?: string | null;
 }
 
+/** One of a signed-in user's conversations, as `GET /sessions` lists them. */
+export interface ConversationSummary {
+  sessionId: string;
+  /** The first user message's first 80 characters, or "New conversation". */
+  title: string;
+  createdAt: string;
+  /** The last activity (RFC 3339); the list is newest first by it. */
+  updatedAt: string;
+  lastMessage?: ChatMessage;
+  unreadCount: number;
+  mode: SessionMode;
+}
+
+/** A page of `GET /sessions`; `nextCursor` asks for the next one. */
+export interface ConversationsPage {
+  sessions: ConversationSummary[];
+  nextCursor?: string;
+}
+
 export interface StorageLike {
   getItem(key: string): string | null;
   setItem(key: string, value: string): void;
@@ -139,6 +158,12 @@ export interface ChatClientOptions {
   typingIdleMs?: number;
   sessionRenewMarginMs?: number;
   pageSize?: number;
+  /**
+   * A signed-in user on a device with no usable session opens their most recent conversation
+   * (`GET /sessions?limit=1`, then `POST /sessions/{id}/resume`) instead of creating one; a
+   * session is created only when they have none, or by `newConversation()`. Default true.
+   */
+  resumeLatest?: boolean;
 }
 
 export interface ChatClientEvents {
@@ -219,6 +244,12 @@ export class ChatClient {
   requestHandoff(): Promise<void>;
   /** Leaves this session (e.g. a closed one) and starts a new one (`reset` follows). */
   newConversation(): Promise<void>;
+  /** A signed-in user's conversations on any device (`GET /sessions` with the app JWT),
+   * newest activity first; rejects without an `authToken`. */
+  listConversations(options?: { limit?: number; cursor?: string }): Promise<ConversationsPage>;
+  /** Opens one of the user's conversations here (`POST /sessions/{id}/resume`: a fresh token
+   * for this device): its history loads and the socket connects (`reset` follows). */
+  resumeConversation(sessionId: string): Promise<void>;
 }
 
 // ----- pure helpers (exported for tests and custom clients) ---------------------------------
@@ -226,7 +257,7 @@ export class ChatClient {
 export const DEFAULTS: Readonly<Required<Pick<ChatClientOptions,
   'backoffBaseMs' | 'backoffMaxMs' | 'backoffJitter' | 'pingIntervalMs' | 'pongTimeoutMs' |
   'maxConnectionAgeMs' | 'ackTimeoutMs' | 'typingRepeatMs' | 'typingIdleMs' |
-  'sessionRenewMarginMs' | 'pageSize'>>>;
+  'sessionRenewMarginMs' | 'pageSize' | 'resumeLatest'>>>;
 
 /** In [cap * (1 - jitter), cap], cap = min(maxMs, baseMs * 2^attempt). */
 export function backoffDelay(
@@ -321,6 +352,13 @@ export function sessionInfoOf(view: { mode?: unknown; agent?: unknown; waitingSi
 /** The newest change of mode that the system messages among `messages` announce (`data.mode`). */
 export function modeFromMessages(messages: readonly Partial<ChatMessage>[]): { seq: number; info: SessionInfo } | null;
 export function sameSessionInfo(a: SessionInfo, b: SessionInfo): boolean;
+/** "just now", "5 min ago", "3 h ago", "yesterday", "4 days ago", then the date. */
+export function relativeTime(when: string | number | Date, now: number, locale?: string): string;
+/** A page of conversations added to a list: each session once (the newer wins), newest first. */
+export function mergeConversations(
+  list: readonly ConversationSummary[],
+  page: readonly ConversationSummary[],
+): ConversationSummary[];
 export function sessionUsable(
   stored: StoredSession | null | undefined,
   now: number,

@@ -7,7 +7,8 @@
 //   chat.send('Hello');
 //
 // What it does: creates or resumes a session (kept in localStorage; a fresh one when it has
-// expired or the server refuses it), connects the WebSocket, reconnects with exponential
+// expired or the server refuses it; a signed-in user with none stored here gets their most
+// recent conversation resumed), connects the WebSocket, reconnects with exponential
 // backoff and jitter, pings to stay under idle timeouts, reconnects before the connection age
 // limit (make-before-break), catches up with `GET …/messages?after=<seq>` on every (re)connect,
 // dedupes by id, and sends with a `clientMessageId`: shown at once, settled on `ack`, re-sent
@@ -132,6 +133,8 @@ export class ChatClient {
     /** @type {Map<string, MessageStatus | undefined>} */
     this._earlyStatus = new Map();
     this._cursor = 0;
+    // newConversation() asked for a session of its own: the next one is created, not resumed.
+    this._wantNew = false;
     // The replies a delta arrived for since the current socket opened (null once its
     // catch-up is done): a stream not among them after a reconnect will not finish here.
     /** @type {Set<string> | null} */
@@ -421,12 +424,52 @@ export class ChatClient {
    */
   async newConversation() {
     this.stop();
+    this._wantNew = true; // asked for: not the latest conversation again
     this._storage.removeItem(this._storageKey);
     this._pending = new Map();
     this._savePending();
     this._messages = this._messages.filter((m) => !m.pending);
     if (this._session) this._session = { ...this._session, token: null };
     return this.start();
+  }
+
+  /**
+   * A signed-in user's conversations (`GET /sessions` with the app JWT), newest activity first.
+   * @param {{ limit?: number, cursor?: string }} [options]
+   * @returns {Promise<import('./chat-client.js').ConversationsPage>}
+   */
+  async listConversations({ limit, cursor } = {}) {
+    const q = new URLSearchParams();
+    if (limit != null) q.set('limit', String(limit));
+    if (cursor) q.set('cursor', cursor);
+    const query = q.toString();
+    return this._http('GET', `/sessions${query ? `?${query}` : ''}`, undefined, await this._appAuth(), false);
+  }
+
+  /**
+   * Opens one of the user's conversations on this device: a fresh token for it
+   * (`POST /sessions/{id}/resume`), then its history and the socket. Unsent messages of the
+   * conversation left are dropped, as with newConversation.
+   * @param {string} sessionId
+   * @returns {Promise<void>}
+   */
+  async resumeConversation(sessionId) {
+    const headers = await this._appAuth();
+    const resumed = await this._http('POST', `/sessions/${encodeURIComponent(sessionId)}/resume`, undefined, headers, false);
+    this.stop();
+    this._wantNew = false;
+    this._pending = new Map();
+    this._savePending();
+    this._messages = this._messages.filter((m) => !m.pending);
+    this._useSession({ ...resumed, subject: jwtSubject(headers.authorization.slice('Bearer '.length)) }, false);
+    return this.start();
+  }
+
+  /** The app JWT's Authorization header; a user's own routes need one. */
+  async _appAuth() {
+    const authToken = await this._authToken();
+    if (!authToken) throw new ChatApiError(401, 'missing_token', 'a signed-in user (authToken) is needed for this');
+    return { authorization: `Bearer ${authToken}` };
   }
 
   // --- internals: session
@@ -448,8 +491,33 @@ export class ChatClient {
     }
     /** @type {Record<string, string>} */
     const headers = authToken ? { authorization: `Bearer ${authToken}` } : {};
+    if (subject && this.options.resumeLatest && !this._wantNew) {
+      const latest = await this._resumeLatest(headers);
+      if (latest) {
+        this._useSession({ ...latest, subject }, false);
+        return;
+      }
+    }
     const created = await this._http('POST', '/sessions', this.options.sessionMetadata ? { metadata: this.options.sessionMetadata } : {}, headers, false);
+    this._wantNew = false;
     this._useSession({ ...created, subject }, true);
+  }
+
+  /**
+   * A signed-in user's most recent conversation, resumed with a fresh token for this device;
+   * null when they have none (or the server has no list: a 4xx other than 429).
+   * @param {Record<string, string>} headers the app JWT's Authorization header
+   */
+  async _resumeLatest(headers) {
+    try {
+      const page = await this._http('GET', '/sessions?limit=1', undefined, headers, false);
+      const id = page?.sessions?.[0]?.sessionId;
+      if (!id) return null;
+      return await this._http('POST', `/sessions/${encodeURIComponent(id)}/resume`, undefined, headers, false);
+    } catch (e) {
+      if (e instanceof ChatApiError && e.status >= 400 && e.status < 500 && e.status !== 429) return null;
+      throw e;
+    }
   }
 
   async _authToken() {

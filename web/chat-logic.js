@@ -1,6 +1,7 @@
 // The pure logic of ChatClient (chat-client.js): backoff, merging and ordering messages,
 // streamed replies (deltas), the catch-up cursor, pending sends, the typing debounce, session
-// reuse, suggested replies, who answers a session (its mode). Plain functions over
+// reuse, suggested replies, who answers a session (its mode), a signed-in user's list of
+// conversations. Plain functions over
 // plain values, with no socket, timer, storage or DOM of their own (timers and randomness are
 // injectable), so they are unit-tested without a browser (tests/browser/client-logic.test.mjs)
 // and the class stays about connections and events.
@@ -19,6 +20,7 @@
  * @typedef {import('./chat-client.js').TypingDebouncer} TypingDebouncer
  * @typedef {import('./chat-client.js').SessionInfo} SessionInfo
  * @typedef {import('./chat-client.js').SessionMode} SessionMode
+ * @typedef {import('./chat-client.js').ConversationSummary} ConversationSummary
  * @typedef {Partial<ChatMessage> & { id: string }} MessageUpdate a message, or some fields of one
  */
 
@@ -35,6 +37,7 @@ export const DEFAULTS = Object.freeze({
   typingIdleMs: 2_500,
   sessionRenewMarginMs: 60_000,
   pageSize: 100,
+  resumeLatest: true, // a signed-in user on a device with no session opens their latest conversation
 });
 
 /**
@@ -502,4 +505,46 @@ export function modeFromMessages(messages) {
  */
 export function sameSessionInfo(a, b) {
   return a.mode === b.mode && a.agent?.id === b.agent?.id && a.agent?.name === b.agent?.name && a.waitingSince === b.waitingSince;
+}
+
+/**
+ * When something happened, said briefly relative to `now` for a list of conversations: "just
+ * now", "5 min ago", "3 h ago", "yesterday", "4 days ago", then the date. An unreadable time
+ * (or one in the future by a clock's skew) is "just now" rather than nonsense.
+ * @param {string | number | Date} when RFC 3339, milliseconds or a Date
+ * @param {number} now milliseconds
+ * @param {string} [locale] for the date of something older than a week
+ * @returns {string}
+ */
+export function relativeTime(when, now, locale) {
+  const t = when instanceof Date ? when.getTime() : typeof when === 'number' ? when : Date.parse(when);
+  if (!Number.isFinite(t)) return '';
+  const s = Math.floor((now - t) / 1000);
+  if (s < 60) return 'just now';
+  const min = Math.floor(s / 60);
+  if (min < 60) return `${min} min ago`;
+  const h = Math.floor(min / 60);
+  if (h < 24) return `${h} h ago`;
+  const days = Math.floor(h / 24);
+  if (days === 1) return 'yesterday';
+  if (days < 7) return `${days} days ago`;
+  return new Date(t).toLocaleDateString(locale, { year: 'numeric', month: 'short', day: 'numeric' });
+}
+
+/**
+ * Appends a page of `GET /sessions` to the conversations already listed: each session once
+ * (the newer entry wins, as a conversation that moved between two pages' reads shows up on
+ * both), newest activity first.
+ * @param {readonly ConversationSummary[]} list
+ * @param {readonly ConversationSummary[]} page
+ * @returns {ConversationSummary[]}
+ */
+export function mergeConversations(list, page) {
+  /** @type {Map<string, ConversationSummary>} */
+  const byId = new Map();
+  for (const c of [...list, ...page]) {
+    const held = byId.get(c.sessionId);
+    if (!held || Date.parse(c.updatedAt) >= Date.parse(held.updatedAt)) byId.set(c.sessionId, c);
+  }
+  return [...byId.values()].sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt) || (a.sessionId < b.sessionId ? 1 : -1));
 }

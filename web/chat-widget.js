@@ -19,14 +19,20 @@
 // agent by name, closed); system messages are centered notices; agent messages carry the
 // agent's name, and so does the typing indicator. A closed conversation disables the composer
 // and offers to start a new one.
+// Signed-in users (an `authToken`) get "Previous conversations" in the header: their
+// conversations on any device (title, when, unread), one opened here with a click or Enter
+// (a fresh token for this device), and "New conversation". Arrow keys, Home and End move
+// through the list; Escape goes back to the conversation. On a device with none of their
+// sessions stored, the widget opens their most recent conversation (ChatClient's resumeLatest).
 // tests/browser/run type-checks it (tsc --checkJs) against chat-client.d.ts, as a user of it.
 
-import { ChatClient, suggestionsOf } from './chat-client.js';
+import { ChatClient, mergeConversations, relativeTime, suggestionsOf } from './chat-client.js';
 import { renderMarkdown } from './chat-markdown.js';
 
 /**
  * @typedef {import('./chat-client.js').ChatClientOptions} ChatClientOptions
  * @typedef {import('./chat-client.js').ChatMessage} ChatMessage
+ * @typedef {import('./chat-client.js').ConversationSummary} ConversationSummary
  * @typedef {object} ChatWidgetOptions
  * @property {string} [title] the panel's title
  * @property {string} [subtitle] shown while the conversation is empty
@@ -83,7 +89,7 @@ header .conn { font-size: 12px; opacity: .92; display: flex; align-items: center
   border-radius: 999px; padding: 3px 12px; cursor: pointer; }
 .handoff:hover { border-color: var(--accent); }
 .handoff:disabled { opacity: .6; cursor: default; }
-.new-conversation { font: inherit; font-size: 13px; font-weight: 600; color: #fff; background: var(--accent); border: 0;
+.new-conversation, .start-new { font: inherit; font-size: 13px; font-weight: 600; color: #fff; background: var(--accent); border: 0;
   border-radius: 8px; padding: 6px 12px; cursor: pointer; }
 form[hidden] { display: none; }
 .log { flex: 1; overflow-y: auto; padding: 14px; display: flex; flex-direction: column; gap: 10px;
@@ -160,8 +166,33 @@ textarea { flex: 1; resize: none; font: inherit; color: var(--fg); background: v
 .send:disabled { opacity: .5; cursor: default; }
 .older-row { text-align: center; list-style: none; }
 .older-row[hidden] { display: none; }
-.older { font: inherit; font-size: 13px; color: var(--accent); background: transparent; border: 1px solid var(--line);
+.older, .more-conversations { font: inherit; font-size: 13px; color: var(--accent); background: transparent; border: 1px solid var(--line);
   border-radius: 999px; padding: 4px 12px; cursor: pointer; }
+.history { background: transparent; border: 0; color: #fff; cursor: pointer; width: 36px; height: 36px; border-radius: 8px;
+  display: grid; place-items: center; }
+.history:hover, .history[aria-expanded="true"] { background: #fff2; }
+.history svg { width: 20px; height: 20px; }
+.history[hidden] { display: none; }
+.panel.listing .log, .panel.listing .typing, .panel.listing .handoff-row, .panel.listing .closed-row, .panel.listing form { display: none; }
+.conversations { flex: 1; overflow-y: auto; padding: 12px 14px; display: flex; flex-direction: column; gap: 10px; }
+.conversations[hidden] { display: none; }
+.conversations-head { display: flex; align-items: center; justify-content: space-between; gap: 8px; }
+.conversations h3 { margin: 0; font-size: 14px; font-weight: 650; }
+.conv-list { list-style: none; margin: 0; padding: 0; display: flex; flex-direction: column; gap: 6px; }
+.conv { width: 100%; text-align: left; font: inherit; color: var(--fg); background: var(--bg); border: 1px solid var(--line);
+  border-radius: 10px; padding: 8px 10px; cursor: pointer; display: grid; grid-template-columns: 1fr auto; gap: 2px 8px; }
+.conv:hover { border-color: var(--accent); }
+.conv[aria-current="true"] { border-color: var(--accent); box-shadow: inset 3px 0 0 var(--accent); }
+.conv-title { font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; min-width: 0; }
+.conv-time { font-size: 12px; color: var(--muted); white-space: nowrap; }
+.conv-last { grid-column: 1; font-size: 13px; color: var(--muted); overflow: hidden; text-overflow: ellipsis; white-space: nowrap; min-width: 0; }
+.conv-unread { grid-column: 2; justify-self: end; font-size: 11px; font-weight: 700; color: #fff; background: var(--accent);
+  border-radius: 999px; padding: 1px 7px; }
+.conv-unread[hidden] { display: none; }
+.conversations-status { font-size: 13px; color: var(--muted); margin: 0; }
+.conversations-status:empty { display: none; }
+.more-conversations[hidden] { display: none; }
+.more-conversations { align-self: center; }
 .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 @media (max-width: 480px) {
   .root { right: 12px; bottom: 12px; }
@@ -170,6 +201,8 @@ textarea { flex: 1; resize: none; font: inherit; color: var(--fg); background: v
   .panel { position: fixed; inset: 0; width: 100%; height: 100%; border-radius: 0; border: 0; }
 }
 `;
+
+const HISTORY_ICON = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M3 12a9 9 0 1 0 3-6.7L3 8"/><path d="M3 3v5h5"/><path d="M12 7v5l3 2"/></svg>';
 
 const ICON = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M21 15a2 2 0 0 1-2 2H7l-4 4V5a2 2 0 0 1 2-2h14a2 2 0 0 1 2 2z"/></svg>';
 
@@ -262,7 +295,18 @@ export function mountChatWidget(options = {}) {
   const modeText = el('span', { class: 'mode' });
   const conn = el('div', { class: 'conn', role: 'status', 'data-state': 'idle' }, el('span', { class: 'dot', 'aria-hidden': 'true' }), connText, modeText);
   const closeBtn = el('button', { class: 'close', type: 'button', 'aria-label': 'Close chat', text: '×' });
-  const header = el('header', {}, el('div', { class: 'titles' }, el('h2', { id: titleId, text: options.title ?? 'Chat with us' }), conn), closeBtn);
+  // Signed in: the user's conversations on any device (GET /sessions with the app JWT).
+  const signedIn = !!client.options.authToken;
+  const historyBtn = el('button', { class: 'history', type: 'button', 'aria-label': 'Previous conversations', 'aria-expanded': 'false', 'aria-controls': 'chat-conversations', hidden: !signedIn });
+  historyBtn.innerHTML = HISTORY_ICON; // a constant icon, no data
+  const header = el('header', {}, el('div', { class: 'titles' }, el('h2', { id: titleId, text: options.title ?? 'Chat with us' }), conn), historyBtn, closeBtn);
+  const startNewBtn = el('button', { class: 'start-new', type: 'button', text: 'New conversation' });
+  const convList = el('ul', { class: 'conv-list', 'aria-labelledby': 'chat-conversations-title' });
+  const convStatus = el('p', { class: 'conversations-status', role: 'status' });
+  const moreBtn = el('button', { class: 'more-conversations', type: 'button', text: 'Show more', hidden: true });
+  const conversations = el('section', { class: 'conversations', id: 'chat-conversations', hidden: true, 'aria-labelledby': 'chat-conversations-title' },
+    el('div', { class: 'conversations-head' }, el('h3', { id: 'chat-conversations-title', text: 'Previous conversations' }), startNewBtn),
+    convStatus, convList, moreBtn);
   const log = el('ol', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': 'Messages', tabindex: '0' });
   const empty = el('li', { class: 'empty', text: options.subtitle ?? 'Ask us anything. We usually answer within seconds.' });
   const olderBtn = el('button', { class: 'older', type: 'button', text: 'Show earlier messages' });
@@ -277,7 +321,7 @@ export function mountChatWidget(options = {}) {
   const handoffRow = el('div', { class: 'handoff-row' }, handoffBtn);
   const newConversationBtn = el('button', { class: 'new-conversation', type: 'button', text: 'Start a new conversation' });
   const closedRow = el('div', { class: 'closed-row', hidden: true }, el('span', { text: 'This conversation is closed.' }), newConversationBtn);
-  const panel = el('section', { class: 'panel', id: 'chat-panel', role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': titleId, hidden: true }, header, log, typing, handoffRow, closedRow, form);
+  const panel = el('section', { class: 'panel', id: 'chat-panel', role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': titleId, hidden: true }, header, conversations, log, typing, handoffRow, closedRow, form);
   const root = el('div', { class: 'root' }, panel, launcher);
   const style = el('style', { text: CSS });
   shadow.append(style, root);
@@ -500,6 +544,124 @@ export function mountChatWidget(options = {}) {
     input.style.height = 'auto';
     input.style.height = `${Math.min(120, input.scrollHeight + 2)}px`;
   }
+
+  // --- previous conversations (signed-in users)
+
+  /** @type {ConversationSummary[]} */
+  let listed = [];
+  /** @type {string | undefined} */
+  let nextCursor;
+  let listing = false;
+
+  /** Renders the listed conversations, each a button (its title and texts as text). */
+  function renderConversations() {
+    const now = Date.now();
+    convList.replaceChildren(...listed.map((c) => {
+      const when = relativeTime(c.updatedAt, now);
+      const unread = c.unreadCount > 0 ? `${c.unreadCount} unread` : '';
+      const current = c.sessionId === client.sessionId;
+      const last = c.lastMessage?.content ?? '';
+      const b = el('button', {
+        class: 'conv', type: 'button', 'data-session-id': c.sessionId, 'aria-current': current ? 'true' : null,
+        'aria-label': [c.title, when, unread, current ? 'open now' : ''].filter(Boolean).join(', '),
+      },
+      el('span', { class: 'conv-title', text: c.title }),
+      el('time', { class: 'conv-time', datetime: c.updatedAt, title: new Date(c.updatedAt).toLocaleString(), text: when }),
+      el('span', { class: 'conv-last', text: last }),
+      el('span', { class: 'conv-unread', hidden: !unread, text: unread }));
+      b.addEventListener('click', () => openConversation(c.sessionId));
+      return el('li', {}, b);
+    }));
+    moreBtn.hidden = !nextCursor;
+  }
+
+  /** Loads the first page (`more`: the next one) of the user's conversations. */
+  async function loadConversations(more = false) {
+    convStatus.textContent = 'Loading…';
+    try {
+      const page = await client.listConversations(more && nextCursor ? { cursor: nextCursor } : {});
+      listed = more ? mergeConversations(listed, page.sessions) : mergeConversations([], page.sessions);
+      nextCursor = page.nextCursor;
+      convStatus.textContent = listed.length ? '' : 'No conversations yet.';
+    } catch (e) {
+      console.warn('chat-widget: could not list conversations', e);
+      convStatus.textContent = 'Could not load your conversations.';
+    }
+    renderConversations();
+  }
+
+  /** Shows the list of conversations instead of the messages. */
+  async function showConversations() {
+    listing = true;
+    panel.classList.add('listing');
+    conversations.hidden = false;
+    historyBtn.setAttribute('aria-expanded', 'true');
+    listed = [];
+    nextCursor = undefined;
+    renderConversations();
+    startNewBtn.focus();
+    await loadConversations();
+    if (!listing) return;
+    const focusNow = shadow.activeElement;
+    if (!focusNow || focusNow === startNewBtn || focusNow === historyBtn) {
+      /** @type {HTMLElement | null} */ (convList.querySelector('.conv[aria-current="true"]') ?? convList.querySelector('.conv'))?.focus();
+    }
+  }
+
+  /** Back to the messages. */
+  function showChat() {
+    listing = false;
+    panel.classList.remove('listing');
+    conversations.hidden = true;
+    historyBtn.setAttribute('aria-expanded', 'false');
+    log.scrollTop = log.scrollHeight;
+    if (!input.disabled) input.focus();
+  }
+
+  /** Opens one of the user's conversations on this device. */
+  async function openConversation(/** @type {string} */ sessionId) {
+    if (sessionId === client.sessionId) {
+      showChat();
+      return;
+    }
+    convStatus.textContent = 'Opening…';
+    try {
+      await client.resumeConversation(sessionId);
+      convStatus.textContent = '';
+      showChat();
+    } catch (e) {
+      console.warn('chat-widget: could not open the conversation', e);
+      convStatus.textContent = 'Could not open that conversation.';
+    }
+  }
+
+  historyBtn.addEventListener('click', () => (listing ? showChat() : showConversations()));
+  moreBtn.addEventListener('click', () => loadConversations(true));
+  startNewBtn.addEventListener('click', () => {
+    startNewBtn.disabled = true;
+    showChat();
+    client.newConversation().catch((e) => console.error('chat-widget: could not start a new conversation', e))
+      .finally(() => {
+        startNewBtn.disabled = false;
+      });
+  });
+  conversations.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') {
+      e.preventDefault();
+      e.stopPropagation(); // back to the conversation, not closing the panel
+      showChat();
+      return;
+    }
+    const items = /** @type {HTMLElement[]} */ ([...convList.querySelectorAll('.conv')]);
+    const at = items.indexOf(/** @type {HTMLElement} */ (shadow.activeElement));
+    if (at < 0 || !items.length) return;
+    const to = e.key === 'ArrowDown' ? Math.min(items.length - 1, at + 1)
+      : e.key === 'ArrowUp' ? Math.max(0, at - 1)
+        : e.key === 'Home' ? 0 : e.key === 'End' ? items.length - 1 : -1;
+    if (to < 0) return;
+    e.preventDefault();
+    items[to].focus();
+  });
 
   olderBtn.addEventListener('click', async () => {
     const before = log.scrollHeight;

@@ -503,3 +503,32 @@ describe('ChatClient with a test double of the socket: deltas, the stored reply,
     assert.equal(client.messages.find((m) => m.id === 'R1').content, 'Going on and on');
   });
 });
+
+describe('a signed-in user\'s list of conversations', () => {
+  const now = Date.parse('2025-06-10T12:00:00Z');
+  test('relativeTime: just now, minutes, hours, yesterday, days, then the date; garbage is empty', () => {
+    const { relativeTime } = client;
+    assert.equal(relativeTime('2025-06-10T11:59:30Z', now), 'just now');
+    assert.equal(relativeTime('2025-06-10T12:00:05Z', now), 'just now', 'a clock a little ahead is not "in the future"');
+    assert.equal(relativeTime('2025-06-10T11:55:00Z', now), '5 min ago');
+    assert.equal(relativeTime(now - 59 * 60_000, now), '59 min ago');
+    assert.equal(relativeTime(new Date(now - 3 * 3600_000), now), '3 h ago');
+    assert.equal(relativeTime('2025-06-09T10:00:00Z', now), 'yesterday');
+    assert.equal(relativeTime('2025-06-06T12:00:00Z', now), '4 days ago');
+    assert.equal(relativeTime('2025-05-01T12:00:00Z', now, 'en-US'), 'May 1, 2025');
+    assert.equal(relativeTime('not a time', now), '');
+  });
+
+  test('mergeConversations: each session once, the newer entry wins, newest activity first', () => {
+    const { mergeConversations } = client;
+    const c = (id, updatedAt, title = id) => ({ sessionId: id, title, createdAt: '2025-06-01T00:00:00Z', updatedAt, unreadCount: 0, mode: 'bot' });
+    const first = [c('s3', '2025-06-10T10:00:00Z'), c('s2', '2025-06-09T10:00:00Z')];
+    // While the second page was read, s2 got a message: it shows up there again, newer.
+    const second = [c('s2', '2025-06-10T11:00:00Z', 's2 newer'), c('s1', '2025-06-08T10:00:00Z')];
+    const merged = mergeConversations(first, second);
+    assert.deepEqual(merged.map((x) => [x.sessionId, x.title]), [['s2', 's2 newer'], ['s3', 's3'], ['s1', 's1']]);
+    // An older copy does not replace a newer one.
+    assert.deepEqual(mergeConversations(merged, [c('s2', '2025-06-01T00:00:00Z', 'stale')]).map((x) => x.title), ['s2 newer', 's3', 's1']);
+    assert.deepEqual(mergeConversations([], []), []);
+  });
+});

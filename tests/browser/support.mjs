@@ -119,14 +119,16 @@ export function readMessages(page) {
   });
 }
 
-// Reconnect quickly in tests (the defaults back off up to 30 s), whatever config the page sets.
-const CONFIG = `(() => {
+// Reconnect quickly in tests (the defaults back off up to 30 s), whatever config the page sets;
+// `extra` (e.g. `{ authToken }`) goes over the page's own config.
+const config = (extra = {}) => `(() => {
   const fast = { backoffBaseMs: 200, backoffMaxMs: 1500 };
-  let config = { clientOptions: fast };
+  const extra = ${JSON.stringify(extra)};
+  let config = { ...extra, clientOptions: { ...fast, ...extra.clientOptions } };
   Object.defineProperty(window, 'chatWidgetConfig', {
     configurable: true,
     get: () => config,
-    set: (v) => { config = { ...v, clientOptions: { ...fast, ...(v && v.clientOptions) } }; },
+    set: (v) => { config = { ...v, ...extra, clientOptions: { ...fast, ...(v && v.clientOptions), ...extra.clientOptions } }; },
   });
 })();`;
 
@@ -138,8 +140,11 @@ const CSP_WATCH = `(() => {
   });
 })();`;
 
-/** A page at `url`; `page.errors` collects uncaught errors and CSP violations reported on the console. */
-export async function newPage(context, url, { viewport } = {}) {
+/**
+ * A page at `url`; `page.errors` collects uncaught errors and CSP violations reported on the
+ * console. `widgetConfig` is merged over the page's `window.chatWidgetConfig`.
+ */
+export async function newPage(context, url, { viewport, widgetConfig } = {}) {
   const page = await context.newPage();
   if (viewport) await page.setViewportSize(viewport);
   const errors = [];
@@ -148,7 +153,7 @@ export async function newPage(context, url, { viewport } = {}) {
     if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) errors.push(`CSP: ${m.text()}`);
   });
   await page.addInitScript(CSP_WATCH);
-  await page.addInitScript(CONFIG);
+  await page.addInitScript(config(widgetConfig));
   await page.goto(url);
   page.errors = errors;
   return page;

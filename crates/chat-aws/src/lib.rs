@@ -11,6 +11,7 @@
 //! - [`handlers`]: one plain async function per Lambda, from its event to its response; the
 //!   binaries under `functions/` only wire one of them to `lambda_runtime`.
 
+pub mod admin;
 pub mod app;
 pub mod dynamo;
 pub mod emf;

@@ -271,6 +271,91 @@ async fn requests_per_chat_round() {
     );
     streamed_rounds().await;
     agent_message_round().await;
+    keep_rounds().await;
+}
+
+/// Counts, by operation, the AWS requests recorded since `start`.
+async fn counted_since(start: usize) -> BTreeMap<String, usize> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &common::recorded().await[start..] {
+        *counts.entry(common::operation(e)).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Conversations people keep: a signed-in user's `GET /sessions` (three conversations, each
+/// with a message) and a `POST /sessions/{id}/resume`, the AWS requests of each, exactly. Run
+/// after the other rounds, in the same test (the recorder is shared).
+async fn keep_rounds() {
+    const SECRET: &str = "aws-requests-keep-jwt-secret";
+    let w = world::world_with(None, &[("CHAT_AUTH_JWT_SECRET", SECRET)]).await;
+    let exp = chat_core::ports::Clock::now_ms(&chat_core::ports::SystemClock) / 1000 + 600;
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "keeper-1", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let keep = |method: &str, path: &str| {
+        let mut e = world::event("session-get");
+        e["headers"]["authorization"] = json!(format!("Bearer {jwt}"));
+        e["rawPath"] = json!(path);
+        e["requestContext"]["http"]["path"] = json!(path);
+        e["requestContext"]["http"]["method"] = json!(method);
+        e
+    };
+    let mut sids = Vec::new();
+    for i in 0..3 {
+        let mut e = world::event("session-create-user");
+        e["headers"]["authorization"] = json!(format!("Bearer {jwt}"));
+        e["requestContext"]["http"]["sourceIp"] = json!(format!("198.51.100.{}", 200 + i));
+        let (status, body) = w.http(e).await;
+        assert_eq!(status, 201, "{body}");
+        let sid = body["sessionId"].as_str().unwrap().to_string();
+        let token = body["token"].as_str().unwrap().to_string();
+        let mut e = w.authed("send-http", &sid, &token);
+        e["body"] = json!(json!({"content": format!("conversation {i}")}).to_string());
+        let (status, body) = w.http(e).await;
+        assert_eq!(status, 202, "{body}");
+        sids.push(sid);
+    }
+    let start = common::recorded().await.len();
+    let (status, body) = w.http(keep("GET", "/sessions")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sessions"].as_array().map(Vec::len), Some(3), "{body}");
+    let list = counted_since(start).await;
+    let start = common::recorded().await.len();
+    let (status, body) = w
+        .http(keep("POST", &format!("/sessions/{}/resume", sids[0])))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let resume = counted_since(start).await;
+    println!("AWS requests per GET /sessions (3 conversations): {list:?}");
+    println!("AWS requests per POST /sessions/{{id}}/resume: {resume:?}");
+    for (section, counts) in [
+        ("AWS requests per GET /sessions", &list),
+        ("AWS requests per resume", &resume),
+    ] {
+        for (k, n) in counts {
+            bench_report::report(section, k, *n as f64, None, "requests", "3 conversations");
+        }
+    }
+    let expected = |pairs: &[(&str, usize)]| -> BTreeMap<String, usize> {
+        pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    };
+    // The byUser index queried once (one page), then per conversation its last message and
+    // its unread count: 1 + 2 × 3 Queries, no Scan, no GetItem.
+    assert_eq!(
+        list,
+        expected(&[("DynamoDB.Query", 7)]),
+        "AWS requests of GET /sessions"
+    );
+    // The session read (its owner checked); the token is signed, nothing written.
+    assert_eq!(
+        resume,
+        expected(&[("DynamoDB.GetItem", 1)]),
+        "AWS requests of a resume"
+    );
 }
 
 /// One agent message (`POST /agent/sessions/{id}/messages` with a `clientMessageId`) in a

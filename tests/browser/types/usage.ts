@@ -32,12 +32,16 @@ import {
   sessionInfoOf,
   modeFromMessages,
   sameSessionInfo,
+  relativeTime,
+  mergeConversations,
   type ChatClientEvents,
   type ChatClientOptions,
   type ChatMessage,
   type ChatMessageData,
   type DeltaFrame,
   type ConnectionState,
+  type ConversationSummary,
+  type ConversationsPage,
   type MessageStatus,
   type MessageType,
   type PendingSend,
@@ -92,6 +96,7 @@ const allOptions: Required<ChatClientOptions> = {
   typingIdleMs: DEFAULTS.typingIdleMs,
   sessionRenewMarginMs: DEFAULTS.sessionRenewMarginMs,
   pageSize: DEFAULTS.pageSize,
+  resumeLatest: DEFAULTS.resumeLatest,
 };
 const client = new ChatClient(allOptions);
 new ChatClient();
@@ -148,6 +153,12 @@ const who: readonly Participant[] = client.participants;
 console.log(client.mode satisfies SessionMode, info.agent?.id, who.length);
 await client.requestHandoff();
 await client.newConversation();
+// A signed-in user's conversations on any device, and opening one here.
+const page: ConversationsPage = await client.listConversations({ limit: 20 });
+const nextPage = page.nextCursor ? await client.listConversations({ cursor: page.nextCursor }) : { sessions: [] };
+const all: ConversationSummary[] = mergeConversations(page.sessions, nextPage.sessions);
+for (const c of all) console.log(c.title, relativeTime(c.updatedAt, Date.now()), c.unreadCount, c.mode, c.lastMessage?.content);
+if (all[0]) await client.resumeConversation(all[0].sessionId);
 const fromView: SessionInfo = sessionInfoOf({ mode: 'agent', agent: { id: 'a-1', name: 'Alex' } });
 const said: { seq: number; info: SessionInfo } | null = modeFromMessages(client.messages);
 console.log(sameSessionInfo(fromView, said?.info ?? info));
