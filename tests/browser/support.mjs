@@ -138,8 +138,12 @@ const CSP_WATCH = `(() => {
   });
 })();`;
 
-/** A page at `url`; `page.errors` collects uncaught errors and CSP violations reported on the console. */
-export async function newPage(context, url, { viewport } = {}) {
+/**
+ * A page at `url`; `page.errors` collects uncaught errors and CSP violations reported on the
+ * console. `init`: a script run before the page's own (after the widget config hook), e.g. to
+ * set `window.chatWidgetConfig`.
+ */
+export async function newPage(context, url, { viewport, init } = {}) {
   const page = await context.newPage();
   if (viewport) await page.setViewportSize(viewport);
   const errors = [];
@@ -149,6 +153,7 @@ export async function newPage(context, url, { viewport } = {}) {
   });
   await page.addInitScript(CSP_WATCH);
   await page.addInitScript(CONFIG);
+  if (init) await page.addInitScript(init);
   await page.goto(url);
   page.errors = errors;
   return page;
