@@ -28,7 +28,10 @@
 // name), other files as download links with name and size (chat-markdown.js renders both).
 // tests/browser/run type-checks it (tsc --checkJs) against chat-client.d.ts, as a user of it.
 
-import { ChatClient, INLINE_IMAGE_TYPES, attachmentCountProblem, attachmentName, contentTypeOf, fileBadge, formatBytes, suggestionsOf } from './chat-client.js';
+import {
+  ChatClient, INLINE_IMAGE_TYPES, attachmentCountProblem, attachmentName, attachmentUrl, contentTypeOf, fileBadge, formatBytes,
+  suggestionsOf,
+} from './chat-client.js';
 import { renderAttachments, renderMarkdown } from './chat-markdown.js';
 
 /**
@@ -454,7 +457,7 @@ export function mountChatWidget(options = {}) {
    */
   function refreshLinks(li, m) {
     for (const a of m.attachments ?? []) {
-      const fresh = renderAttachments([a], { baseUrl: client.baseUrl })?.querySelector('a')?.getAttribute('href');
+      const fresh = attachmentUrl(a.url, client.baseUrl);
       const link = [...li.querySelectorAll('li.attachment')].find((x) => x.getAttribute('data-attachment-id') === a.id)?.querySelector('a');
       if (fresh && link && link.getAttribute('href') !== fresh) link.setAttribute('href', fresh);
     }
