@@ -6,13 +6,17 @@
 // as a download link whose bytes are the PDF's. Refused files (too large, a type not accepted,
 // too many; and what the server refuses past the page's own check) show a clear error and
 // nothing reaches the server. Hostile file names (and a hostile download URL) are shown as text,
-// on a page without CSP. The story runs against the tests' agent contract server
-// (agent-contract-server.mjs, with the attachment routes as the contract has them).
+// on a page without CSP. The story runs against the real chat-local (its page under its
+// Content-Security-Policy: a violation fails the test) and against the tests' agent contract
+// server (agent-contract-server.mjs, with the attachment routes as the contract has them),
+// which also scripts the refusals and the hostile cases.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { startAgentContractServer } from './agent-contract-server.mjs';
-import { launchBrowser, waitFor, newPage, openWidget, connected, send, readMessages, ensureOutput } from './support.mjs';
+import { startAgentContractServer, signJwt } from './agent-contract-server.mjs';
+import {
+  launchBrowser, waitFor, newPage, openWidget, connected, send, readMessages, ensureOutput, startServer, tempDir, removeDir,
+} from './support.mjs';
 
 let browser;
 const cleanup = [];
@@ -35,6 +39,18 @@ async function contract(opts) {
   const srv = await startAgentContractServer(opts);
   cleanup.push(() => srv.close());
   return srv;
+}
+
+/** The real chat-local (files on disk in its temporary data folder), with agents enabled. */
+async function chatLocal() {
+  const secret = 'attachments-browser-test-secret-0123456789';
+  const dataDir = tempDir();
+  const srv = await startServer({ dataDir, env: { CHAT_AUTH_JWT_SECRET: secret } });
+  cleanup.push(async () => {
+    await srv.stop();
+    removeDir(dataDir);
+  });
+  return { name: '', url: srv.url, agentToken: ({ id, name }) => signJwt({ sub: id, name, role: 'agent' }, secret) };
 }
 
 async function context(t) {
@@ -272,6 +288,10 @@ async function story(backend, t) {
 }
 
 describe('attachments in the widget and the agent console', () => {
+  test('against the real chat-local: by button (keyboard, progress), paste and drop; sent, rendered in both; a PDF back as a download', async (t) => {
+    await story(await chatLocal(), t);
+  });
+
   test('against the agent contract server: by button (keyboard, progress), paste and drop; sent, rendered in both; a PDF back as a download', async (t) => {
     await story(Object.assign(await contract(), { name: '-contract' }), t);
   });
