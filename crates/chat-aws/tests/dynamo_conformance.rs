@@ -86,6 +86,7 @@ async fn every_item_carries_its_ttl() {
         created_at: 2,
         reply_to: None,
         client_message_id: Some("c".into()),
+        attachments: Vec::new(),
         idempotency_key: Some("client#c".into()),
         expires_at: expires,
         name: None,

@@ -9,6 +9,7 @@
 
 pub mod agent_token;
 pub mod app;
+pub mod attachments;
 pub mod db;
 pub mod devbot;
 pub mod hub;

@@ -446,6 +446,7 @@ export class ChatStack extends Stack {
       route(httpApi, 'GetSessionRoute', 'GET /sessions/{id}', sessionHttp),
       route(httpApi, 'ListMessagesRoute', 'GET /sessions/{id}/messages', sessionHttp),
       route(httpApi, 'MarkReadRoute', 'POST /sessions/{id}/read', sessionHttp),
+      route(httpApi, 'CreateAttachmentRoute', 'POST /sessions/{id}/attachments', sessionHttp),
       route(httpApi, 'PostMessageRoute', 'POST /sessions/{id}/messages', sendHttp),
       route(httpApi, 'PostWebhookRoute', 'POST /webhook', webhookHttp),
       route(httpApi, 'GetWebhookRoute', 'GET /webhook', webhookHttp),
