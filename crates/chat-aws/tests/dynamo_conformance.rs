@@ -143,3 +143,21 @@ async fn every_item_carries_its_ttl() {
         assert_eq!(item["ttl"], AttributeValue::N(ttl.into()));
     }
 }
+
+/// Attachment records on the table: all-or-none claims as one conditional transaction; the
+/// item TTL (not a sweep) removes stale ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamo_attachment_records_conform() {
+    let sdk = common::sdk().await;
+    chat_testkit::conformance::run_attachments(
+        || {
+            let sdk = sdk.clone();
+            async move {
+                let table = common::create_table(&sdk).await;
+                DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)
+            }
+        },
+        false,
+    )
+    .await;
+}
