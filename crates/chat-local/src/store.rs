@@ -82,7 +82,7 @@ fn err(e: DbError) -> StoreError {
     StoreError(e.to_string())
 }
 
-const MESSAGE_COLUMNS: &str = "id, seq, session_id, role, kind, content, data, metadata, status, created_at, reply_to, client_message_id, name";
+const MESSAGE_COLUMNS: &str = "id, seq, session_id, role, kind, content, data, metadata, status, created_at, reply_to, client_message_id, name, attachments";
 
 const SESSION_COLUMNS: &str = "id, user_id, created_at, expires_at, last_seq, read_up_to, metadata, mode, agent_id, agent_name, waiting_since, updated_at, title";
 
@@ -131,6 +131,10 @@ fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
             .transpose()?,
         client_message_id: row.get(11)?,
         name: row.get(12)?,
+        attachments: chat_core::model::AttachmentMeta::from_stored(
+            row.get::<_, Option<String>>(13)?.as_deref(),
+        )
+        .map_err(|_| conversion("attachments"))?,
     })
 }
 
@@ -300,7 +304,7 @@ impl Store for SqliteStore {
                 c.execute(
                     &format!(
                         "INSERT INTO messages ({MESSAGE_COLUMNS}, expires_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
                     ),
                     params![
                         m.id.to_string(),
@@ -316,6 +320,7 @@ impl Store for SqliteStore {
                         m.reply_to.map(|r| r.to_string()),
                         m.client_message_id,
                         m.name,
+                        chat_core::model::AttachmentMeta::to_stored(&m.attachments),
                         expires_at,
                     ],
                 )?;

@@ -474,6 +474,7 @@ export class ChatStack extends Stack {
       route(httpApi, 'ExportMeRoute', 'GET /me/export', sessionHttp),
       route(httpApi, 'DeleteMeRoute', 'DELETE /me', sessionHttp),
       route(httpApi, 'MarkReadRoute', 'POST /sessions/{id}/read', sessionHttp),
+      route(httpApi, 'CreateAttachmentRoute', 'POST /sessions/{id}/attachments', sessionHttp),
       route(httpApi, 'PostMessageRoute', 'POST /sessions/{id}/messages', sendHttp),
       route(httpApi, 'PostWebhookRoute', 'POST /webhook', webhookHttp),
       route(httpApi, 'GetWebhookRoute', 'GET /webhook', webhookHttp),

@@ -848,7 +848,7 @@ impl DynamoStore {
     }
 
     /// Runs a transaction; `false` when a condition cancelled it.
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
+    pub(super) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
         match self
             .client
             .transact_write_items()

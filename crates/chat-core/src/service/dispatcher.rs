@@ -84,7 +84,7 @@ impl Dispatcher {
             // A person was asked for or holds it (a repeat of a message sent meanwhile).
             return Ok(DispatchOutcome::Skipped);
         }
-        let history = store
+        let mut history = store
             .list_messages(
                 &session.id,
                 PageQuery {
@@ -94,6 +94,8 @@ impl Dispatcher {
                 },
             )
             .await?;
+        svc.mint_urls(&mut history.messages).await;
+        let message = svc.with_urls(message).await;
         let request = self.sign(&AgentPayload {
             action: "sendMessage",
             session_id: session.id,
@@ -105,6 +107,8 @@ impl Dispatcher {
             session_metadata: session.metadata.as_ref(),
             history: &history.messages,
             callback_url: format!("{}/webhook", svc.config.public_url.trim_end_matches('/')),
+            message: Some(&message),
+            attachments: &message.attachments,
         });
         crate::metrics::dispatch_attempted();
         let delivered = self.agent.deliver(request).await;
@@ -202,6 +206,7 @@ impl Dispatcher {
             created_at: now,
             reply_to: Some(message.id),
             client_message_id: None,
+            attachments: Vec::new(),
             open_only: false,
             idempotency_key: Some(format!("failed#{}", message.id)),
         };

@@ -47,6 +47,8 @@ impl Dispatcher {
             session_metadata: session.metadata.as_ref(),
             history: &[],
             callback_url: format!("{}/webhook", svc.config.public_url.trim_end_matches('/')),
+            message: None,
+            attachments: &[],
         });
         let body = match self.agent.deliver(request).await {
             Ok(body) => body,
@@ -134,6 +136,7 @@ fn greeting(session: &Session, now: Millis, key: String, parts: ReplyParts) -> N
         created_at: now,
         reply_to: None,
         client_message_id: None,
+        attachments: Vec::new(),
         open_only: false,
         idempotency_key: Some(key),
     }
