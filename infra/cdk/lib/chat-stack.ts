@@ -72,7 +72,7 @@ interface FunctionSpec {
 
 const DESCRIPTION =
   'chat-backend: a chat backend whose replies come from an n8n workflow. Seven Rust Lambdas (arm64, provided.al2023), ' +
-  'one DynamoDB table, an SQS queue with a dead-letter queue, an HTTP API and a WebSocket API. ' +
+  'one DynamoDB table, an S3 bucket of attachments, an SQS queue with a dead-letter queue, an HTTP API and a WebSocket API. ' +
   'Deployed with the CDK app in infra/cdk.';
 
 export class ChatStack extends Stack {
@@ -290,7 +290,7 @@ export class ChatStack extends Stack {
       {
         id: 'SessionFunction',
         binary: 'session',
-        description: 'HTTP: POST /sessions, GET /sessions/{id}, GET /sessions/{id}/messages, POST /sessions/{id}/read',
+        description: 'HTTP: POST /sessions, GET /sessions/{id}, GET /sessions/{id}/messages, POST /sessions/{id}/read, POST /sessions/{id}/attachments',
         environment: bucketVariable,
         reservedConcurrency: 'SessionReservedConcurrency',
         statements: [tableStatement(...allTableActions), attachments('PutObject', 'PutObjectTagging', 'GetObject'), push],
