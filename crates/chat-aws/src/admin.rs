@@ -115,16 +115,18 @@ pub fn service(
     let service = ChatService::new(ports, config);
     // With the stack's attachment bucket (its `AttachmentsBucketName` output), an erasure
     // deletes the conversations' files too, and an export carries their download URLs.
-    Ok(match env("CHAT_ATTACHMENTS_BUCKET").filter(|b| !b.is_empty()) {
-        Some(bucket) => {
-            let conf = aws_sdk_s3::config::Builder::from(sdk)
-                .force_path_style(sdk.endpoint_url().is_some())
-                .build();
-            let files = crate::s3::S3Files::new(aws_sdk_s3::Client::from_conf(conf), &bucket);
-            service.with_attachments(records, Arc::new(files))
-        }
-        None => service,
-    })
+    Ok(
+        match env("CHAT_ATTACHMENTS_BUCKET").filter(|b| !b.is_empty()) {
+            Some(bucket) => {
+                let conf = aws_sdk_s3::config::Builder::from(sdk)
+                    .force_path_style(sdk.endpoint_url().is_some())
+                    .build();
+                let files = crate::s3::S3Files::new(aws_sdk_s3::Client::from_conf(conf), &bucket);
+                service.with_attachments(records, Arc::new(files))
+            }
+            None => service,
+        },
+    )
 }
 
 /// `export`: the JSON document of `GET /me/export` (or of one session).
