@@ -412,31 +412,27 @@ impl Store for DynamoStore {
     }
 
     async fn list_connections(&self, session: &SessionId) -> Result<Vec<Connection>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :conn)")
-                .expression_attribute_values(":pk", s(session_pk(session)))
-                .expression_attribute_values(":conn", s("CONN#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_err)?;
-            for item in page.items.unwrap_or_default() {
-                let id = req_s(&item, "sk")?.trim_start_matches("CONN#").to_string();
-                out.push(connection_of(&item, *session, &id)?);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-        Ok(out)
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :conn)")
+            .expression_attribute_values(":pk", s(session_pk(session)))
+            .expression_attribute_values(":conn", s("CONN#"))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(sdk_err)?;
+        items
+            .iter()
+            .map(|item| {
+                let id = req_s(item, "sk")?.trim_start_matches("CONN#").to_string();
+                connection_of(item, *session, &id)
+            })
+            .collect()
     }
 
     async fn find_by_key(
@@ -585,29 +581,21 @@ impl Store for DynamoStore {
     }
 
     async fn list_canned(&self) -> Result<Vec<CannedReply>, StoreError> {
-        let mut all = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :reply)")
-                .expression_attribute_values(":pk", s(CANNED_PK))
-                .expression_attribute_values(":reply", s("REPLY#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_err)?;
-            for item in out.items.unwrap_or_default() {
-                all.push(canned_of(&item)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :reply)")
+            .expression_attribute_values(":pk", s(CANNED_PK))
+            .expression_attribute_values(":reply", s("REPLY#"))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(sdk_err)?;
+        let mut all = items.iter().map(canned_of).collect::<Result<Vec<_>, _>>()?;
         all.sort_by(|a, b| a.shortcut.cmp(&b.shortcut));
         Ok(all)
     }
@@ -723,29 +711,20 @@ impl Store for DynamoStore {
 
     /// One Query on the agents' partition.
     async fn list_agent_connections(&self) -> Result<Vec<AgentConnection>, StoreError> {
-        let mut all = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(AGENTS_PK))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_err)?;
-            for item in out.items.unwrap_or_default() {
-                all.push(agent_connection_of(&item)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-        Ok(all)
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(AGENTS_PK))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(sdk_err)?;
+        items.iter().map(agent_connection_of).collect()
     }
 
     async fn list_user_sessions(
@@ -795,32 +774,27 @@ impl Store for DynamoStore {
     async fn erase_session(&self, id: &SessionId) -> Result<bool, StoreError> {
         // Every item of the partition (the session, messages, keys, connections), and the
         // lookup side of each connection; the indexes follow their items.
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(session_pk(id)))
+            .projection_expression("pk, sk")
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(sdk_err)?;
         let mut keys = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(session_pk(id)))
-                .projection_expression("pk, sk")
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_err)?;
-            for item in page.items.unwrap_or_default() {
-                let sk = req_s(&item, "sk")?.to_string();
-                if let Some(conn) = sk.strip_prefix("CONN#") {
-                    keys.push(Self::key(format!("CONN#{conn}"), "CONN"));
-                }
-                keys.push(Self::key(session_pk(id), &sk));
+        for item in &items {
+            let sk = req_s(item, "sk")?.to_string();
+            if let Some(conn) = sk.strip_prefix("CONN#") {
+                keys.push(Self::key(format!("CONN#{conn}"), "CONN"));
             }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
+            keys.push(Self::key(session_pk(id), &sk));
         }
         let found = !keys.is_empty();
         self.delete_all(keys).await?;
