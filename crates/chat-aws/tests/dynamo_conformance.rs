@@ -89,6 +89,7 @@ async fn every_item_carries_its_ttl() {
         client_message_id: Some("c".into()),
         idempotency_key: Some("client#c".into()),
         name: None,
+        agent_id: None,
         open_only: false,
     };
     store.append_message(m).await.unwrap();
@@ -279,6 +280,7 @@ async fn activity_past_the_headroom_moves_every_items_ttl() {
         client_message_id: Some(key.into()),
         idempotency_key: Some(format!("client#{key}")),
         name: None,
+        agent_id: None,
         open_only: false,
     };
     store.append_message(message(2_000, "a")).await.unwrap();

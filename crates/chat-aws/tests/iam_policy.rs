@@ -748,6 +748,50 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
     assert_eq!(s, 202, "{b}");
     let (s, _) = rec.run("send", http(send, post)).await;
     assert_eq!(s, 202, "an idempotent repeat");
+    // Edit and delete of that message (the session function: the message found by its id,
+    // one conditional update, the change pushed), then the changes since a time.
+    let mid = b["message"]["id"].as_str().unwrap().to_string();
+    let change = |method: &str, path: String, body: Option<Value>| {
+        let mut e = authed("session-get", &sid, &token);
+        e["rawPath"] = json!(path);
+        e["requestContext"]["http"]["path"] = json!(path);
+        e["requestContext"]["http"]["method"] = json!(method);
+        if let Some(b) = body {
+            e["body"] = json!(b.to_string());
+        }
+        e
+    };
+    let path = format!("/sessions/{sid}/messages/{mid}");
+    let (s, b) = rec
+        .run(
+            "session",
+            http(
+                session,
+                change("PATCH", path.clone(), Some(json!({"content": "hello!"}))),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (s, b["message"]["content"].as_str()),
+        (200, Some("hello!")),
+        "{b}"
+    );
+    let (s, b) = rec
+        .run("session", http(session, change("DELETE", path, None)))
+        .await;
+    assert_eq!(
+        (s, b["message"]["deleted"].as_bool()),
+        (200, Some(true)),
+        "{b}"
+    );
+    let mut e = change("GET", format!("/sessions/{sid}/messages"), None);
+    e["rawQueryString"] = json!("updatedAfter=0");
+    let (s, b) = rec.run("session", http(session, e)).await;
+    assert_eq!(
+        (s, b["messages"][0]["id"].as_str()),
+        (200, Some(mid.as_str())),
+        "{b}"
+    );
     // send over the WebSocket: every action, a bad frame, an unknown connection.
     let g = gone_conn();
     rec.run("connect", ws(connect, connect_as(&g), "connect"))
@@ -1055,6 +1099,31 @@ async fn people_in_the_loop(
     );
     let (s, b) = rec.run("agent", http(agent, say)).await;
     assert_eq!(s, 202, "{b}");
+    // The agent edits its message, deletes it, and reads the changes since a time.
+    let path = format!(
+        "/agent/sessions/{sa}/messages/{}",
+        b["message"]["id"].as_str().unwrap()
+    );
+    let e = agent_event(
+        "agent-message",
+        &alex,
+        "PATCH",
+        &path,
+        Some(json!({"content": "Alex, here"})),
+    );
+    let (s, b) = rec.run("agent", http(agent, e)).await;
+    assert_eq!(s, 200, "{b}");
+    let e = agent_event("agent-message", &alex, "DELETE", &path, None);
+    let (s, b) = rec.run("agent", http(agent, e)).await;
+    assert_eq!(s, 200, "{b}");
+    let path = format!("/agent/sessions/{sa}/messages?updatedAfter=0");
+    let e = agent_event("agent-message", &alex, "GET", &path, None);
+    let (s, b) = rec.run("agent", http(agent, e)).await;
+    assert_eq!(
+        (s, b["messages"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{b}"
+    );
     let canned = |method: &str, path: &str, body: Option<Value>| {
         agent_event("agent-canned-create", &alex, method, path, body)
     };

@@ -69,6 +69,7 @@ async fn data_survives_reopening_the_file() {
             client_message_id: Some("c".into()),
             idempotency_key: Some("client#c".into()),
             name: None,
+            agent_id: None,
             open_only: false,
         };
         assert!(store.append_message(m).await.unwrap().unwrap().created);
@@ -133,6 +134,7 @@ async fn purge_removes_only_what_has_expired() {
             client_message_id: Some("k".into()),
             idempotency_key: Some("client#k".into()),
             name: None,
+            agent_id: None,
             open_only: false,
         };
         store.append_message(m).await.unwrap().unwrap();

@@ -120,6 +120,14 @@ export class ChatStack extends Stack {
     // A signed-in user's conversations, newest activity first (GET /sessions): sparse, only
     // user sessions carry userId.
     inboxIndex('byUser', 'userId', 'activity');
+    // A session's edited or deleted messages by the time of their change
+    // (GET …/messages?updatedAfter=): sparse, only a change writes changedAt.
+    table.addGlobalSecondaryIndex({
+      indexName: 'byChange',
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'changedAt', type: dynamodb.AttributeType.NUMBER },
+      projectionType: dynamodb.ProjectionType.ALL,
+    });
 
     // ----- dispatch queue -------------------------------------------------------------------
 
@@ -168,7 +176,7 @@ export class ChatStack extends Stack {
       corsConfiguration: {
         allowOrigins: ['*'],
         allowHeaders: ['authorization', 'content-type'],
-        allowMethods: ['GET', 'POST', 'PUT', 'DELETE'],
+        allowMethods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
         exposeHeaders: ['retry-after'],
         maxAge: 600,
       },
@@ -215,6 +223,7 @@ export class ChatStack extends Stack {
       CHAT_N8N_SESSION_START: p.N8nSessionStart.valueAsString,
       CHAT_RETENTION_DAYS_GUEST: p.RetentionDaysGuest.valueAsString,
       CHAT_RETENTION_DAYS_USER: p.RetentionDaysUser.valueAsString,
+      CHAT_EDIT_WINDOW_S: p.EditWindowSeconds.valueAsString,
       CHAT_MAX_CONTENT_CHARS: p.MaxContentChars.valueAsString,
       CHAT_MAX_REPLY_CHARS: p.MaxReplyChars.valueAsString,
       CHAT_REPLY_TIMEOUT_MS: p.ReplyTimeoutMs.valueAsString,
@@ -237,6 +246,12 @@ export class ChatStack extends Stack {
       actions: ['dynamodb:Query'],
       resources: [`${table.tableArn}/index/byMessageId`],
     });
+    // Edit and delete: a message found by its id; the changes since a time.
+    const messageIndexes = new iam.PolicyStatement({
+      sid: 'MessageIndexes',
+      actions: ['dynamodb:Query'],
+      resources: [`${table.tableArn}/index/byMessageId`, `${table.tableArn}/index/byChange`],
+    });
     // The agents' inbox indexes, each granted only where it is queried.
     const inboxIndexes = (...names: ('byWaiting' | 'byActivity' | 'byHolder')[]) =>
       new iam.PolicyStatement({
@@ -258,7 +273,7 @@ export class ChatStack extends Stack {
         id: 'SessionFunction',
         binary: 'session',
         description:
-          "HTTP: POST /sessions, GET /sessions/{id}, GET /sessions/{id}/messages, POST /sessions/{id}/read; a user's conversations: GET /sessions, POST /sessions/{id}/resume, DELETE /sessions/{id}, GET /me/export, DELETE /me",
+          "HTTP: POST /sessions, GET /sessions/{id}, GET|PATCH|DELETE …/messages[/{messageId}], POST /sessions/{id}/read; a user's conversations: GET /sessions, POST /sessions/{id}/resume, DELETE /sessions/{id}, GET /me/export, DELETE /me",
         reservedConcurrency: 'SessionReservedConcurrency',
         // BatchWriteItem: an erasure deletes a session's items 25 at a time; DeleteConnection
         // closes its sockets.
@@ -269,6 +284,7 @@ export class ChatStack extends Stack {
             actions: ['dynamodb:Query'],
             resources: [`${table.tableArn}/index/byUser`],
           }),
+          messageIndexes,
           new iam.PolicyStatement({
             sid: 'Push',
             actions: ['execute-api:ManageConnections'],
@@ -342,7 +358,13 @@ export class ChatStack extends Stack {
         binary: 'agent',
         description: "HTTP: the agents' routes (/agent/*) and POST /sessions/{id}/handoff",
         reservedConcurrency: 'AgentReservedConcurrency',
-        statements: [tableStatement(...allTableActions), inboxIndexes('byWaiting', 'byActivity', 'byHolder'), enqueue, push],
+        statements: [
+          tableStatement(...allTableActions),
+          inboxIndexes('byWaiting', 'byActivity', 'byHolder'),
+          messageIndexes,
+          enqueue,
+          push,
+        ],
       },
     ];
 
@@ -473,6 +495,8 @@ export class ChatStack extends Stack {
       route(httpApi, 'DeleteSessionRoute', 'DELETE /sessions/{id}', sessionHttp),
       route(httpApi, 'ExportMeRoute', 'GET /me/export', sessionHttp),
       route(httpApi, 'DeleteMeRoute', 'DELETE /me', sessionHttp),
+      route(httpApi, 'EditMessageRoute', 'PATCH /sessions/{id}/messages/{messageId}', sessionHttp),
+      route(httpApi, 'DeleteMessageRoute', 'DELETE /sessions/{id}/messages/{messageId}', sessionHttp),
       route(httpApi, 'MarkReadRoute', 'POST /sessions/{id}/read', sessionHttp),
       route(httpApi, 'PostMessageRoute', 'POST /sessions/{id}/messages', sendHttp),
       route(httpApi, 'PostWebhookRoute', 'POST /webhook', webhookHttp),
@@ -484,6 +508,8 @@ export class ChatStack extends Stack {
       route(httpApi, 'AgentSessionRoute', 'GET /agent/sessions/{id}', agentHttp),
       route(httpApi, 'AgentMessagesRoute', 'GET /agent/sessions/{id}/messages', agentHttp),
       route(httpApi, 'AgentPostMessageRoute', 'POST /agent/sessions/{id}/messages', agentHttp),
+      route(httpApi, 'AgentEditMessageRoute', 'PATCH /agent/sessions/{id}/messages/{messageId}', agentHttp),
+      route(httpApi, 'AgentDeleteMessageRoute', 'DELETE /agent/sessions/{id}/messages/{messageId}', agentHttp),
       route(httpApi, 'AgentChangeRoute', 'POST /agent/sessions/{id}/{action}', agentHttp),
       route(httpApi, 'AgentCannedRoute', 'GET /agent/canned', agentHttp),
       route(httpApi, 'AgentCreateCannedRoute', 'POST /agent/canned', agentHttp),

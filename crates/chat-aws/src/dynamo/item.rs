@@ -213,7 +213,13 @@ pub(crate) fn message_of(item: &Item) -> Result<Message, StoreError> {
         created_at: req_n(item, "createdAt")?,
         reply_to: get_s(item, "replyTo").map(ulid).transpose()?.map(MessageId),
         client_message_id: get_s(item, "clientMessageId").map(str::to_string),
-    })
+        agent_id: get_s(item, "agentId").map(str::to_string),
+        updated_at: 0,
+        edited_at: None,
+        deleted: false,
+        deleted_at: None,
+    }
+    .with_changes(get_n(item, "editedAt"), get_n(item, "deletedAt")))
 }
 
 pub(crate) fn connection_of(
@@ -256,6 +262,9 @@ pub(crate) fn message_item(m: &NewMessage, seq: u64, ttl: i64) -> Item {
     }
     if let Some(name) = &m.name {
         item.insert("name".into(), s(name.clone()));
+    }
+    if let Some(agent) = &m.agent_id {
+        item.insert("agentId".into(), s(agent.clone()));
     }
     item
 }

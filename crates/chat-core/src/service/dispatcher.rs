@@ -202,6 +202,7 @@ impl Dispatcher {
             created_at: now,
             reply_to: Some(message.id),
             client_message_id: None,
+            agent_id: None,
             open_only: false,
             idempotency_key: Some(format!("failed#{}", message.id)),
         };

@@ -12,6 +12,7 @@
 mod answers;
 mod canned;
 mod dispatcher;
+mod edits;
 mod fanout;
 mod frames;
 mod greeting;
@@ -24,6 +25,7 @@ mod sessions;
 
 pub use canned::{CannedInput, MAX_CANNED_TEXT_CHARS, MAX_CANNED_TITLE_CHARS};
 pub use dispatcher::{DispatchOutcome, Dispatcher};
+pub use edits::Editor;
 pub use handoff::{CLOSED_TEXT, NO_ONE_TEXT, WAITING_TEXT};
 pub use inbox::{AgentSendInput, InboxPage};
 pub use keep::{Conversation, ConversationsPage, Export, ExportedSession, MAX_CONVERSATIONS_PAGE};

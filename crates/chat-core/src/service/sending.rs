@@ -66,6 +66,7 @@ impl ChatService {
             created_at: now,
             reply_to: None,
             client_message_id: input.client_message_id,
+            agent_id: None,
             open_only: true,
         };
         let content = new.content.clone();

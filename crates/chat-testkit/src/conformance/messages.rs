@@ -64,6 +64,7 @@ pub async fn message_round_trips_every_field<S: Store + ?Sized>(store: &S) {
         client_message_id: Some("client-1".into()),
         idempotency_key: Some("event#e-1".into()),
         name: None,
+        agent_id: None,
         open_only: false,
     };
     let p = append(store, plain.clone()).await;

@@ -33,6 +33,7 @@ use std::panic::AssertUnwindSafe;
 mod agents;
 mod concurrency;
 mod connections;
+mod edits;
 mod history;
 mod keep;
 mod limiter;
@@ -42,6 +43,7 @@ mod sessions;
 pub use agents::*;
 pub use concurrency::*;
 pub use connections::*;
+pub use edits::*;
 pub use history::*;
 pub use keep::*;
 pub use limiter::*;
@@ -102,6 +104,8 @@ where
         activity_slides_retention_and_the_first_user_message_titles,
         erase_session_removes_everything_of_it,
         erased_sessions_leave_the_inbox,
+        edits_and_deletes_keep_id_and_seq,
+        changes_are_listed_by_update_time,
     );
 
     if !failures.is_empty() {
@@ -173,6 +177,7 @@ pub(super) fn user_message(session: &Session, content: &str, key: Option<&str>) 
         client_message_id: None,
         idempotency_key: key.map(str::to_string),
         name: None,
+        agent_id: None,
         open_only: false,
     }
 }
