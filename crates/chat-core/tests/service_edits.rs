@@ -404,3 +404,33 @@ async fn clients_catch_up_on_changes_with_updated_after() {
 fn urlencode(s: &str) -> String {
     s.replace(':', "%3A").replace('+', "%2B")
 }
+
+#[tokio::test]
+async fn a_deleted_message_is_not_sent_to_n8n_nor_shown_in_its_history() {
+    let h = H::new();
+    let s = h.session().await;
+    let (first, first_job) = h.user_message(&s, "my card number is 4111").await;
+    // Deleted before its dispatch ran: skipped, and no failure notice at its deadline.
+    let r = delete(&h, &s, &first.id.to_string(), &s.bearer()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        h.dispatcher.dispatch(first_job, 1).await.unwrap(),
+        DispatchOutcome::Skipped
+    );
+    assert!(h.agent.requests().is_empty(), "n8n never saw it");
+    h.dispatcher.dead_letter(first_job).await.unwrap();
+    assert_eq!(
+        h.all_messages(&s.id).await.len(),
+        1,
+        "no notice about a deleted message"
+    );
+    // The next message's history leaves the tombstone out.
+    let (_, job) = h.user_message(&s, "sorry, wrong chat").await;
+    assert_eq!(
+        h.dispatcher.dispatch(job, 1).await.unwrap(),
+        DispatchOutcome::Delivered
+    );
+    let sent: Value = serde_json::from_slice(&h.agent.requests()[0].body).unwrap();
+    assert_eq!(sent["history"], json!([]), "{sent}");
+    assert!(!sent.to_string().contains("4111"));
+}

@@ -73,7 +73,8 @@ impl Dispatcher {
             tracing::warn!(message_id = %job.message_id, "dispatch of an unknown message dropped");
             return Ok(DispatchOutcome::Skipped);
         };
-        if message.status != MessageStatus::Received {
+        // Deleted by its sender before it left: never sent to n8n.
+        if message.status != MessageStatus::Received || message.deleted {
             return Ok(DispatchOutcome::Skipped);
         }
         let Some(session) = store.get_session(&job.session_id, svc.now()).await? else {
@@ -94,6 +95,12 @@ impl Dispatcher {
                 },
             )
             .await?;
+        // Tombstones are not part of the conversation n8n sees.
+        let history: Vec<_> = history
+            .messages
+            .into_iter()
+            .filter(|m| !m.deleted)
+            .collect();
         let request = self.sign(&AgentPayload {
             action: "sendMessage",
             session_id: session.id,
@@ -103,7 +110,7 @@ impl Dispatcher {
             chat_input: &message.content,
             metadata: message.metadata.as_ref(),
             session_metadata: session.metadata.as_ref(),
-            history: &history.messages,
+            history: &history,
             callback_url: format!("{}/webhook", svc.config.public_url.trim_end_matches('/')),
         });
         crate::metrics::dispatch_attempted();
@@ -182,7 +189,8 @@ impl Dispatcher {
         let Some(message) = store.get_message(&job.session_id, &job.message_id).await? else {
             return Ok(());
         };
-        if message.status == MessageStatus::Answered {
+        // A deleted message gets no failure notice: its sender took it back.
+        if message.status == MessageStatus::Answered || message.deleted {
             return Ok(());
         }
         let Some(session) = store.get_session(&job.session_id, svc.now()).await? else {
