@@ -97,6 +97,7 @@ const allOptions: Required<ChatClientOptions> = {
   sessionRenewMarginMs: DEFAULTS.sessionRenewMarginMs,
   pageSize: DEFAULTS.pageSize,
   resumeLatest: DEFAULTS.resumeLatest,
+  editWindowMs: DEFAULTS.editWindowMs,
 };
 const client = new ChatClient(allOptions);
 new ChatClient();
