@@ -3,9 +3,11 @@
 // stay under idle timeouts. The agent console (agent-console.js) is built on it; a host app may
 // use it alone. Events: `inbox`, `message`, `delta`, `typing`, `presence`, `agents`, `error`
 // (the server's frames) and `connection` ({ state, attempt }) and `reconnected` (after a
-// reconnect: what was pushed meanwhile was missed, reload it).
+// reconnect: what was pushed meanwhile was missed, reload it). Attachments: `upload` asks for
+// an upload URL (`POST /agent/sessions/{id}/attachments`) and PUTs the file there; `send` takes
+// the attachments to send with the message.
 
-import { backoffDelay, ChatApiError } from './chat-client.js';
+import { backoffDelay, ChatApiError, ChatAttachmentError, attachmentName, contentTypeOf, uploadFile } from './chat-client.js';
 import { agentSocketUrl } from './agent-logic.js';
 
 export { ChatApiError };
@@ -108,9 +110,41 @@ export class AgentClient {
     return this.http('POST', `/agent/sessions/${encodeURIComponent(id)}/transfer`, { agentId: to.id, agentName: to.name });
   }
 
-  /** @param {string} id @param {string} content @param {string} clientMessageId */
-  send(id, content, clientMessageId) {
-    return this.http('POST', `/agent/sessions/${encodeURIComponent(id)}/messages`, { content, clientMessageId });
+  /**
+   * @param {string} id
+   * @param {string} content
+   * @param {string} clientMessageId
+   * @param {readonly { id: string }[]} [attachments] uploaded with `upload`
+   */
+  send(id, content, clientMessageId, attachments = []) {
+    return this.http('POST', `/agent/sessions/${encodeURIComponent(id)}/messages`, {
+      content, clientMessageId, ...(attachments.length ? { attachments: attachments.map((a) => a.id) } : {}),
+    });
+  }
+
+  /**
+   * Uploads a file to send in session `id` (which the agent must hold): asks for an upload URL,
+   * PUTs the bytes with the headers given. Resolves to the attachment; rejects with a
+   * ChatAttachmentError. Check the file against the limits first (`attachmentProblem`).
+   * @param {string} id
+   * @param {File} file
+   * @param {import('./chat-client.js').UploadOptions} [options]
+   * @returns {Promise<import('./chat-client.js').ChatAttachment>}
+   */
+  async upload(id, file, { onProgress, signal } = {}) {
+    const name = attachmentName(file.name);
+    const contentType = contentTypeOf(file);
+    let ticket;
+    try {
+      ticket = await this.http('POST', `/agent/sessions/${encodeURIComponent(id)}/attachments`, { name, contentType, size: file.size });
+    } catch (e) {
+      if (!(e instanceof ChatApiError)) throw new ChatAttachmentError('upload_failed', `Could not upload “${name}”. Check your connection.`, name);
+      const code = e.status === 413 || e.code === 'too_large' ? 'too_large' : 'refused';
+      throw new ChatAttachmentError(code, e.message && e.message !== e.code ? `“${name}” was refused: ${e.message}` : `“${name}” was refused (HTTP ${e.status}).`, name, e.status);
+    }
+    const url = new URL(String(ticket.uploadUrl), `${this.apiBase}/`).href;
+    await uploadFile(url, ticket.uploadHeaders ?? { 'Content-Type': contentType }, file, { onProgress, signal, fileName: name });
+    return { id: String(ticket.attachmentId), name, contentType, size: file.size };
   }
 
   agents() {

@@ -17,12 +17,18 @@
 // it, new waiting sessions are announced to screen readers once); a conversation with its
 // history (paged, the bot's messages included) and the session's metadata; claim, release,
 // close, transfer; the composer with canned replies (`/shortcut` opens a keyboard-navigable
-// list; a dialog manages them); typing both ways. Everything from the server is put in the page
+// list; a dialog manages them); attachments both ways (shown as in the widget: images inline,
+// other files as download links; the agent attaches files with a button or by pasting, each
+// checked against the limits, uploaded with its progress, removable until sent); typing both
+// ways. Everything from the server is put in the page
 // as text nodes (Markdown of bot and agent messages through chat-markdown.js, which builds DOM
 // nodes too): never innerHTML. It lives in a shadow root, like the widget.
 
-import { createTypingDebouncer, mergeMessages, newClientMessageId, ChatApiError } from './chat-client.js';
-import { renderMarkdown } from './chat-markdown.js';
+import {
+  ATTACHMENT_DEFAULTS, attachmentCountProblem, attachmentName, attachmentProblem, createTypingDebouncer, formatBytes, mergeMessages,
+  newClientMessageId, ChatApiError,
+} from './chat-client.js';
+import { renderAttachments, renderMarkdown } from './chat-markdown.js';
 import { AgentClient } from './agent-client.js';
 import {
   INBOX_VIEWS, agentClaims, cannedErrors, customerLabel, formatDuration, inboxList, insertCanned,
@@ -34,8 +40,13 @@ import {
  * @typedef {import('./agent-logic.js').InboxView} InboxView
  * @typedef {import('./agent-logic.js').CannedReply} CannedReply
  * @typedef {import('./chat-client.js').ChatMessage} ChatMessage
+ * @typedef {import('./chat-client.js').ChatAttachment} ChatAttachment
  * @typedef {{ apiBase?: string, websocketUrl?: string, token?: string, storage?: Storage, title?: string,
- *   WebSocket?: typeof WebSocket, backoffBaseMs?: number, backoffMaxMs?: number }} ConsoleOptions
+ *   WebSocket?: typeof WebSocket, backoffBaseMs?: number, backoffMaxMs?: number,
+ *   attachments?: Partial<import('./chat-client.js').AttachmentLimits> }} ConsoleOptions
+ *   `attachments`: the server's limits, if not its defaults (checked before an upload)
+ * @typedef {{ key: number, name: string, state: 'uploading' | 'ready', attachment?: ChatAttachment,
+ *   controller: AbortController, li: HTMLLIElement }} TrayEntry a file attached to the next reply
  */
 
 const STORAGE_KEY = 'agent-console';
@@ -144,6 +155,24 @@ details.meta dd { margin: 0; overflow-wrap: anywhere; white-space: pre-wrap; }
 .pop li[aria-selected=true] { background: var(--accent); color: #fff; }
 .pop .sc { font-weight: 700; margin-right: 8px; }
 .pop .tx { display: block; font-size: 12px; opacity: .8; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.attach { align-self: stretch; min-width: 42px; border: 1px solid var(--line); border-radius: 10px; background: var(--bg); cursor: pointer; font-size: 18px; }
+.tray { list-style: none; margin: 0; padding: 8px 16px 0; display: flex; flex-wrap: wrap; gap: 8px; }
+.tray:empty { display: none; }
+.chip { display: flex; gap: 6px; align-items: center; border: 1px solid var(--line); border-radius: 10px; padding: 4px 4px 4px 8px; font-size: 12.5px; max-width: 100%; }
+.chip .name { font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; max-width: 220px; }
+.chip .state { color: var(--muted); white-space: nowrap; }
+.chip progress { width: 70px; height: 6px; }
+.chip .remove { border: 0; background: transparent; cursor: pointer; font-size: 16px; width: 26px; height: 26px; border-radius: 6px; }
+.text:empty { display: none; }
+.attachments { list-style: none; margin: 6px 0 0; padding: 0; display: flex; flex-direction: column; gap: 6px; white-space: normal; }
+.bubble > .attachments:first-child { margin-top: 0; }
+.attachment img { display: block; max-width: 100%; max-height: 240px; border-radius: 8px; }
+.attachment a { color: inherit; }
+.attachment.file a, .attachment .file-name-size { display: inline-flex; gap: 6px; align-items: baseline; padding: 5px 8px; border-radius: 8px;
+  background: #0000000d; text-decoration: none; overflow-wrap: anywhere; }
+.msg.agent .attachment.file a { background: #ffffff2e; }
+.attachment .size { opacity: .8; font-size: 12px; white-space: nowrap; }
+.attachment .icon { font-size: 9.5px; font-weight: 700; border: 1.5px solid currentColor; border-radius: 4px; padding: 1px 3px; opacity: .85; align-self: center; }
 .hold-hint { margin: 0; padding: 0 16px 8px; color: var(--muted); font-size: 12.5px; }
 dialog { border: 1px solid var(--line); border-radius: 12px; padding: 0; width: min(640px, 94vw); color: var(--fg); background: var(--bg); }
 dialog::backdrop { background: #0006; }
@@ -293,10 +322,14 @@ export function mountAgentConsole(container, options = {}) {
     'aria-controls': 'canned-pop', 'aria-expanded': 'false', maxlength: '4000', autocomplete: 'off',
   });
   const sendBtn = el('button', { class: 'primary', type: 'submit', text: 'Send' });
-  const composerForm = el('form', { class: 'composer', 'aria-label': 'Reply to the customer' }, pop, composer, sendBtn);
+  const limits = { ...ATTACHMENT_DEFAULTS, ...options.attachments };
+  const attachBtn = el('button', { class: 'attach', type: 'button', 'aria-label': 'Attach files', title: 'Attach files', text: '+ File' });
+  const fileInput = el('input', { type: 'file', multiple: true, hidden: true, tabindex: '-1', 'aria-hidden': 'true', accept: limits.types.join(',') });
+  const tray = el('ul', { class: 'tray', 'aria-label': 'Files to send' });
+  const composerForm = el('form', { class: 'composer', 'aria-label': 'Reply to the customer' }, pop, attachBtn, fileInput, composer, sendBtn);
   const holdHint = el('p', { class: 'hold-hint', text: 'Claim this conversation to reply.' });
   const conv = el('div', { class: 'conv', hidden: true },
-    el('div', { class: 'conv-head' }, convTitle, modeBadge, presence, actions), meta, log, typingLine, composerForm, holdHint);
+    el('div', { class: 'conv-head' }, convTitle, modeBadge, presence, actions), meta, log, typingLine, tray, composerForm, holdHint);
   const placeholder = el('p', { class: 'placeholder', text: 'Pick a conversation from the inbox.' });
   const main = el('main', { 'aria-labelledby': 'conv-title' }, placeholder, conv);
   const work = el('div', { class: 'work', hidden: true }, nav, main);
@@ -651,6 +684,7 @@ export function mountAgentConsole(container, options = {}) {
   }
 
   function clearConversation() {
+    clearTray();
     for (const li of rows.values()) li.remove();
     rows.clear();
     typingLine.textContent = '';
@@ -724,7 +758,8 @@ export function mountAgentConsole(container, options = {}) {
         li = el('li');
         rows.set(m.id, li);
       }
-      const sig = JSON.stringify([m.seq, m.role, m.name, m.type, m.content, m.createdAt]);
+      const files = (m.attachments ?? []).map((a) => [a.id, a.name, a.contentType, a.size, !!a.url]);
+      const sig = JSON.stringify([m.seq, m.role, m.name, m.type, m.content, m.createdAt, files]);
       if (li._sig !== sig) {
         li._sig = sig;
         renderRow(li, m);
@@ -757,6 +792,8 @@ export function mountAgentConsole(container, options = {}) {
     } else {
       bubble.append(el('div', { class: 'text', text: m.content ?? '' }));
     }
+    const files = renderAttachments(m.attachments, { baseUrl: client?.apiBase });
+    if (files) bubble.append(files);
     li.replaceChildren(
       who ? el('span', { class: 'who', text: who }) : el('span', { class: 'sr', text: 'Notice:' }),
       bubble,
@@ -785,7 +822,8 @@ export function mountAgentConsole(container, options = {}) {
     if (others.some((a) => a.id === chosen)) transferSel.value = chosen;
     transferBox.hidden = !mine || others.length === 0;
     composer.disabled = !mine;
-    sendBtn.disabled = !mine;
+    attachBtn.disabled = !mine;
+    sendBtn.disabled = !mine || [...attached.values()].some((e) => e.state === 'uploading');
     holdHint.hidden = mine;
     holdHint.textContent = mode === 'closed' ? 'This conversation is closed.' : other ? `${s?.agent?.name ?? 'Another agent'} holds this conversation.` : 'Claim this conversation to reply.';
     // Metadata and facts, as text.
@@ -885,13 +923,19 @@ export function mountAgentConsole(container, options = {}) {
   async function send() {
     const c = client;
     const text = composer.value;
-    if (!c || !current || !text.trim()) return;
+    const entries = [...attached.values()];
+    if (!c || !current || (!text.trim() && !entries.length)) return;
+    if (entries.some((e) => e.state === 'uploading')) return showError('Wait until the files are uploaded, then send.');
     const id = current.id;
     typing.stop();
     composer.value = '';
     sendBtn.disabled = true;
     try {
-      const r = await c.send(id, text, newClientMessageId());
+      const r = await c.send(id, text, newClientMessageId(), entries.map((e) => /** @type {ChatAttachment} */ (e.attachment)));
+      for (const e of entries) {
+        e.li.remove();
+        attached.delete(e.key);
+      }
       if (r?.message && current?.id === id) mergeIntoCurrent([r.message]);
       log.scrollTop = log.scrollHeight;
     } catch (e) {
@@ -902,6 +946,90 @@ export function mountAgentConsole(container, options = {}) {
       composer.focus();
     }
   }
+
+  // --- attachments of the next reply
+  /** @type {Map<number, TrayEntry>} */
+  const attached = new Map();
+  let nextKey = 0;
+
+  function clearTray() {
+    for (const e of attached.values()) {
+      e.controller.abort();
+      e.li.remove();
+    }
+    attached.clear();
+  }
+
+  /** @param {Iterable<File>} files */
+  function attachFiles(files) {
+    const c = client;
+    if (!c || !current || composer.disabled) return;
+    const id = current.id;
+    /** @type {string[]} */
+    const refused = [];
+    for (const file of files) {
+      const problem = attachmentCountProblem(attached.size + 1, limits) ?? attachmentProblem(file, limits);
+      if (problem) {
+        refused.push(problem.message);
+        if (problem.code === 'too_many') break;
+        continue;
+      }
+      const key = ++nextKey;
+      const name = attachmentName(file.name);
+      const bar = el('progress', { max: '100', value: '0', 'aria-label': `Uploading ${name}` });
+      const state = el('span', { class: 'state', text: `${formatBytes(file.size)} · uploading…` });
+      const remove = el('button', { class: 'remove', type: 'button', 'aria-label': `Remove ${name}`, text: '×' });
+      const li = el('li', { class: 'chip', 'data-state': 'uploading' }, el('span', { class: 'name', text: name, title: name }), state, bar, remove);
+      /** @type {TrayEntry} */
+      const entry = { key, name, state: 'uploading', controller: new AbortController(), li };
+      attached.set(key, entry);
+      tray.append(li);
+      remove.addEventListener('click', () => {
+        entry.controller.abort();
+        attached.delete(key);
+        li.remove();
+        renderConversationHead();
+        composer.focus();
+      });
+      c.upload(id, file, {
+        signal: entry.controller.signal,
+        onProgress: ({ loaded, total }) => {
+          const pct = total > 0 ? Math.min(100, Math.round((100 * loaded) / total)) : 0;
+          bar.value = pct;
+          state.textContent = `${formatBytes(file.size)} · ${pct} %`;
+        },
+      }).then((a) => {
+        if (attached.get(key) !== entry) return;
+        entry.attachment = a;
+        entry.state = 'ready';
+        li.dataset.state = 'ready';
+        bar.hidden = true;
+        state.textContent = `${formatBytes(file.size)} · ready`;
+        renderConversationHead();
+      }, (/** @type {any} */ e) => {
+        if (attached.get(key) !== entry) return;
+        attached.delete(key);
+        li.remove();
+        renderConversationHead();
+        showError(e?.message || `Could not upload “${name}”.`);
+      });
+    }
+    if (refused.length) showError(refused.join(' '));
+    renderConversationHead();
+  }
+
+  attachBtn.addEventListener('click', () => fileInput.click());
+  fileInput.addEventListener('change', () => {
+    attachFiles(fileInput.files ?? []);
+    fileInput.value = '';
+    composer.focus();
+  });
+  composer.addEventListener('paste', (e) => {
+    const files = [...(e.clipboardData?.files ?? [])];
+    if (!files.length) return;
+    if (!e.clipboardData?.getData('text/plain')) e.preventDefault();
+    attachFiles(files);
+  });
 
   composerForm.addEventListener('submit', (e) => {
     e.preventDefault();

@@ -76,6 +76,52 @@ export interface ChatMessage {
   /** A tombstone: its sender deleted it (`content` is empty). */
   deleted?: boolean;
   deletedAt?: string;
+  /** Files sent with the message. Stored messages carry a download `url` for each (valid
+   * about an hour, minted whenever the message is read or pushed); an unsent one has none yet. */
+  attachments?: ChatAttachment[];
+}
+
+/** A file sent with a message (`POST /sessions/{id}/attachments`, uploaded, then sent by id). */
+export interface ChatAttachment {
+  /** The attachment id a message is sent with. */
+  id: string;
+  /** The file's name (text from the sender: show it as text, never as markup). */
+  name: string;
+  contentType: string;
+  /** Bytes. */
+  size: number;
+  /** A short-lived download URL (absolute, or a path on the chat server); absent while unsent. */
+  url?: string;
+}
+
+/** What the server accepts as attachments (its `CHAT_ATTACHMENT_*` settings). */
+export interface AttachmentLimits {
+  /** Largest file, in bytes. Default 10 MB (10485760). */
+  maxBytes: number;
+  /** Accepted content types; an entry may end in `/*` (`image/*`). Default: PNG, JPEG, GIF,
+   * WebP, PDF, plain text. */
+  types: readonly string[];
+  /** Most attachments in one message. Default 5. */
+  maxPerMessage: number;
+}
+
+/** Why a file cannot be attached, found before anything is uploaded. */
+export interface AttachmentProblem {
+  code: 'empty' | 'too_large' | 'type_not_allowed' | 'too_many';
+  /** A sentence to show as it is (the file's name in it is text). */
+  message: string;
+}
+
+/** `refused`: the server said no (`status` and its message); `upload_failed`: the upload
+ * itself failed (network, storage); `aborted`: the page cancelled it. */
+export type AttachmentErrorCode = AttachmentProblem['code'] | 'refused' | 'upload_failed' | 'aborted';
+
+/** Options of `ChatClient.upload` and `uploadFile`. */
+export interface UploadOptions {
+  /** Called as the bytes go up (XMLHttpRequest's upload progress). */
+  onProgress?: (progress: { loaded: number; total: number }) => void;
+  /** Aborting it cancels the upload (`ChatAttachmentError` with code `aborted`). */
+  signal?: AbortSignal;
 }
 
 /** A message's free `data`, with the fields the client and widget understand. */
@@ -159,6 +205,11 @@ export interface ChatClientOptions {
   pongTimeoutMs?: number;
   /** Reconnect (make before break) after this long. Default 110 minutes (the limit is 2 hours). */
   maxConnectionAgeMs?: number;
+  /** What the server accepts as attachments, checked before a file is uploaded (the server
+   * checks again). Default: the server's defaults (`ATTACHMENT_DEFAULTS`). */
+  attachments?: Partial<AttachmentLimits>;
+  /** For uploads (progress needs XMLHttpRequest). Default: the page's. */
+  XMLHttpRequest?: typeof XMLHttpRequest;
   /** Resend an unacknowledged message after this long. */
   ackTimeoutMs?: number;
   typingRepeatMs?: number;
@@ -203,6 +254,8 @@ export interface ChatClientEvents {
   /** History is loaded (after the first catch-up of a connect). */
   ready: { sessionId: string };
   error: { code?: string; message?: string; clientMessageId?: string };
+  /** An upload (`upload`) progressed: `loaded` of `total` bytes of the file `name`. */
+  uploadProgress: { name: string; loaded: number; total: number };
 }
 
 /** An HTTP error from the chat API (a non-2xx answer), with the contract's error `code`. */
@@ -215,9 +268,22 @@ export class ChatApiError extends Error {
   readonly retryAfter?: number;
 }
 
+/** A file that cannot be attached or uploaded: refused before the upload (the limits), by the
+ * server (`refused`, with its HTTP `status`), or an upload that failed or was cancelled. */
+export class ChatAttachmentError extends Error {
+  constructor(code: AttachmentErrorCode, message: string, fileName?: string, status?: number);
+  readonly code: AttachmentErrorCode;
+  /** The file's name (as declared). */
+  readonly fileName?: string;
+  /** The HTTP status, when the server or the storage refused it. */
+  readonly status?: number;
+}
+
 export class ChatClient {
   constructor(options?: ChatClientOptions);
-  readonly options: Required<Omit<ChatClientOptions, 'authToken' | 'sessionMetadata' | 'storage' | 'fetch' | 'WebSocket' | 'storageKey' | 'baseUrl'>> & ChatClientOptions;
+  readonly options: Required<Omit<ChatClientOptions, 'authToken' | 'sessionMetadata' | 'storage' | 'fetch' | 'WebSocket' | 'storageKey' | 'baseUrl' | 'attachments' | 'XMLHttpRequest'>> & ChatClientOptions;
+  /** The attachment limits in use (the `attachments` option over the defaults). */
+  readonly attachmentLimits: AttachmentLimits;
   readonly baseUrl: string;
   readonly messages: readonly ChatMessage[];
   readonly connectionState: ConnectionState;
@@ -239,8 +305,17 @@ export class ChatClient {
   start(): Promise<void>;
   stop(): void;
   forgetSession(): void;
-  /** Shows the message at once and sends it (now, or after the reconnect). */
-  send(content: string, options?: { metadata?: Record<string, unknown>; clientMessageId?: string }): ChatMessage;
+  /** Shows the message at once and sends it (now, or after the reconnect). With `attachments`
+   * (uploaded with `upload`) the content may be empty; more than `maxPerMessage` throws a
+   * `ChatAttachmentError` (`too_many`). */
+  send(content: string, options?: { metadata?: Record<string, unknown>; clientMessageId?: string; attachments?: readonly ChatAttachment[] }): ChatMessage;
+  /** Why `file` cannot be attached under `attachmentLimits` (type, size, empty), or null. */
+  checkAttachment(file: { name?: string; type?: string; size: number }): ChatAttachmentError | null;
+  /** Uploads a file for the next message: checks it, asks the server for an upload URL
+   * (`POST /sessions/{id}/attachments`), PUTs the bytes there with its `uploadHeaders`
+   * (progress: `onProgress` and `uploadProgress` events). Resolves to the attachment to pass
+   * to `send`; rejects with a `ChatAttachmentError`. Waits for the session if it is starting. */
+  upload(file: File, options?: UploadOptions): Promise<ChatAttachment>;
   /** Sends a failed message again: one the server refused (by `clientMessageId`), or one the
    * server marked `failed` (by `id` or `clientMessageId`; its text goes out as a new message). */
   retry(key: string): ChatMessage | undefined;
@@ -323,6 +398,7 @@ export function hasGap(cursor: number, seq: number): boolean;
 export interface PendingSend {
   clientMessageId: string;
   content: string;
+  attachments?: ChatAttachment[];
   metadata?: Record<string, unknown>;
   createdAt: number;
   attempts: number;
@@ -385,3 +461,35 @@ export function sessionUsable(
   marginMs?: number,
   subject?: string | null,
 ): boolean;
+
+// ----- attachments -----------------------------------------------------------------------------
+
+export const ATTACHMENT_DEFAULTS: Readonly<AttachmentLimits>;
+/** Image types shown inline (PNG, JPEG, GIF, WebP; never SVG). */
+export const INLINE_IMAGE_TYPES: readonly string[];
+/** The name a file is declared with: no control characters or path separators, 1 to 200 characters. */
+export function attachmentName(name: string): string;
+/** The browser's type, else the extension's, else `application/octet-stream`. */
+export function contentTypeOf(file: { name?: string; type?: string }): string;
+export function typeAllowed(type: string, allowed: readonly string[]): boolean;
+/** `PNG, JPEG, GIF, WebP, PDF or plain text`. */
+export function describeTypes(types: readonly string[]): string;
+/** `512 B`, `1.5 KB`, `3.4 MB` (rounded down). */
+export function formatBytes(bytes: number): string;
+export function attachmentProblem(file: { name?: string; type?: string; size: number }, limits?: Partial<AttachmentLimits>): AttachmentProblem | null;
+export function attachmentCountProblem(count: number, limits?: Partial<AttachmentLimits>): AttachmentProblem | null;
+/** An http(s) URL (resolved against `baseUrl`), or null for anything else. */
+export function attachmentUrl(url: unknown, baseUrl?: string): string | null;
+/** A file's kind for its icon: `PDF`, `TXT`, else its extension in capitals (at most 4), else `FILE`. */
+export function fileBadge(name: string, contentType?: string): string;
+/** The well-formed attachments of a list from the server. */
+export function attachmentsOf(list: unknown): ChatAttachment[];
+/** PUTs `body` to `url` with exactly `headers` (those a browser may set) by XMLHttpRequest, for
+ * its upload progress. Rejects with a `ChatAttachmentError` (`refused` with the status for a
+ * 4xx, `upload_failed`, `aborted`). */
+export function uploadFile(
+  url: string,
+  headers: Record<string, string>,
+  body: Blob,
+  options?: UploadOptions & { XMLHttpRequest?: typeof XMLHttpRequest; fileName?: string },
+): Promise<void>;

@@ -18,6 +18,8 @@
 // session (its `mode`: the bot, waiting for a person, a person, closed; from the session view,
 // `session` events and the system messages that announce each change), asks for a person
 // (`requestHandoff`), keeps the session's `presence`, and starts a new conversation when asked.
+// Attachments: `upload(file)` checks a file against the limits, asks for an upload URL and PUTs
+// the bytes there (XMLHttpRequest, for progress); `send(text, { attachments })` sends their ids.
 //
 // This file holds the class: connections, timers, storage and events. The pure logic it runs
 // (backoff, merge, cursor, pending sends, typing debounce, session reuse) is in chat-logic.js,
@@ -28,8 +30,14 @@
 // this file against it with TypeScript (tsc --checkJs).
 
 import {
+  ATTACHMENT_DEFAULTS,
   DEFAULTS,
   addPending,
+  attachmentCountProblem,
+  attachmentName,
+  attachmentProblem,
+  attachmentsOf,
+  contentTypeOf,
   advanceCursor,
   applyDelta,
   backoffDelay,
@@ -56,6 +64,10 @@ import {
 export * from './chat-logic.js';
 
 /**
+ * @typedef {import('./chat-client.js').AttachmentErrorCode} AttachmentErrorCode
+ * @typedef {import('./chat-client.js').AttachmentLimits} AttachmentLimits
+ * @typedef {import('./chat-client.js').ChatAttachment} ChatAttachment
+ * @typedef {import('./chat-client.js').UploadOptions} UploadOptions
  * @typedef {import('./chat-client.js').ChatClientEvents} ChatClientEvents
  * @typedef {import('./chat-client.js').ChatClientOptions} ChatClientOptions
  * @typedef {import('./chat-client.js').ChatMessage} ChatMessage
@@ -92,6 +104,78 @@ export class ChatApiError extends Error {
   }
 }
 
+/** A file that cannot be attached or uploaded, with a `code` saying why (see chat-client.d.ts). */
+export class ChatAttachmentError extends Error {
+  /**
+   * @param {AttachmentErrorCode} code
+   * @param {string} message
+   * @param {string} [fileName]
+   * @param {number} [status] the HTTP status, when the server or the storage refused it
+   */
+  constructor(code, message, fileName, status) {
+    super(message);
+    this.name = 'ChatAttachmentError';
+    this.code = code;
+    this.fileName = fileName;
+    this.status = status;
+  }
+}
+
+// Headers a page may not set on a request (the browser sets them itself, e.g. from the body).
+const FORBIDDEN_HEADERS = new Set(['content-length', 'host', 'connection', 'expect', 'transfer-encoding', 'keep-alive', 'upgrade']);
+
+/**
+ * PUTs `body` to an upload URL with exactly `headers` (those a page may set: the browser sets
+ * Content-Length from the body), by XMLHttpRequest, whose upload reports progress (fetch does
+ * not). Resolves on a 2xx answer; rejects with a ChatAttachmentError.
+ * @param {string} url
+ * @param {Record<string, string>} headers
+ * @param {Blob} body
+ * @param {UploadOptions & { XMLHttpRequest?: typeof XMLHttpRequest, fileName?: string }} [options]
+ * @returns {Promise<void>}
+ */
+export function uploadFile(url, headers, body, options = {}) {
+  const name = options.fileName;
+  return new Promise((resolve, reject) => {
+    const Xhr = options.XMLHttpRequest ?? globalThis.XMLHttpRequest;
+    if (options.signal?.aborted) return reject(new ChatAttachmentError('aborted', 'The upload was cancelled.', name));
+    const xhr = new Xhr();
+    xhr.open('PUT', url);
+    for (const [k, v] of Object.entries(headers ?? {})) {
+      if (!FORBIDDEN_HEADERS.has(k.toLowerCase())) xhr.setRequestHeader(k, String(v));
+    }
+    const onAbort = () => xhr.abort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const done = () => options.signal?.removeEventListener('abort', onAbort);
+    xhr.upload.onprogress = (e) => options.onProgress?.({ loaded: e.loaded, total: e.lengthComputable ? e.total : body.size });
+    xhr.onload = () => {
+      done();
+      if (xhr.status >= 200 && xhr.status < 300) {
+        options.onProgress?.({ loaded: body.size, total: body.size });
+        return resolve();
+      }
+      // chat-local answers in the contract's error shape; S3 in XML (its message is not for people).
+      let message = '';
+      try {
+        message = JSON.parse(xhr.responseText)?.error?.message ?? '';
+      } catch {
+        /* not JSON */
+      }
+      const code = xhr.status === 413 ? 'too_large' : xhr.status >= 400 && xhr.status < 500 ? 'refused' : 'upload_failed';
+      reject(new ChatAttachmentError(code, message || `The upload${name ? ` of “${name}”` : ''} was refused (HTTP ${xhr.status}).`, name, xhr.status));
+    };
+    xhr.onerror = () => {
+      done();
+      reject(new ChatAttachmentError('upload_failed', `The upload${name ? ` of “${name}”` : ''} failed. Check your connection.`, name));
+    };
+    xhr.onabort = () => {
+      done();
+      reject(new ChatAttachmentError('aborted', 'The upload was cancelled.', name));
+    };
+    xhr.send(body);
+  });
+}
+
 const noopStorage = { getItem: () => null, setItem() {}, removeItem() {} };
 
 /** @returns {StorageLike} */
@@ -121,6 +205,8 @@ export class ChatClient {
     this._storageKey = o.storageKey ?? `chat-session:${this.baseUrl}`;
     this._fetch = o.fetch ?? /** @type {typeof fetch} */ ((...a) => globalThis.fetch(...a));
     this._WebSocket = o.WebSocket ?? globalThis.WebSocket;
+    /** @type {AttachmentLimits} */
+    this.attachmentLimits = { ...ATTACHMENT_DEFAULTS, ...o.attachments };
     /** @type {Map<string, Set<(detail: any) => void>>} */
     this._listeners = new Map();
     /** @type {readonly ChatMessage[]} */
@@ -321,16 +407,20 @@ export class ChatClient {
   /**
    * Sends a user message. It appears at once (status `sending`, or `queued` while offline) and
    * is settled when the server acknowledges it. Returns the optimistic message.
+   * With `attachments` (from `upload`), the text may be empty.
    * @param {string} content
-   * @param {{ metadata?: Record<string, unknown>, clientMessageId?: string }} [options]
+   * @param {{ metadata?: Record<string, unknown>, clientMessageId?: string, attachments?: readonly ChatAttachment[] }} [options]
    * @returns {ChatMessage}
    */
-  send(content, { metadata, clientMessageId = newClientMessageId() } = {}) {
+  send(content, { metadata, clientMessageId = newClientMessageId(), attachments: given } = {}) {
     const text = String(content);
-    if (!text.trim()) throw new Error('a message needs some text');
+    const attachments = attachmentsOf(given).map(({ url: _url, ...a }) => a);
+    if (!text.trim() && !attachments.length) throw new Error('a message needs some text');
+    const tooMany = attachmentCountProblem(attachments.length, this.attachmentLimits);
+    if (tooMany) throw new ChatAttachmentError(tooMany.code, tooMany.message);
     this._typing.stop();
     const createdAt = Date.now();
-    this._pending = addPending(this._pending, { clientMessageId, content: text, metadata, createdAt });
+    this._pending = addPending(this._pending, { clientMessageId, content: text, metadata, createdAt, ...(attachments.length ? { attachments } : {}) });
     this._savePending();
     /** @type {ChatMessage} */
     const optimistic = {
@@ -345,6 +435,7 @@ export class ChatClient {
       pending: true,
       localOrder: ++this._localOrder,
       ...(metadata ? { metadata } : {}),
+      ...(attachments.length ? { attachments } : {}),
     };
     this._merge([optimistic]);
     this._flushSends(false);
@@ -373,7 +464,59 @@ export class ChatClient {
     const next = { ...failed, retried: true };
     this._messages = this._messages.map((x) => (x === failed ? next : x));
     this._emit('message', { message: next, isNew: false });
+    // Attachments stay with the failed message (an attachment goes with one message only).
+    if (!failed.content.trim()) return undefined;
     return this.send(failed.content, failed.metadata ? { metadata: failed.metadata } : {});
+  }
+
+  /**
+   * Why `file` cannot be attached under the limits (type, size, empty), or null.
+   * @param {{ name?: string, type?: string, size: number }} file
+   * @returns {ChatAttachmentError | null}
+   */
+  checkAttachment(file) {
+    const p = attachmentProblem(file, this.attachmentLimits);
+    return p ? new ChatAttachmentError(p.code, p.message, attachmentName(file?.name ?? '')) : null;
+  }
+
+  /**
+   * Uploads a file for the next message: checks it, asks for an upload URL
+   * (`POST /sessions/{id}/attachments`), PUTs the bytes with the `uploadHeaders` given.
+   * Resolves to the attachment to pass to `send`; rejects with a ChatAttachmentError.
+   * @param {File} file
+   * @param {UploadOptions} [options]
+   * @returns {Promise<ChatAttachment>}
+   */
+  async upload(file, { onProgress, signal } = {}) {
+    const problem = this.checkAttachment(file);
+    if (problem) throw problem;
+    const name = attachmentName(file.name);
+    const contentType = contentTypeOf(file);
+    if (!this._session?.token) {
+      if (!this._ready) throw new Error('start() the client before uploading');
+      await this._ready;
+    }
+    if (signal?.aborted) throw new ChatAttachmentError('aborted', 'The upload was cancelled.', name);
+    const id = /** @type {Session} */ (this._session).sessionId;
+    let ticket;
+    try {
+      ticket = await this._http('POST', `/sessions/${id}/attachments`, { name, contentType, size: file.size });
+    } catch (e) {
+      if (!(e instanceof ChatApiError)) throw new ChatAttachmentError('upload_failed', `Could not upload “${name}”. Check your connection.`, name);
+      const code = e.status === 413 || e.code === 'too_large' ? 'too_large' : 'refused';
+      throw new ChatAttachmentError(code, e.message && e.message !== e.code ? `“${name}” was refused: ${e.message}` : `“${name}” was refused (HTTP ${e.status}).`, name, e.status);
+    }
+    const url = new URL(String(ticket.uploadUrl), `${this.baseUrl}/`).href;
+    await uploadFile(url, ticket.uploadHeaders ?? { 'Content-Type': contentType }, file, {
+      signal,
+      fileName: name,
+      XMLHttpRequest: this.options.XMLHttpRequest,
+      onProgress: (p) => {
+        onProgress?.(p);
+        this._emit('uploadProgress', { name, ...p });
+      },
+    });
+    return { id: String(ticket.attachmentId), name, contentType, size: file.size };
   }
 
   /** Call on every keystroke: sends a debounced typing indicator. */
@@ -891,9 +1034,10 @@ export class ChatClient {
     if (this._state !== 'open') return; // (re)connecting: flushed once the socket is open
     const due = sendsDue(this._pending, Date.now(), { ackTimeoutMs: this.options.ackTimeoutMs, reconnected });
     for (const p of due) {
-      /** @type {{ action: 'sendMessage', content: string, clientMessageId: string, metadata?: Record<string, unknown> }} */
+      /** @type {{ action: 'sendMessage', content: string, clientMessageId: string, metadata?: Record<string, unknown>, attachments?: string[] }} */
       const frame = { action: 'sendMessage', content: p.content, clientMessageId: p.clientMessageId };
       if (p.metadata) frame.metadata = p.metadata;
+      if (p.attachments?.length) frame.attachments = p.attachments.map((a) => a.id);
       if (!this._frame(frame)) break;
       this._pending = markSent(this._pending, p.clientMessageId, Date.now());
       this._updateLocal(p.clientMessageId, { status: 'sending' });
@@ -1113,7 +1257,7 @@ export class ChatClient {
 
   _savePending() {
     try {
-      const list = [...this._pending.values()].map(({ clientMessageId, content, metadata, createdAt, state }) => ({ clientMessageId, content, metadata, createdAt, state: state === 'failed' ? 'failed' : 'queued' }));
+      const list = [...this._pending.values()].map(({ clientMessageId, content, metadata, attachments, createdAt, state }) => ({ clientMessageId, content, metadata, attachments, createdAt, state: state === 'failed' ? 'failed' : 'queued' }));
       if (list.length) this._storage.setItem(this._storageKey + ':pending', JSON.stringify(list));
       else this._storage.removeItem(this._storageKey + ':pending');
     } catch {
@@ -1130,7 +1274,8 @@ export class ChatClient {
     }
     for (const p of Array.isArray(list) ? list : []) {
       if (!p?.clientMessageId || this._pending.has(p.clientMessageId)) continue;
-      this._pending = addPending(this._pending, { ...p, state: p.state === 'failed' ? 'failed' : 'queued' });
+      const attachments = attachmentsOf(p.attachments);
+      this._pending = addPending(this._pending, { ...p, attachments: attachments.length ? attachments : undefined, state: p.state === 'failed' ? 'failed' : 'queued' });
       this._merge([{
         id: `local:${p.clientMessageId}`,
         clientMessageId: p.clientMessageId,
@@ -1141,6 +1286,7 @@ export class ChatClient {
         createdAt: new Date(p.createdAt).toISOString(),
         pending: true,
         localOrder: ++this._localOrder,
+        ...(attachments.length ? { attachments } : {}),
       }]);
     }
   }

@@ -1,7 +1,8 @@
 // The pure logic of ChatClient (chat-client.js): backoff, merging and ordering messages,
 // streamed replies (deltas), the catch-up cursor, pending sends, the typing debounce, session
 // reuse, suggested replies, who answers a session (its mode), a signed-in user's list of
-// conversations. Plain functions over
+// conversations, attachments (the checks of a file against the limits before it is uploaded,
+// its name, sizes as people read them, which download URLs may be used). Plain functions over
 // plain values, with no socket, timer, storage or DOM of their own (timers and randomness are
 // injectable), so they are unit-tested without a browser (tests/browser/client-logic.test.mjs)
 // and the class stays about connections and events.
@@ -21,6 +22,8 @@
  * @typedef {import('./chat-client.js').SessionInfo} SessionInfo
  * @typedef {import('./chat-client.js').SessionMode} SessionMode
  * @typedef {import('./chat-client.js').ConversationSummary} ConversationSummary
+ * @typedef {import('./chat-client.js').AttachmentLimits} AttachmentLimits
+ * @typedef {import('./chat-client.js').AttachmentProblem} AttachmentProblem
  * @typedef {Partial<ChatMessage> & { id: string }} MessageUpdate a message, or some fields of one
  */
 
@@ -576,4 +579,195 @@ export function mergeConversations(list, page) {
     if (!held || Date.parse(c.updatedAt) >= Date.parse(held.updatedAt)) byId.set(c.sessionId, c);
   }
   return [...byId.values()].sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt) || (a.sessionId < b.sessionId ? 1 : -1));
+}
+
+// ----- attachments ----------------------------------------------------------------------------
+
+/**
+ * The server's default attachment limits (`CHAT_ATTACHMENT_MAX_BYTES`, `CHAT_ATTACHMENT_TYPES`,
+ * `CHAT_ATTACHMENTS_PER_MESSAGE`). A page whose server is configured otherwise passes its own
+ * (ChatClient's `attachments` option); the server checks again either way.
+ * @type {Readonly<AttachmentLimits>}
+ */
+export const ATTACHMENT_DEFAULTS = Object.freeze({
+  maxBytes: 10 * 1024 * 1024,
+  types: Object.freeze(['image/png', 'image/jpeg', 'image/gif', 'image/webp', 'application/pdf', 'text/plain']),
+  maxPerMessage: 5,
+});
+
+/** Image types a browser shows inline (never SVG: it is a document, not a picture). */
+export const INLINE_IMAGE_TYPES = Object.freeze(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
+
+/** @type {Record<string, string>} what a file's extension says when the browser gives no type */
+const TYPE_BY_EXTENSION = {
+  png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp',
+  pdf: 'application/pdf', txt: 'text/plain', text: 'text/plain', log: 'text/plain',
+};
+
+/** @type {Record<string, string>} how people call the usual types */
+const TYPE_LABELS = {
+  'image/png': 'PNG', 'image/jpeg': 'JPEG', 'image/gif': 'GIF', 'image/webp': 'WebP',
+  'application/pdf': 'PDF', 'text/plain': 'plain text',
+};
+
+/**
+ * The name an attachment is declared with: the file's name without control characters or path
+ * separators (each becomes `_`), trimmed, at most 200 characters (the extension kept); `file`
+ * when nothing is left. The contract refuses any other name; a browser's file names rarely
+ * need this, names made up by a page or pasted data may.
+ * @param {string} name
+ * @returns {string}
+ */
+export function attachmentName(name) {
+  // eslint-disable-next-line no-control-regex
+  let n = String(name ?? '').replace(/[\u0000-\u001f\u007f-\u009f/\\]/g, '_').trim();
+  const chars = [...n];
+  if (chars.length > 200) {
+    const dot = n.lastIndexOf('.');
+    const ext = dot > 0 && n.length - dot <= 10 ? [...n.slice(dot)] : [];
+    n = chars.slice(0, 200 - ext.length).join('') + ext.join('');
+  }
+  return n || 'file';
+}
+
+/**
+ * A file's content type: the browser's (lower case, without parameters), else what its
+ * extension says, else `application/octet-stream`.
+ * @param {{ name?: string, type?: string }} file
+ * @returns {string}
+ */
+export function contentTypeOf(file) {
+  const t = String(file?.type ?? '').split(';')[0].trim().toLowerCase();
+  if (t) return t;
+  const ext = /\.([a-z0-9]{1,8})$/i.exec(String(file?.name ?? ''))?.[1]?.toLowerCase();
+  return (ext && TYPE_BY_EXTENSION[ext]) || 'application/octet-stream';
+}
+
+/**
+ * True when `type` is in `allowed` (entries may end in `/*`: `image/*`).
+ * @param {string} type
+ * @param {readonly string[]} allowed
+ */
+export function typeAllowed(type, allowed) {
+  const t = type.toLowerCase();
+  return allowed.some((a) => {
+    const x = a.trim().toLowerCase();
+    return x === t || (x.endsWith('/*') && t.startsWith(x.slice(0, -1)));
+  });
+}
+
+/**
+ * The allowed types as people read them: `PNG, JPEG, GIF, WebP, PDF or plain text`.
+ * @param {readonly string[]} types
+ */
+export function describeTypes(types) {
+  const labels = [...new Set(types.map((t) => TYPE_LABELS[t.toLowerCase()] ?? (t.endsWith('/*') ? `any ${t.slice(0, -2)}` : t)))];
+  return labels.length > 1 ? `${labels.slice(0, -1).join(', ')} or ${labels.at(-1)}` : labels[0] ?? 'none';
+}
+
+/**
+ * A size as people read it: `512 B`, `1.5 KB`, `12.3 KB`, `340 KB`, `3.4 MB` (1 KB = 1024
+ * bytes; rounded down, so a file just over a limit never reads as the limit).
+ * @param {number} bytes
+ * @returns {string}
+ */
+export function formatBytes(bytes) {
+  const n = Math.max(0, Math.floor(Number(bytes) || 0));
+  if (n < 1024) return `${n} B`;
+  const units = ['KB', 'MB', 'GB', 'TB'];
+  let v = n / 1024;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  const text = v < 100 ? (Math.floor(v * 10) / 10).toFixed(1).replace(/\.0$/, '') : String(Math.floor(v));
+  return `${text} ${units[u]}`;
+}
+
+/**
+ * What keeps a file from being attached under `limits`, or null when it may be uploaded:
+ * `{ code, message }` with code `empty`, `too_large` or `type_not_allowed`, and a message to
+ * show as it is (the file's name in it is text, never markup).
+ * @param {{ name?: string, type?: string, size: number }} file
+ * @param {Partial<AttachmentLimits>} [limits]
+ * @returns {AttachmentProblem | null}
+ */
+export function attachmentProblem(file, limits = {}) {
+  const { maxBytes, types } = { ...ATTACHMENT_DEFAULTS, ...limits };
+  const name = attachmentName(file?.name ?? '');
+  const type = contentTypeOf(file);
+  if (!typeAllowed(type, types)) {
+    return { code: 'type_not_allowed', message: `“${name}” cannot be sent: this type of file (${type}) is not accepted. Allowed: ${describeTypes(types)}.` };
+  }
+  const size = Number(file?.size);
+  if (!Number.isFinite(size) || size <= 0) return { code: 'empty', message: `“${name}” is empty.` };
+  if (size > maxBytes) {
+    const [a, b] = formatBytes(size) === formatBytes(maxBytes) ? [`${size} bytes`, `${maxBytes} bytes`] : [formatBytes(size), formatBytes(maxBytes)];
+    return { code: 'too_large', message: `“${name}” is too large (${a}); the limit is ${b}.` };
+  }
+  return null;
+}
+
+/**
+ * What keeps `count` attachments from going in one message under `limits`, or null.
+ * @param {number} count
+ * @param {Partial<AttachmentLimits>} [limits]
+ * @returns {AttachmentProblem | null}
+ */
+export function attachmentCountProblem(count, limits = {}) {
+  const { maxPerMessage } = { ...ATTACHMENT_DEFAULTS, ...limits };
+  if (count <= maxPerMessage) return null;
+  return { code: 'too_many', message: `A message can carry at most ${maxPerMessage} ${maxPerMessage === 1 ? 'file' : 'files'}.` };
+}
+
+/**
+ * The URL an attachment may be downloaded or shown from: resolved against `baseUrl` (chat-local
+ * may give a path), and only http(s); null for anything else (`javascript:`, `data:`, …).
+ * @param {unknown} url
+ * @param {string} [baseUrl]
+ * @returns {string | null}
+ */
+export function attachmentUrl(url, baseUrl) {
+  if (typeof url !== 'string' || !url.trim() || url.length > 8192) return null;
+  let u;
+  try {
+    u = baseUrl ? new URL(url.trim(), baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`) : new URL(url.trim());
+  } catch {
+    return null;
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return null;
+  return u.href;
+}
+
+/**
+ * A short label of a file's kind for its icon: `PDF`, `TXT`, `PNG`, else its extension in capitals
+ * (at most 4 letters), else `FILE`.
+ * @param {string} name
+ * @param {string} [contentType]
+ * @returns {string}
+ */
+export function fileBadge(name, contentType = '') {
+  const t = contentType.toLowerCase();
+  if (t === 'application/pdf') return 'PDF';
+  if (t === 'text/plain') return 'TXT';
+  const ext = /\.([a-z0-9]{1,4})$/i.exec(String(name ?? ''))?.[1];
+  return ext ? ext.toUpperCase() : 'FILE';
+}
+
+/**
+ * A message's attachments as the client keeps them: those with an id, a name and a size;
+ * anything else in the list is dropped.
+ * @param {unknown} list
+ * @returns {import('./chat-client.js').ChatAttachment[]}
+ */
+export function attachmentsOf(list) {
+  if (!Array.isArray(list)) return [];
+  return list.filter((a) => a && typeof a === 'object' && typeof a.id === 'string' && a.id).map((a) => ({
+    id: a.id,
+    name: typeof a.name === 'string' && a.name ? a.name : 'file',
+    contentType: typeof a.contentType === 'string' ? a.contentType : 'application/octet-stream',
+    size: Number.isFinite(a.size) ? a.size : 0,
+    ...(typeof a.url === 'string' ? { url: a.url } : {}),
+  }));
 }

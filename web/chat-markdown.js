@@ -22,6 +22,12 @@
 // parser, after entities and escapes are decoded), opened in a new tab with
 // rel="noopener noreferrer". Any other scheme (javascript:, data:, vbscript:, …) or a
 // relative URL is not a link: its Markdown source stays visible as text.
+//
+// The attachments of a message (`renderAttachments`) are rendered here too, the same way:
+// their names are the sender's text and their URLs come from the server, so they get the same
+// care (text nodes, http(s) URLs only). The widget and the agent console both show them.
+
+import { INLINE_IMAGE_TYPES, attachmentUrl, attachmentsOf, fileBadge, formatBytes } from './chat-logic.js';
 
 /**
  * @typedef {{ type: 'text', text: string }
@@ -889,4 +895,50 @@ export function renderMarkdown(src, options = {}) {
   const fragment = doc.createDocumentFragment();
   renderBlocks(fragment, parseMarkdown(src), false);
   return fragment;
+}
+
+/**
+ * A message's attachments as a list (`ul.attachments`), or null when it has none: an image
+ * (PNG, JPEG, GIF, WebP) with a download URL is shown inline, its alt text its name, as a link
+ * to the full picture; any other file is a download link with its name and size. Links open in
+ * a new tab with rel="noopener noreferrer". Names are text nodes; a URL that is not http(s)
+ * (after resolving against `baseUrl`) makes no link or image, nor does a missing one (an unsent
+ * message): its name and size are shown as text.
+ * @param {unknown} list the message's `attachments`
+ * @param {{ document?: Document, baseUrl?: string }} [options]
+ * @returns {HTMLUListElement | null}
+ */
+export function renderAttachments(list, options = {}) {
+  const items = attachmentsOf(list);
+  if (!items.length) return null;
+  const doc = options.document ?? globalThis.document;
+  /**
+   * @template {keyof HTMLElementTagNameMap} K
+   * @param {K} tag
+   * @param {Record<string, string>} [attrs]
+   * @param {string} [text]
+   */
+  const el = (tag, attrs = {}, text) => {
+    const e = doc.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text != null) e.appendChild(doc.createTextNode(text));
+    return e;
+  };
+  const ul = el('ul', { class: 'attachments', 'aria-label': items.length === 1 ? 'Attachment' : `${items.length} attachments` });
+  for (const a of items) {
+    const url = attachmentUrl(a.url, options.baseUrl);
+    const image = !!url && INLINE_IMAGE_TYPES.includes(a.contentType.toLowerCase());
+    const li = el('li', { class: `attachment ${image ? 'image' : 'file'}${url ? '' : ' pending'}`, 'data-attachment-id': a.id });
+    if (image && url) {
+      const link = el('a', { href: url, target: '_blank', rel: 'noopener noreferrer', title: a.name });
+      link.appendChild(el('img', { src: url, alt: a.name, loading: 'lazy', decoding: 'async', referrerpolicy: 'no-referrer' }));
+      li.appendChild(link);
+    } else {
+      const holder = url ? el('a', { href: url, download: a.name, target: '_blank', rel: 'noopener noreferrer' }) : el('span', { class: 'file-name-size' });
+      holder.append(el('span', { class: 'icon', 'aria-hidden': 'true' }, fileBadge(a.name, a.contentType)), el('span', { class: 'name' }, a.name), doc.createTextNode(' '), el('span', { class: 'size' }, `(${formatBytes(a.size)})`));
+      li.appendChild(holder);
+    }
+    ul.appendChild(li);
+  }
+  return ul;
 }

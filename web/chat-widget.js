@@ -24,17 +24,31 @@
 // (a fresh token for this device), and "New conversation". Arrow keys, Home and End move
 // through the list; Escape goes back to the conversation. On a device with none of their
 // sessions stored, the widget opens their most recent conversation (ChatClient's resumeLatest).
+// Attachments: a paperclip button (a file picker), pasting an image into the message box, or
+// dropping files on the panel attach files to the next message. Each is checked against the
+// limits first (a refused type or size is explained, and nothing is uploaded), then uploaded
+// at once with its progress on its chip (a thumbnail for images, drawn on a canvas: no object
+// or data URL, so no Content-Security-Policy has to allow one), removable until sent. Sent and
+// received attachments show in the messages: images inline (their alt text is the file's
+// name), other files as download links with name and size (chat-markdown.js renders both).
 // The user's own recent messages offer Edit (an inline editor: Enter saves, Escape cancels) and
 // Delete; edited messages say so, deleted ones stay as "Message deleted".
 // tests/browser/run type-checks it (tsc --checkJs) against chat-client.d.ts, as a user of it.
 
-import { ChatClient, mergeConversations, relativeTime, suggestionsOf } from './chat-client.js';
-import { renderMarkdown } from './chat-markdown.js';
+import {
+  ChatClient, INLINE_IMAGE_TYPES, attachmentCountProblem, attachmentName, attachmentUrl, contentTypeOf, fileBadge, formatBytes,
+  mergeConversations, relativeTime, suggestionsOf,
+} from './chat-client.js';
+import { renderAttachments, renderMarkdown } from './chat-markdown.js';
 
 /**
  * @typedef {import('./chat-client.js').ChatClientOptions} ChatClientOptions
  * @typedef {import('./chat-client.js').ChatMessage} ChatMessage
  * @typedef {import('./chat-client.js').ConversationSummary} ConversationSummary
+ * @typedef {import('./chat-client.js').ChatAttachment} ChatAttachment
+ * @typedef {{ key: number, file: File, name: string, state: 'uploading' | 'ready', loaded: number,
+ *   attachment?: ChatAttachment, controller: AbortController, li: HTMLLIElement, bar: HTMLProgressElement,
+ *   stateText: HTMLSpanElement }} TrayEntry a file attached to the next message
  * @typedef {object} ChatWidgetOptions
  * @property {string} [title] the panel's title
  * @property {string} [subtitle] shown while the conversation is empty
@@ -185,7 +199,8 @@ textarea { flex: 1; resize: none; font: inherit; color: var(--fg); background: v
 .history:hover, .history[aria-expanded="true"] { background: #fff2; }
 .history svg { width: 20px; height: 20px; }
 .history[hidden] { display: none; }
-.panel.listing .log, .panel.listing .typing, .panel.listing .handoff-row, .panel.listing .closed-row, .panel.listing form { display: none; }
+.panel.listing .log, .panel.listing .typing, .panel.listing .handoff-row, .panel.listing .closed-row, .panel.listing .tray,
+.panel.listing .attach-error, .panel.listing form { display: none; }
 .conversations { flex: 1; overflow-y: auto; padding: 12px 14px; display: flex; flex-direction: column; gap: 10px; }
 .conversations[hidden] { display: none; }
 .conversations-head { display: flex; align-items: center; justify-content: space-between; gap: 8px; }
@@ -205,6 +220,44 @@ textarea { flex: 1; resize: none; font: inherit; color: var(--fg); background: v
 .conversations-status:empty { display: none; }
 .more-conversations[hidden] { display: none; }
 .more-conversations { align-self: center; }
+.attach { flex: none; width: 40px; height: 40px; border: 1px solid var(--line); border-radius: 10px; background: var(--bg);
+  color: var(--muted); cursor: pointer; display: grid; place-items: center; padding: 0; }
+.attach:hover { color: var(--accent); border-color: var(--accent); }
+.attach:disabled { opacity: .5; cursor: default; }
+.attach svg { width: 20px; height: 20px; }
+.tray { list-style: none; margin: 0; padding: 8px 12px 0; display: flex; gap: 8px; flex-wrap: wrap; }
+.tray[hidden] { display: none; }
+.chip { display: flex; align-items: center; gap: 6px; border: 1px solid var(--line); border-radius: 10px; padding: 4px 4px 4px 6px;
+  font-size: 12px; max-width: 100%; background: var(--bg); }
+.chip canvas, .chip .ficon { width: 36px; height: 36px; border-radius: 6px; object-fit: cover; flex: none; }
+.chip .ficon { display: grid; place-items: center; background: var(--bubble); font-size: 10px; font-weight: 700; letter-spacing: .03em; color: var(--muted); }
+.chip .info { display: flex; flex-direction: column; min-width: 0; max-width: 170px; gap: 2px; }
+.chip .name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; font-weight: 600; }
+.chip .state { color: var(--muted); }
+.chip progress { width: 100%; height: 4px; }
+.chip progress[hidden] { display: none; }
+.chip .remove { flex: none; border: 0; background: transparent; color: var(--muted); cursor: pointer; font-size: 18px; line-height: 1;
+  width: 28px; height: 28px; border-radius: 6px; }
+.chip .remove:hover { background: var(--bubble); color: var(--fg); }
+.attach-error { margin: 8px 12px 0; padding: 6px 10px; font-size: 13px; color: #7f1d1d; background: #fee2e2;
+  border: 1px solid #dc2626; border-radius: 8px; display: flex; gap: 8px; align-items: flex-start; overflow-wrap: anywhere; }
+.attach-error[hidden] { display: none; }
+.attach-error span { flex: 1; }
+.attach-error button { border: 0; background: transparent; color: inherit; cursor: pointer; font-size: 16px; line-height: 1; }
+.drop { position: absolute; inset: 0; display: grid; place-items: center; background: #1d4ed8d9; color: #fff; font-weight: 650;
+  font-size: 16px; border: 3px dashed #fff; border-radius: 16px; z-index: 2; pointer-events: none; }
+.drop[hidden] { display: none; }
+.text:empty { display: none; }
+.attachments { list-style: none; margin: 6px 0 0; padding: 0; display: flex; flex-direction: column; gap: 6px; white-space: normal; }
+.bubble > .attachments:first-child { margin-top: 0; }
+.attachment img { display: block; max-width: 100%; max-height: 220px; border-radius: 8px; background: #0000000d; }
+.attachment a { color: inherit; }
+.attachment.file a, .attachment .file-name-size { display: inline-flex; gap: 6px; align-items: baseline; padding: 6px 8px;
+  border-radius: 8px; background: #0000000d; text-decoration: none; overflow-wrap: anywhere; }
+.attachment.file a:hover .name { text-decoration: underline; }
+.msg.user .attachment.file a, .msg.user .attachment .file-name-size { background: #ffffff2e; }
+.attachment .size { opacity: .8; font-size: 12px; white-space: nowrap; }
+.attachment .icon { font-size: 9.5px; font-weight: 700; letter-spacing: .03em; border: 1.5px solid currentColor; border-radius: 4px; padding: 1px 3px; opacity: .85; align-self: center; }
 .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 @media (max-width: 480px) {
   .root { right: 12px; bottom: 12px; }
@@ -216,6 +269,7 @@ textarea { flex: 1; resize: none; font: inherit; color: var(--fg); background: v
 
 const HISTORY_ICON = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M3 12a9 9 0 1 0 3-6.7L3 8"/><path d="M3 3v5h5"/><path d="M12 7v5l3 2"/></svg>';
 
+const CLIP = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M21.44 11.05l-9.19 9.19a6 6 0 0 1-8.49-8.49l9.19-9.19a4 4 0 0 1 5.66 5.66l-9.2 9.19a2 2 0 0 1-2.83-2.83l8.49-8.48"/></svg>';
 const ICON = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M21 15a2 2 0 0 1-2 2H7l-4 4V5a2 2 0 0 1 2-2h14a2 2 0 0 1 2 2z"/></svg>';
 
 /**
@@ -328,12 +382,21 @@ export function mountChatWidget(options = {}) {
   const typing = el('div', { class: 'typing', hidden: true, 'aria-live': 'polite' }, el('i'), el('i'), el('i'), typingText);
   const input = el('textarea', { id: 'chat-input', rows: '1', maxlength: '4000', placeholder: options.placeholder ?? 'Type a message…', 'aria-label': 'Message', autocomplete: 'off' });
   const sendBtn = el('button', { class: 'send', type: 'submit', text: 'Send' });
-  const form = el('form', { 'aria-label': 'Send a message' }, input, sendBtn);
+  const limits = client.attachmentLimits;
+  const attachBtn = el('button', { class: 'attach', type: 'button', 'aria-label': 'Attach files', title: 'Attach files' });
+  attachBtn.innerHTML = CLIP; // a constant icon, no data
+  const fileInput = el('input', { type: 'file', multiple: true, hidden: true, tabindex: '-1', 'aria-hidden': 'true', accept: limits.types.join(',') });
+  const form = el('form', { 'aria-label': 'Send a message' }, attachBtn, fileInput, input, sendBtn);
+  const tray = el('ul', { class: 'tray', 'aria-label': 'Files to send', hidden: true });
+  const attachErrorText = el('span');
+  const attachErrorClose = el('button', { type: 'button', 'aria-label': 'Dismiss', text: '×' });
+  const attachError = el('div', { class: 'attach-error', role: 'alert', hidden: true }, attachErrorText, attachErrorClose);
+  const dropZone = el('div', { class: 'drop', hidden: true, 'aria-hidden': 'true', text: 'Drop files to attach them' });
   const handoffBtn = el('button', { class: 'handoff', type: 'button', text: 'Talk to a person' });
   const handoffRow = el('div', { class: 'handoff-row' }, handoffBtn);
   const newConversationBtn = el('button', { class: 'new-conversation', type: 'button', text: 'Start a new conversation' });
   const closedRow = el('div', { class: 'closed-row', hidden: true }, el('span', { text: 'This conversation is closed.' }), newConversationBtn);
-  const panel = el('section', { class: 'panel', id: 'chat-panel', role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': titleId, hidden: true }, header, conversations, log, typing, handoffRow, closedRow, form);
+  const panel = el('section', { class: 'panel', id: 'chat-panel', role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': titleId, hidden: true }, header, conversations, log, typing, handoffRow, closedRow, attachError, tray, form, dropZone);
   const root = el('div', { class: 'root' }, panel, launcher);
   const style = el('style', { text: CSS });
   shadow.append(style, root);
@@ -361,10 +424,17 @@ export function mountChatWidget(options = {}) {
       rows.set(key, li);
     }
     // Rebuild a row only when it changed, so screen readers hear each message once.
+    // Download URLs are minted anew on every read: a new one alone does not rebuild the row
+    // (an image would load again), it only replaces the links' href.
+    const files = (m.attachments ?? []).map((a) => [a.id, a.name, a.contentType, a.size, !!a.url]);
     const changeable = client.canChange(m);
-    const sig = JSON.stringify([m.id, m.seq, m.type, m.role, m.name, m.status, m.content, m.pending, m.error, m.data, m.retried, m.streaming, m.editedAt, m.deleted, changeable]);
+    const sig = JSON.stringify([m.id, m.seq, m.type, m.role, m.name, m.status, m.content, m.pending, m.error, m.data, m.retried, m.streaming, files, m.editedAt, m.deleted, changeable]);
     // A message being edited keeps its editor until saved or cancelled.
-    if (li._sig === sig || li._editing) return fresh;
+    if (li._editing) return fresh;
+    if (li._sig === sig) {
+      refreshLinks(li, m);
+      return fresh;
+    }
     li._sig = sig;
     const type = m.type || 'text';
     // A plain system message (a change of who answers, a welcome) is a centered notice.
@@ -401,6 +471,8 @@ export function mountChatWidget(options = {}) {
     } else {
       bubble.append(el('div', { class: 'text', text: m.content ?? '' }));
     }
+    const attached = renderAttachments(m.attachments, { baseUrl: client.baseUrl });
+    if (attached) bubble.append(attached);
     if (m.data?.incomplete === true) bubble.append(el('div', { class: 'note', text: 'This answer was cut off before it was complete.' }));
     if (type !== 'text' && m.data && typeof m.data === 'object') {
       const entries = Object.entries(m.data).filter(([k, v]) => !DATA_SHOWN_ELSEWHERE.has(k) && (v == null || typeof v !== 'object')).slice(0, 6);
@@ -415,13 +487,14 @@ export function mountChatWidget(options = {}) {
       const meta = el('div', { class: 'meta' });
       const status = el('span', { class: 'status', 'data-status': m.status, text: STATUS_LABELS[m.status] ?? m.status });
       meta.append(status);
+      if (m.status === 'failed' && m.error && m.attachments?.length) status.title = m.error;
       if (m.status === 'failed' && m.pending) {
         const retry = el('button', { class: 'retry', type: 'button', text: 'Retry', 'aria-label': `Retry sending: ${m.content}` });
         // An unsent message always has its clientMessageId.
         retry.addEventListener('click', () => client.retry(/** @type {string} */ (m.clientMessageId)));
         meta.append(retry);
         if (m.error) status.title = m.error;
-      } else if (m.status === 'failed' && !m.retried) {
+      } else if (m.status === 'failed' && !m.retried && m.content.trim()) {
         // Stored, but no answer came (the assistant was unreachable or too slow).
         status.textContent = 'Not answered';
         const retry = el('button', { class: 'retry', type: 'button', text: 'Retry', 'aria-label': `Send again: ${m.content}` });
@@ -514,6 +587,19 @@ export function mountChatWidget(options = {}) {
     area.select();
   }
 
+  /**
+   * Gives a row's download links the message's current URLs.
+   * @param {HTMLElement} li
+   * @param {ChatMessage} m
+   */
+  function refreshLinks(li, m) {
+    for (const a of m.attachments ?? []) {
+      const fresh = attachmentUrl(a.url, client.baseUrl);
+      const link = [...li.querySelectorAll('li.attachment')].find((x) => x.getAttribute('data-attachment-id') === a.id)?.querySelector('a');
+      if (fresh && link && link.getAttribute('href') !== fresh) link.setAttribute('href', fresh);
+    }
+  }
+
   function renderAll() {
     const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
     const wanted = [];
@@ -578,7 +664,8 @@ export function mountChatWidget(options = {}) {
     closedRow.hidden = !closed;
     form.hidden = closed;
     input.disabled = closed;
-    sendBtn.disabled = closed;
+    attachBtn.disabled = closed;
+    updateSend();
     if (closed) {
       client.sendTyping(false);
       if (isOpen && shadow.activeElement === input) newConversationBtn.focus();
@@ -623,13 +710,180 @@ export function mountChatWidget(options = {}) {
 
   function submit() {
     const text = input.value;
-    if (!text.trim()) return;
-    client.send(text);
+    const entries = [...attached.values()];
+    if (entries.some((e) => e.state === 'uploading')) {
+      showAttachError('Wait until the files are uploaded, then send.');
+      return;
+    }
+    if (!text.trim() && !entries.length) return;
+    try {
+      client.send(text, entries.length ? { attachments: entries.map((e) => /** @type {ChatAttachment} */ (e.attachment)) } : {});
+    } catch (e) {
+      showAttachError(/** @type {Error} */ (e).message);
+      return;
+    }
+    for (const e of entries) e.li.remove();
+    attached.clear();
+    renderTray();
+    clearAttachError();
     log.scrollTop = log.scrollHeight;
     input.value = '';
     autosize();
     input.focus();
   }
+
+  // --- attachments of the next message
+
+  /** @type {Map<number, TrayEntry>} */
+  const attached = new Map();
+  let nextKey = 0;
+
+  /** @param {string} text */
+  function showAttachError(text) {
+    attachErrorText.textContent = text;
+    attachError.hidden = false;
+  }
+  function clearAttachError() {
+    attachErrorText.textContent = '';
+    attachError.hidden = true;
+  }
+
+  function updateSend() {
+    const uploading = [...attached.values()].some((e) => e.state === 'uploading');
+    sendBtn.disabled = client.sessionInfo.mode === 'closed' || uploading;
+  }
+
+  function renderTray() {
+    tray.hidden = attached.size === 0;
+    updateSend();
+  }
+
+  /**
+   * Checks files against the limits and uploads those that pass; says why the others cannot go.
+   * @param {Iterable<File>} files
+   */
+  function attachFiles(files) {
+    if (client.sessionInfo.mode === 'closed') return;
+    /** @type {string[]} */
+    const refused = [];
+    for (const file of files) {
+      const tooMany = attachmentCountProblem(attached.size + 1, limits);
+      if (tooMany) {
+        refused.push(tooMany.message);
+        break;
+      }
+      const problem = client.checkAttachment(file);
+      if (problem) refused.push(problem.message);
+      else startUpload(file);
+    }
+    if (refused.length) showAttachError(refused.join(' '));
+    else clearAttachError();
+    renderTray();
+  }
+
+  /** @param {File} file */
+  function startUpload(file) {
+    const key = ++nextKey;
+    const name = attachmentName(file.name);
+    const image = INLINE_IMAGE_TYPES.includes(contentTypeOf(file));
+    const preview = image ? el('canvas', { role: 'img', 'aria-label': `Preview of ${name}`, width: '36', height: '36' }) : el('span', { class: 'ficon', 'aria-hidden': 'true', text: fileBadge(name, contentTypeOf(file)) });
+    const bar = el('progress', { max: '100', value: '0', 'aria-label': `Uploading ${name}` });
+    const stateText = el('span', { class: 'state', text: `${formatBytes(file.size)} · uploading…` });
+    const remove = el('button', { class: 'remove', type: 'button', 'aria-label': `Remove ${name}`, text: '×' });
+    const li = el('li', { class: 'chip', 'data-state': 'uploading' }, preview, el('span', { class: 'info' }, el('span', { class: 'name', text: name, title: name }), stateText, bar), remove);
+    /** @type {TrayEntry} */
+    const entry = { key, file, name, state: 'uploading', loaded: 0, controller: new AbortController(), li, bar, stateText };
+    attached.set(key, entry);
+    tray.append(li);
+    if (image) drawThumbnail(file, /** @type {HTMLCanvasElement} */ (preview));
+    remove.addEventListener('click', () => {
+      entry.controller.abort();
+      attached.delete(key);
+      const next = li.nextElementSibling?.querySelector('button.remove') ?? li.previousElementSibling?.querySelector('button.remove');
+      li.remove();
+      renderTray();
+      /** @type {HTMLElement} */ (next ?? input).focus();
+    });
+    client.upload(file, {
+      signal: entry.controller.signal,
+      onProgress: ({ loaded, total }) => {
+        const pct = total > 0 ? Math.min(100, Math.round((100 * loaded) / total)) : 0;
+        bar.value = pct;
+        stateText.textContent = `${formatBytes(file.size)} · ${pct} %`;
+      },
+    }).then((attachment) => {
+      if (attached.get(key) !== entry) return; // removed meanwhile
+      entry.attachment = attachment;
+      entry.state = 'ready';
+      li.dataset.state = 'ready';
+      bar.value = 100;
+      bar.hidden = true;
+      stateText.textContent = `${formatBytes(file.size)} · ready`;
+      renderTray();
+    }, (/** @type {any} */ e) => {
+      if (attached.get(key) !== entry) return; // removed (aborted) meanwhile
+      attached.delete(key);
+      li.remove();
+      renderTray();
+      showAttachError(e?.message || `Could not upload “${name}”.`);
+    });
+  }
+
+  /**
+   * Draws a small preview of an image on `canvas` (decoded by the browser, no URL needed);
+   * a file it cannot decode keeps the blank tile.
+   * @param {File} file
+   * @param {HTMLCanvasElement} canvas
+   */
+  async function drawThumbnail(file, canvas) {
+    if (typeof createImageBitmap !== 'function') return;
+    try {
+      const bitmap = await createImageBitmap(file);
+      const scale = Math.min(1, 96 / Math.max(bitmap.width, bitmap.height));
+      canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+      canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+      canvas.getContext('2d')?.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+      bitmap.close();
+      canvas.dataset.drawn = 'true';
+    } catch {
+      /* not an image the browser can decode: the tile stays blank */
+    }
+  }
+
+  attachBtn.addEventListener('click', () => fileInput.click());
+  fileInput.addEventListener('change', () => {
+    attachFiles(fileInput.files ?? []);
+    fileInput.value = '';
+    input.focus();
+  });
+  attachErrorClose.addEventListener('click', () => {
+    clearAttachError();
+    input.focus();
+  });
+  input.addEventListener('paste', (e) => {
+    const files = [...(e.clipboardData?.files ?? [])];
+    if (!files.length) return;
+    if (!e.clipboardData?.getData('text/plain')) e.preventDefault();
+    attachFiles(files);
+  });
+  const dragsFiles = (/** @type {DragEvent} */ e) => !!e.dataTransfer && [...e.dataTransfer.types].includes('Files') && client.sessionInfo.mode !== 'closed';
+  panel.addEventListener('dragover', (e) => {
+    if (!dragsFiles(e)) return;
+    e.preventDefault();
+    /** @type {DataTransfer} */ (e.dataTransfer).dropEffect = 'copy';
+    dropZone.hidden = false;
+  });
+  panel.addEventListener('dragleave', (e) => {
+    const to = /** @type {Node | null} */ (e.relatedTarget);
+    if (!to || !panel.contains(to)) dropZone.hidden = true;
+  });
+  panel.addEventListener('drop', (e) => {
+    dropZone.hidden = true;
+    if (!dragsFiles(e)) return;
+    e.preventDefault();
+    attachFiles(/** @type {DataTransfer} */ (e.dataTransfer).files);
+    input.focus();
+  });
 
   function autosize() {
     input.style.height = 'auto';
@@ -854,6 +1108,7 @@ export function mountChatWidget(options = {}) {
       return isOpen;
     },
     destroy() {
+      for (const e of attached.values()) e.controller.abort();
       offs.forEach((off) => off());
       document.removeEventListener('visibilitychange', markReadIfOpen);
       if (!options.client) client.stop();

@@ -6,6 +6,15 @@
 // `You said: <text>` and records each dispatch (with its history), as n8n would see it.
 // The end-to-end story runs against the real chat-local (agents.test.mjs); this server is
 // for what the tests want to script. Listens on 127.0.0.1 on an ephemeral port.
+// Attachments (/work/prompts/files-spec.md, "Attachments"; DESIGN.md "Attachments"), as
+// chat-local has them: `POST /sessions/{id}/attachments` and `POST /agent/sessions/{id}/attachments`
+// check name, type and size (400/413) and answer an upload URL on this server
+// (`PUT /uploads/{id}?token=`: the bytes and Content-Type must match the declaration, 409 when
+// already uploaded), messages carry attachment ids (each of this session, uploaded, unused, at
+// most `maxPerMessage`, else 400 and nothing stored) and are stored with
+// `attachments: [{id, name, contentType, size, url}]`, the url a `GET /files/{id}?token=`.
+// Every request about attachments is recorded (`attachmentRequests`) so that tests can check
+// that a refused file never reached the server.
 import { createServer } from 'node:http';
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -69,7 +78,17 @@ function readFrames(socket, onText) {
 }
 
 /** @param {{ secret?: string }} [opts] */
-export async function startAgentContractServer({ secret = 'agent-contract-secret' } = {}) {
+/**
+ * @param {{ secret?: string, attachmentMaxBytes?: number, attachmentTypes?: string[], attachmentsPerMessage?: number }} [opts]
+ */
+export async function startAgentContractServer({
+  secret = 'agent-contract-secret',
+  attachmentMaxBytes = 10 * 1024 * 1024,
+  attachmentTypes = ['image/png', 'image/jpeg', 'image/gif', 'image/webp', 'application/pdf', 'text/plain'],
+  attachmentsPerMessage = 5,
+} = {}) {
+  const attachments = new Map(); // id -> { id, sessionId, name, contentType, size, token, bytes?: Buffer, messageId? }
+  const attachmentRequests = []; // [method, path] of every attachment request
   const sessions = new Map();
   const agentConns = new Set(); // { socket, agent: {id, name}, status }
   const seenAgents = new Map(); // id -> { id, name, status }
@@ -109,6 +128,64 @@ export async function startAgentContractServer({ secret = 'agent-contract-secret
     s.updatedAt = m.createdAt;
     return m;
   };
+  /** The attachments of a message to store, or an error message naming the id that cannot go. */
+  function takeAttachments(s, ids) {
+    if (ids === undefined) return { list: [] };
+    if (!Array.isArray(ids)) return { error: 'attachments must be a list of ids' };
+    if (ids.length > attachmentsPerMessage) return { error: `at most ${attachmentsPerMessage} attachments per message` };
+    const list = [];
+    for (const id of ids) {
+      const a = attachments.get(id);
+      if (!a || a.sessionId !== s.id) return { error: `attachment ${id} is not one of this session` };
+      if (!a.bytes) return { error: `attachment ${id} is not uploaded` };
+      if (a.messageId) return { error: `attachment ${id} is already used by another message` };
+      list.push(a);
+    }
+    return { list };
+  }
+  const attachmentView = (a) => ({ id: a.id, name: a.name, contentType: a.contentType, size: a.size, url: `http://127.0.0.1:${port}/files/${a.id}?token=${a.token}` });
+  function storeWithAttachments(s, list, fields) {
+    const m = store(s, { ...fields, ...(list.length ? { attachments: list.map(attachmentView) } : {}) });
+    for (const a of list) a.messageId = m.id;
+    return m;
+  }
+  /** Checks a declaration; answers 201 with an upload ticket, or the 400/413. */
+  function declare(res, s, body) {
+    const name = body.name;
+    if (typeof name !== 'string' || !name.length || [...name].length > 200 || /[\u0000-\u001f\u007f/\\]/.test(name)) return err(res, 400, 'invalid_input', 'name must be 1 to 200 characters, without path separators or control characters');
+    if (!attachmentTypes.includes(body.contentType)) return err(res, 400, 'invalid_input', `content type ${String(body.contentType)} is not accepted`);
+    if (!Number.isSafeInteger(body.size) || body.size < 1) return err(res, 400, 'invalid_input', 'size must be a positive number of bytes');
+    if (body.size > attachmentMaxBytes) return err(res, 413, 'too_large', `the file is larger than ${attachmentMaxBytes} bytes`);
+    const a = { id: ulid(), sessionId: s.id, name, contentType: body.contentType, size: body.size, token: randomBytes(12).toString('base64url') };
+    attachments.set(a.id, a);
+    return json(res, 201, {
+      attachmentId: a.id,
+      uploadUrl: `http://127.0.0.1:${port}/uploads/${a.id}?token=${a.token}`,
+      uploadHeaders: { 'Content-Type': a.contentType },
+      expiresAt: new Date(Date.now() + 15 * 60_000).toISOString(),
+    });
+  }
+  /** `PUT /uploads/{id}?token=`: streamed, counted, refused when it differs from the declaration. */
+  function receiveUpload(req, res, id, token) {
+    const a = attachments.get(id);
+    if (!a || a.token !== token) return err(res, 403, 'forbidden', 'bad upload token');
+    if (a.bytes) return err(res, 409, 'conflict', 'already uploaded');
+    if ((req.headers['content-type'] ?? '') !== a.contentType) return err(res, 400, 'invalid_input', 'the content type differs from the declared one');
+    const chunks = [];
+    let n = 0;
+    let over = false;
+    req.on('data', (d) => {
+      n += d.length;
+      if (n > a.size) over = true;
+      else chunks.push(d);
+    });
+    req.on('end', () => {
+      if (over) return err(res, 413, 'too_large', 'more bytes than declared');
+      if (n !== a.size) return err(res, 400, 'invalid_input', 'fewer bytes than declared');
+      a.bytes = Buffer.concat(chunks);
+      res.writeHead(200, { 'access-control-allow-origin': '*' }).end();
+    });
+  }
   const CONTENT = { waiting: () => 'Connecting you to a person…', claimed: (a) => `${a.name} joined the conversation`, released: (a) => `${a.name} left; the assistant is back`, closed: () => 'This conversation was closed' };
   function changeMode(s, mode, agent, what) {
     const by = s.agent;
@@ -121,15 +198,17 @@ export async function startAgentContractServer({ secret = 'agent-contract-secret
     inbox(s);
     if (what === 'claimed' || what === 'released') presence(s);
   }
-  function userMessage(s, content, clientMessageId, socket) {
+  function userMessage(s, content, clientMessageId, socket, ids) {
     const existing = clientMessageId && s.messages.find((m) => m.clientMessageId === clientMessageId);
     if (s.mode === 'closed' && !existing) return { error: 'conflict' };
-    const m = existing ?? store(s, { role: 'user', content, status: 'received', ...(clientMessageId ? { clientMessageId } : {}) });
+    const taken = existing ? { list: [] } : takeAttachments(s, ids);
+    if (taken.error) return { error: 'invalid_input', message: taken.error };
+    const m = existing ?? storeWithAttachments(s, taken.list, { role: 'user', content, status: 'received', ...(clientMessageId ? { clientMessageId } : {}) });
     if (socket) send(socket, { event: 'ack', clientMessageId, messageId: m.id, seq: m.seq });
     if (existing) return { m };
     toSession(s, { event: 'message', message: m });
     if (s.mode === 'bot') {
-      dispatches.push({ sessionId: s.id, content, history: s.messages.slice(0, -1).map(({ role, content: c, name }) => ({ role, content: c, ...(name ? { name } : {}) })) });
+      dispatches.push({ sessionId: s.id, content, attachments: m.attachments ?? [], history: s.messages.slice(0, -1).map(({ role, content: c, name }) => ({ role, content: c, ...(name ? { name } : {}) })) });
       setTimeout(() => {
         const r = store(s, { role: 'assistant', content: `You said: ${content}`, replyTo: m.id });
         m.status = 'answered';
@@ -150,6 +229,8 @@ export async function startAgentContractServer({ secret = 'agent-contract-secret
   const http = createServer((req, res) => {
     const url = new URL(req.url, 'http://127.0.0.1');
     const p = url.pathname.split('/').filter(Boolean);
+    if (/attachments$|^\/uploads\/|^\/files\//.test(url.pathname)) attachmentRequests.push([req.method, url.pathname]);
+    if (req.method === 'PUT' && p[0] === 'uploads' && p.length === 2) return receiveUpload(req, res, p[1], url.searchParams.get('token'));
     let raw = '';
     req.on('data', (d) => { raw += d; });
     req.on('end', () => {
@@ -164,6 +245,15 @@ export async function startAgentContractServer({ secret = 'agent-contract-secret
       }
       if (req.method === 'GET' && url.pathname === '/') return res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(WIDGET_PAGE);
       if (req.method === 'GET' && url.pathname === '/agent') return res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(readFileSync(join(ROOT, 'web/agent.html')));
+      if (req.method === 'GET' && p[0] === 'files' && p.length === 2) {
+        const a = attachments.get(p[1]);
+        if (!a?.bytes || a.token !== url.searchParams.get('token')) return err(res, 404, 'not_found', 'no such file');
+        const image = a.contentType.startsWith('image/');
+        return res.writeHead(200, {
+          'content-type': a.contentType, 'content-length': a.size, 'x-content-type-options': 'nosniff',
+          ...(image ? {} : { 'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(a.name)}` }),
+        }).end(a.bytes);
+      }
       if (req.method === 'GET' && p.length === 1 && FILES.includes(p[0])) return res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }).end(readFileSync(join(ROOT, 'web', p[0])));
       if (req.method === 'POST' && url.pathname === '/sessions') {
         const s = { id: ulid(), token: randomBytes(18).toString('base64url'), createdAt: now(), updatedAt: now(), expiresAt: new Date(Date.now() + 86_400_000).toISOString(), messages: [], sockets: new Set(), mode: 'bot', metadata: body.metadata };
@@ -176,6 +266,7 @@ export async function startAgentContractServer({ secret = 'agent-contract-secret
         if (req.method === 'GET' && p.length === 2) return json(res, 200, { session: view(s), messages: s.messages.slice(-50), hasMore: s.messages.length > 50 });
         if (req.method === 'GET' && p[2] === 'messages') return json(res, 200, page(s, url));
         if (req.method === 'POST' && p[2] === 'read') return json(res, 200, { sessionId: s.id, readUpTo: 0, unreadCount: 0 });
+        if (req.method === 'POST' && p[2] === 'attachments' && p.length === 3) return declare(res, s, body);
         if (req.method === 'POST' && p[2] === 'handoff') {
           if (s.mode === 'bot') changeMode(s, 'waiting', undefined, 'waiting');
           return json(res, 200, { session: view(s) });
@@ -247,10 +338,16 @@ export async function startAgentContractServer({ secret = 'agent-contract-secret
             changeMode(s, 'agent', { id: body.agentId, name: body.agentName }, 'claimed');
             return json(res, 200, { session: summary(s) });
           }
+          if (req.method === 'POST' && a === 'attachments') {
+            if (!mine) return err(res, 409, 'conflict', 'you do not hold this session');
+            return declare(res, s, body);
+          }
           if (req.method === 'POST' && a === 'messages') {
             if (!mine) return err(res, 409, 'conflict', 'you do not hold this session');
             const existing = body.clientMessageId && s.messages.find((m) => m.clientMessageId === body.clientMessageId && m.role === 'agent');
-            const m = existing ?? store(s, { role: 'agent', name: me.name, content: body.content, clientMessageId: body.clientMessageId });
+            const taken = existing ? { list: [] } : takeAttachments(s, body.attachments);
+            if (taken.error) return err(res, 400, 'invalid_input', taken.error);
+            const m = existing ?? storeWithAttachments(s, taken.list, { role: 'agent', name: me.name, content: body.content, clientMessageId: body.clientMessageId });
             if (!existing) {
               toSession(s, { event: 'message', message: m });
               inbox(s);
@@ -298,8 +395,8 @@ export async function startAgentContractServer({ secret = 'agent-contract-secret
         if (f.action === 'handoff' && s.mode === 'bot') changeMode(s, 'waiting', undefined, 'waiting');
         if (f.action === 'typing') for (const c of holders(s)) send(c.socket, { event: 'typing', role: 'user', isTyping: !!f.isTyping, sessionId: s.id });
         if (f.action === 'sendMessage') {
-          const r = userMessage(s, f.content, f.clientMessageId, socket);
-          if (r.error) send(socket, { event: 'error', code: 'conflict', message: 'this conversation is closed', clientMessageId: f.clientMessageId });
+          const r = userMessage(s, f.content, f.clientMessageId, socket, f.attachments);
+          if (r.error) send(socket, { event: 'error', code: r.error, message: r.message ?? 'this conversation is closed', clientMessageId: f.clientMessageId });
         }
       });
       return;
@@ -327,6 +424,15 @@ export async function startAgentContractServer({ secret = 'agent-contract-secret
     url: `http://127.0.0.1:${port}`,
     sessions,
     dispatches,
+    attachments,
+    attachmentRequests,
+    /** Stores a message with these fields in session `id` and pushes it (to script what a server might send). */
+    inject(id, fields) {
+      const s = sessions.get(id);
+      const m = store(s, fields);
+      toSession(s, { event: 'message', message: m });
+      return m;
+    },
     agentToken: ({ id, name, role = 'agent' }) => signJwt({ sub: id, name, role }, secret),
     async close() {
       for (const s of sessions.values()) for (const sock of s.sockets) sock.destroy();

@@ -11,8 +11,8 @@ import {
   applyDelta, clearStreams, suggestionsOf,
 } from '../../web/chat-client.js';
 
-test('chat-client.js exports ChatClient, ChatApiError and the whole of chat-logic.js, as they are', () => {
-  assert.deepEqual(Object.keys(client).sort(), ['ChatApiError', 'ChatClient', ...Object.keys(logic)].sort());
+test('chat-client.js exports ChatClient, ChatApiError, ChatAttachmentError, uploadFile and the whole of chat-logic.js, as they are', () => {
+  assert.deepEqual(Object.keys(client).sort(), ['ChatApiError', 'ChatAttachmentError', 'ChatClient', 'uploadFile', ...Object.keys(logic)].sort());
   for (const [name, value] of Object.entries(logic)) assert.equal(client[name], value, name);
   assert.ok(Object.keys(logic).length >= 19, `chat-logic.js exports ${Object.keys(logic).length} names`);
 });

@@ -142,9 +142,10 @@ const CSP_WATCH = `(() => {
 
 /**
  * A page at `url`; `page.errors` collects uncaught errors and CSP violations reported on the
- * console. `widgetConfig` is merged over the page's `window.chatWidgetConfig`.
+ * console. `widgetConfig` is merged over the page's `window.chatWidgetConfig`. `init`: a script
+ * run before the page's own (after the widget config hook).
  */
-export async function newPage(context, url, { viewport, widgetConfig } = {}) {
+export async function newPage(context, url, { viewport, widgetConfig, init } = {}) {
   const page = await context.newPage();
   if (viewport) await page.setViewportSize(viewport);
   const errors = [];
@@ -154,6 +155,7 @@ export async function newPage(context, url, { viewport, widgetConfig } = {}) {
   });
   await page.addInitScript(CSP_WATCH);
   await page.addInitScript(config(widgetConfig));
+  if (init) await page.addInitScript(init);
   await page.goto(url);
   page.errors = errors;
   return page;

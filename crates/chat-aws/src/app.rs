@@ -38,6 +38,8 @@ pub struct LambdaEnv {
     pub queue_url: String,
     pub websocket_endpoint: String,
     pub n8n_url: Option<String>,
+    /// `CHAT_ATTACHMENTS_BUCKET`: the S3 bucket of attachments; unset: none.
+    pub attachments_bucket: Option<String>,
     pub config: Config,
 }
 
@@ -82,6 +84,7 @@ impl LambdaEnv {
             queue_url: need("QUEUE_URL")?,
             websocket_endpoint,
             n8n_url,
+            attachments_bucket: set("CHAT_ATTACHMENTS_BUCKET"),
             config,
         })
     }
@@ -218,6 +221,7 @@ impl App {
             ))
         });
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store_for_files = store.clone();
         let ports = Ports {
             store: store.clone(),
             queue: queue.clone(),
@@ -248,12 +252,39 @@ impl App {
             .map(|c| Arc::new(c) as Arc<dyn Agent>),
             None => None,
         };
-        Ok(Self::from_ports(ports, env.config, agent).with_retry(queue))
+        let attachments = env.attachments_bucket.as_ref().map(|bucket| {
+            // An emulator (AWS_ENDPOINT_URL) serves buckets by path, not by host name.
+            let conf = aws_sdk_s3::config::Builder::from(sdk)
+                .force_path_style(sdk.endpoint_url().is_some())
+                .build();
+            let files = crate::s3::S3Files::new(aws_sdk_s3::Client::from_conf(conf), bucket);
+            (
+                store_for_files as Arc<dyn chat_core::attachments::AttachmentStore>,
+                Arc::new(files) as Arc<dyn chat_core::attachments::Files>,
+            )
+        });
+        Ok(Self::from_ports_with(ports, env.config, agent, attachments).with_retry(queue))
     }
 
     /// The app on any ports (the in-memory ones of `chat_testkit::memory` in benchmarks).
     pub fn from_ports(ports: Ports, config: Config, agent: Option<Arc<dyn Agent>>) -> Self {
+        Self::from_ports_with(ports, config, agent, None)
+    }
+
+    /// [`Self::from_ports`] with where attachment records and bytes live.
+    pub fn from_ports_with(
+        ports: Ports,
+        config: Config,
+        agent: Option<Arc<dyn Agent>>,
+        attachments: Option<(
+            Arc<dyn chat_core::attachments::AttachmentStore>,
+            Arc<dyn chat_core::attachments::Files>,
+        )>,
+    ) -> Self {
         let mut service = ChatService::new(ports, config);
+        if let Some((records, files)) = attachments {
+            service = service.with_attachments(records, files);
+        }
         // App JWTs from an identity provider: its JWKS is fetched by the first token that
         // needs it, not at cold start.
         if let Some(jwks) = HttpJwks::from_config(service.config()) {

@@ -18,6 +18,7 @@ pub mod emf;
 pub mod handlers;
 pub mod push;
 pub mod redrive;
+pub mod s3;
 pub mod secrets;
 pub mod sqs;
 

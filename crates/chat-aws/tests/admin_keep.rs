@@ -93,6 +93,7 @@ async fn chat_admin_exports_and_erases_a_user_and_nothing_of_them_is_left() {
             content: format!("words {i} of {sub}"),
             client_message_id: Some(format!("admin-k-{i}")),
             metadata: None,
+            attachments: Vec::new(),
         };
         svc.send((&claims).into(), input, None).await.unwrap();
         svc.connect(

@@ -87,6 +87,7 @@ async fn every_item_carries_its_ttl() {
         created_at: 2,
         reply_to: None,
         client_message_id: Some("c".into()),
+        attachments: Vec::new(),
         idempotency_key: Some("client#c".into()),
         name: None,
         agent_id: None,
@@ -191,6 +192,7 @@ async fn erasing_a_user_leaves_nothing_in_the_table() {
             content: format!("words of {sub}"),
             client_message_id: Some(format!("k-{i}")),
             metadata: None,
+            attachments: Vec::new(),
         };
         svc.send((&claims).into(), input, None).await.unwrap();
         svc.connect(
@@ -282,6 +284,7 @@ async fn activity_past_the_headroom_moves_every_items_ttl() {
         name: None,
         agent_id: None,
         open_only: false,
+        attachments: Vec::new(),
     };
     store.append_message(message(2_000, "a")).await.unwrap();
     let ttls = || async {
@@ -313,4 +316,22 @@ async fn activity_past_the_headroom_moves_every_items_ttl() {
         vec![moved; 5],
         "session, two messages, two keys"
     );
+}
+
+/// Attachment records on the table: all-or-none claims as one conditional transaction; the
+/// item TTL (not a sweep) removes stale ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamo_attachment_records_conform() {
+    let sdk = common::sdk().await;
+    chat_testkit::conformance::run_attachments(
+        || {
+            let sdk = sdk.clone();
+            async move {
+                let table = common::create_table(&sdk).await;
+                DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)
+            }
+        },
+        false,
+    )
+    .await;
 }

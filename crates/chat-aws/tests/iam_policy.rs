@@ -748,8 +748,9 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
     assert_eq!(s, 202, "{b}");
     let (s, _) = rec.run("send", http(send, post)).await;
     assert_eq!(s, 202, "an idempotent repeat");
-    // Edit and delete of that message (the session function: the message found by its id,
-    // one conditional update, the change pushed), then the changes since a time.
+    // An edit of that message (the session function: the message found by its id, one
+    // conditional update, the change pushed; a delete makes the same calls, and is the agent's
+    // below: this message must still be dispatched), then the changes since a time.
     let mid = b["message"]["id"].as_str().unwrap().to_string();
     let change = |method: &str, path: String, body: Option<Value>| {
         let mut e = authed("session-get", &sid, &token);
@@ -767,21 +768,13 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
             "session",
             http(
                 session,
-                change("PATCH", path.clone(), Some(json!({"content": "hello!"}))),
+                change("PATCH", path, Some(json!({"content": "hello!"}))),
             ),
         )
         .await;
     assert_eq!(
         (s, b["message"]["content"].as_str()),
         (200, Some("hello!")),
-        "{b}"
-    );
-    let (s, b) = rec
-        .run("session", http(session, change("DELETE", path, None)))
-        .await;
-    assert_eq!(
-        (s, b["message"]["deleted"].as_bool()),
-        (200, Some(true)),
         "{b}"
     );
     let mut e = change("GET", format!("/sessions/{sid}/messages"), None);

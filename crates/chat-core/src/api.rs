@@ -5,6 +5,7 @@
 //! `chat-local` calls these from axum handlers and the Lambdas from API Gateway events, so
 //! both deployments answer byte for byte the same.
 
+use crate::attachments::AttachmentInput;
 use crate::error::ErrorCode;
 use crate::model::{AgentRef, CannedReply, Message, MessageChange, SessionSummary, SessionView};
 use crate::service::{AgentSendInput, CannedInput, ChatService, Editor, SendInput, SessionRef};
@@ -115,7 +116,8 @@ pub async fn create_session(
 pub async fn get_session(svc: &ChatService, id: &str, authorization: Option<&str>) -> Response {
     let r = async {
         let claims = svc.authorize(token::bearer(authorization), id)?;
-        let (session, page) = svc.session_view(&claims).await?;
+        let (session, mut page) = svc.session_view(&claims).await?;
+        svc.mint_urls(&mut page.messages).await;
         Ok(SessionBody {
             session,
             messages: page.messages,
@@ -135,12 +137,13 @@ pub async fn list_messages(
 ) -> Response {
     let r = async {
         let claims = svc.authorize(token::bearer(authorization), id)?;
-        let page = match validate::history_or_changes(query, &svc.config().limits)? {
+        let mut page = match validate::history_or_changes(query, &svc.config().limits)? {
             HistoryQuery::Page(q) => svc.history(&claims, q).await?,
             HistoryQuery::Changed { after, limit } => {
                 svc.changed_messages(&claims.sid, after, limit).await?
             }
         };
+        svc.mint_urls(&mut page.messages).await;
         Ok(MessagesBody {
             messages: page.messages,
             has_more: page.has_more,
@@ -164,6 +167,39 @@ pub async fn post_message(
         Ok(MessageBody { message })
     };
     Response::from_result(202, r.await)
+}
+
+/// `POST /sessions/{id}/attachments` with `{name, contentType, size}`: 201
+/// `{attachmentId, uploadUrl, uploadHeaders, expiresAt}`.
+pub async fn create_attachment(
+    svc: &ChatService,
+    id: &str,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Response {
+    let r = async {
+        let claims = svc.authorize(token::bearer(authorization), id)?;
+        validate::body_size(body.len(), &svc.config().limits)?;
+        let input: AttachmentInput = validate::parse_json(body)?;
+        svc.create_attachment(&claims.sid, input).await
+    };
+    Response::from_result(201, r.await)
+}
+
+/// `POST /agent/sessions/{id}/attachments`: as the user's, for the session's holder.
+pub async fn agent_create_attachment(
+    svc: &ChatService,
+    id: &str,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Response {
+    let r = async {
+        let agent = svc.agent(authorization).await?;
+        validate::body_size(body.len(), &svc.config().limits)?;
+        let input: AttachmentInput = validate::parse_json(body)?;
+        svc.agent_create_attachment(&agent, id, input).await
+    };
+    Response::from_result(201, r.await)
 }
 
 /// The body of an edit: `{content}`, nothing else.
@@ -399,7 +435,8 @@ pub async fn agent_inbox(
 pub async fn agent_session(svc: &ChatService, id: &str, authorization: Option<&str>) -> Response {
     let r = async {
         svc.agent(authorization).await?;
-        let (session, page) = svc.agent_session(id).await?;
+        let (session, mut page) = svc.agent_session(id).await?;
+        svc.mint_urls(&mut page.messages).await;
         Ok(AgentSessionBody {
             session,
             messages: page.messages,
@@ -418,12 +455,13 @@ pub async fn agent_messages(
 ) -> Response {
     let r = async {
         svc.agent(authorization).await?;
-        let page = match validate::history_or_changes(query, &svc.config().limits)? {
+        let mut page = match validate::history_or_changes(query, &svc.config().limits)? {
             HistoryQuery::Page(q) => svc.agent_history(id, q).await?,
             HistoryQuery::Changed { after, limit } => {
                 svc.changed_messages(&id.parse()?, after, limit).await?
             }
         };
+        svc.mint_urls(&mut page.messages).await;
         Ok(MessagesBody {
             messages: page.messages,
             has_more: page.has_more,

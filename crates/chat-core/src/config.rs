@@ -192,6 +192,8 @@ pub struct Config {
     pub welcome_message: Option<String>,
     /// Ask n8n for a greeting when a session starts (`CHAT_N8N_SESSION_START=true`).
     pub n8n_session_start: bool,
+    /// Attachment limits (`CHAT_ATTACHMENT_*`).
+    pub attachments: crate::attachments::AttachmentConfig,
 }
 
 impl Config {
@@ -334,6 +336,30 @@ impl Config {
                 });
             }
         };
+        let da = crate::attachments::AttachmentConfig::default();
+        let attachments = crate::attachments::AttachmentConfig {
+            max_bytes: num(
+                env,
+                "CHAT_ATTACHMENT_MAX_BYTES",
+                da.max_bytes,
+                1,
+                5 * 1024 * 1024 * 1024,
+            )?,
+            types: match set("CHAT_ATTACHMENT_TYPES") {
+                None => da.types,
+                Some(v) => crate::attachments::parse_types(&v).ok_or(ConfigError::Invalid {
+                    name: "CHAT_ATTACHMENT_TYPES",
+                    expected: "a comma-separated list of media types (type/subtype)",
+                })?,
+            },
+            per_message: num(
+                env,
+                "CHAT_ATTACHMENTS_PER_MESSAGE",
+                da.per_message as u64,
+                1,
+                20,
+            )? as usize,
+        };
         let auth_jwt_secret = env("CHAT_AUTH_JWT_SECRET")
             .filter(|s| !s.is_empty())
             .map(Secret::new);
@@ -349,6 +375,7 @@ impl Config {
             n8n_auth_header,
             welcome_message,
             n8n_session_start,
+            attachments,
         })
     }
 }
@@ -464,6 +491,31 @@ mod tests {
                 .max_content_chars,
             12
         );
+    }
+
+    #[test]
+    fn attachment_limits_have_defaults_and_are_validated() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.attachments.max_bytes, 10_485_760);
+        assert_eq!(c.attachments.per_message, 5);
+        assert!(c.attachments.types.contains(&"application/pdf".to_string()));
+        let c = cfg(&[
+            ("CHAT_ATTACHMENT_MAX_BYTES", "100"),
+            ("CHAT_ATTACHMENT_TYPES", "image/png, Text/CSV"),
+            ("CHAT_ATTACHMENTS_PER_MESSAGE", "2"),
+        ])
+        .unwrap();
+        assert_eq!(c.attachments.max_bytes, 100);
+        assert_eq!(c.attachments.types, vec!["image/png", "text/csv"]);
+        assert_eq!(c.attachments.per_message, 2);
+        for (k, v) in [
+            ("CHAT_ATTACHMENT_MAX_BYTES", "0"),
+            ("CHAT_ATTACHMENT_TYPES", "png"),
+            ("CHAT_ATTACHMENTS_PER_MESSAGE", "0"),
+        ] {
+            let e = cfg(&[(k, v)]).unwrap_err().to_string();
+            assert!(e.starts_with(k) && !e.contains(v), "{e}");
+        }
     }
 
     #[test]

@@ -150,6 +150,9 @@ pub enum ClientAction {
         client_message_id: Option<String>,
         #[serde(default)]
         metadata: Option<Map<String, Value>>,
+        /// Ids of uploaded attachments the message carries.
+        #[serde(default)]
+        attachments: Vec<String>,
     },
     Typing {
         is_typing: bool,

@@ -15,6 +15,7 @@
 
 pub mod answer;
 pub mod api;
+pub mod attachments;
 pub mod auth;
 pub mod config;
 pub mod error;

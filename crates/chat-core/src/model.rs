@@ -94,6 +94,47 @@ ulid_id!(
     MessageId,
     "message"
 );
+ulid_id!(
+    /// An attachment (a file sent with a message), unique across all sessions.
+    AttachmentId,
+    "attachment"
+);
+
+/// A file a message carries, as stored with the message and shown on the wire
+/// (`{id, name, contentType, size, url}`). `url` is a short-lived download URL minted each
+/// time the message is read, pushed or dispatched; it is never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentMeta {
+    pub id: AttachmentId,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl AttachmentMeta {
+    /// The stored form of a message's attachments (JSON, without URLs); `None` when empty.
+    pub fn to_stored(list: &[AttachmentMeta]) -> Option<String> {
+        if list.is_empty() {
+            return None;
+        }
+        let bare: Vec<AttachmentMeta> = list
+            .iter()
+            .map(|a| AttachmentMeta {
+                url: None,
+                ..a.clone()
+            })
+            .collect();
+        serde_json::to_string(&bare).ok()
+    }
+
+    /// Reads what [`Self::to_stored`] wrote.
+    pub fn from_stored(s: Option<&str>) -> Result<Vec<AttachmentMeta>, serde_json::Error> {
+        s.map_or(Ok(Vec::new()), serde_json::from_str)
+    }
+}
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +262,9 @@ pub struct Message {
     pub reply_to: Option<MessageId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_message_id: Option<String>,
+    /// The files it carries (user and agent messages only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentMeta>,
     /// When it last changed: `created_at`, or its last edit or its deletion.
     #[serde(serialize_with = "ser_time")]
     pub updated_at: Millis,
@@ -249,7 +293,8 @@ pub struct Message {
 pub enum MessageChange {
     /// New content; sets `edited_at`.
     Edit(String),
-    /// Makes a tombstone: content (and data, metadata) emptied, `deleted`, `deleted_at`.
+    /// Makes a tombstone: content (and data, metadata, attachments) emptied, `deleted`,
+    /// `deleted_at`.
     Delete,
 }
 
@@ -283,6 +328,7 @@ impl Message {
                 self.content.clear();
                 self.data = None;
                 self.metadata = None;
+                self.attachments.clear();
                 self.deleted = true;
                 self.deleted_at = Some(at);
             }
@@ -309,6 +355,8 @@ pub struct NewMessage {
     pub client_message_id: Option<String>,
     /// The agent who writes an `agent` message (see [`Message::agent_id`]).
     pub agent_id: Option<String>,
+    /// The files it carries, stored with it (without URLs).
+    pub attachments: Vec<AttachmentMeta>,
     /// Only into a session that is not `closed`: a user message to a closed session is not
     /// written (see [`crate::ports::Store::append_message`]).
     pub open_only: bool,
@@ -339,6 +387,7 @@ impl NewMessage {
             deleted: false,
             deleted_at: None,
             agent_id: self.agent_id,
+            attachments: self.attachments,
         }
     }
 }
@@ -784,6 +833,7 @@ mod tests {
             reply_to: None,
             client_message_id: None,
             agent_id: None,
+            attachments: Vec::new(),
             open_only: false,
             idempotency_key: None,
         }

@@ -514,3 +514,12 @@ async fn the_limiter_suite_catches_a_fixed_window() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn memory_attachment_records_pass_the_attachment_suite() {
+    chat_testkit::conformance::run_attachments(
+        || async { chat_testkit::memory::MemoryAttachments::new() },
+        true,
+    )
+    .await;
+}

@@ -76,6 +76,7 @@ async fn the_dispatch_carries_chat_trigger_fields_and_session_metadata() {
                 content: "How much?".into(),
                 client_message_id: None,
                 metadata: json!({"button":"buy"}).as_object().cloned(),
+                attachments: Vec::new(),
             },
             None,
         )

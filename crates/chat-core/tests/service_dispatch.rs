@@ -202,6 +202,7 @@ async fn the_outbound_request_is_signed_and_carries_the_message_history_and_call
                 content: "second".into(),
                 client_message_id: Some("cm-2".into()),
                 metadata: Some(json!({"page": "/pricing"}).as_object().unwrap().clone()),
+                attachments: Vec::new(),
             },
             None,
         )

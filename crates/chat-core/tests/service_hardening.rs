@@ -464,6 +464,7 @@ async fn concurrent_senders_push_a_sessions_messages_in_seq_order() {
                 content: text.into(),
                 client_message_id: None,
                 metadata: None,
+                attachments: Vec::new(),
             };
             svc.send(sref, input, None).await.unwrap()
         })

@@ -239,6 +239,7 @@ async fn invalid_input_is_400_with_distinct_codes_and_writes_nothing() {
                 content: "hi".into(),
                 client_message_id: None,
                 metadata: Some(big),
+                attachments: Vec::new(),
             },
             None,
         )
@@ -297,6 +298,7 @@ async fn invalid_input_is_400_with_distinct_codes_and_writes_nothing() {
                 content: "hi".into(),
                 client_message_id: None,
                 metadata: Some(ok_meta),
+                attachments: Vec::new(),
             },
             None,
         )

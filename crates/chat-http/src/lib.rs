@@ -25,12 +25,13 @@ use std::time::Duration;
 /// Every route of the HTTP API, as `METHOD /path` with `{id}` for the session id (`{action}`
 /// for an agent's change of a session, `{cid}` for a canned reply id, `{messageId}` for a
 /// message): the same text as API Gateway's route keys in `template.yaml`.
-pub const ROUTES: [&str; 28] = [
+pub const ROUTES: [&str; 29] = [
     "POST /sessions",
     "GET /sessions/{id}",
     "GET /sessions/{id}/messages",
     "POST /sessions/{id}/messages",
     "POST /sessions/{id}/read",
+    "POST /sessions/{id}/attachments",
     "POST /webhook",
     "GET /webhook",
     "GET /health",
@@ -103,6 +104,7 @@ pub fn router(service: ChatService, options: Options) -> Router {
             axum::routing::patch(edit_message).delete(delete_message),
         )
         .route("/sessions/{id}/read", post(mark_read))
+        .route("/sessions/{id}/attachments", post(create_attachment))
         .route("/webhook", get(health).post(webhook))
         .route("/sessions/{id}/handoff", post(handoff))
         .route("/agent/inbox", get(agent_inbox))
@@ -348,6 +350,16 @@ async fn webhook(
     reply(api::webhook(&s.service, &ip, ts, sig, &body).await)
 }
 
+async fn create_attachment(
+    State(s): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Response {
+    let auth = header(&headers, "authorization");
+    reply(api::create_attachment(&s.service, &session_id(id), auth, &body).await)
+}
+
 async fn handoff(
     State(s): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
@@ -407,10 +419,13 @@ async fn agent_change(
     Body(body): Body,
 ) -> Response {
     let (id, action) = path.map(|Path(p)| p).unwrap_or_default();
+    let auth = header(&headers, "authorization");
+    if action == "attachments" {
+        return reply(api::agent_create_attachment(&s.service, &id, auth, &body).await);
+    }
     let Some(change) = api::AgentChange::parse(&action) else {
         return reply(api::not_found());
     };
-    let auth = header(&headers, "authorization");
     reply(api::agent_change(&s.service, &id, change, auth, &body).await)
 }
 

@@ -1,6 +1,6 @@
 //! Wiring: configuration from the environment, the adapters, the server and its shutdown.
 
-use crate::db::Db;
+use crate::db::{Db, DbError};
 use crate::devbot::DevBot;
 use crate::hub::{Hub, HubLimits};
 use crate::limits::ServerLimits;
@@ -196,7 +196,19 @@ pub async fn run(
         // refills the buckets) and cost no disk write.
         limiter: Arc::new(MemoryLimiter::new()),
     };
-    let mut service = ChatService::new(ports, config.clone());
+    let files = Arc::new(
+        crate::attachments::DiskFiles::open(
+            &local.data_dir,
+            &public_url,
+            local.session_secret.expose().as_bytes(),
+            clock.clone(),
+        )
+        .map_err(DbError::Io)?,
+    );
+    let mut service = ChatService::new(ports, config.clone()).with_attachments(
+        Arc::new(crate::attachments::SqliteAttachments::new(db.clone())),
+        files.clone(),
+    );
     // App JWTs from an identity provider: its JWKS is fetched by the first token needing it.
     if let Some(jwks) = HttpJwks::from_config(&config) {
         service = service.with_jwks(jwks);
@@ -224,9 +236,15 @@ pub async fn run(
         dev_bot,
         limits: local.limits.clone(),
         shutdown: stop_rx.clone(),
+        files,
     };
     let worker = tokio::spawn(queue::run_worker(jobs, dispatcher, stop_rx.clone()));
-    tokio::spawn(purge_hourly(store.clone(), clock.clone(), stop_rx.clone()));
+    tokio::spawn(purge_hourly(
+        store.clone(),
+        state.service.clone(),
+        clock.clone(),
+        stop_rx.clone(),
+    ));
 
     let app = crate::routes::router(state);
     let limits = &local.limits;
@@ -271,16 +289,23 @@ pub async fn run(
 /// (what DynamoDB's TTL does on AWS), so a long-running server does not grow without bound.
 async fn purge_hourly(
     store: Arc<SqliteStore>,
+    service: ChatService,
     clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
-    every.tick().await; // the first tick is immediate; the start already purged
     loop {
         tokio::select! {
-            _ = every.tick() => match store.purge_expired(clock.now_ms()).await {
-                Ok(n) => tracing::info!(removed = n, "expired data purged"),
-                Err(e) => tracing::warn!(error = %e, "purge of expired data failed; will retry in an hour"),
+            _ = every.tick() => {
+                match store.purge_expired(clock.now_ms()).await {
+                    Ok(n) => tracing::info!(removed = n, "expired data purged"),
+                    Err(e) => tracing::warn!(error = %e, "purge of expired data failed; will retry in an hour"),
+                }
+                // Attachments no message took within their hour, and those of expired
+                // messages: records and files.
+                if let Err(e) = service.purge_attachments().await {
+                    tracing::warn!(error = %e, "purge of attachments failed; will retry in an hour");
+                }
             },
             _ = stop.changed() => return,
         }

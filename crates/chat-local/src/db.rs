@@ -274,6 +274,7 @@ impl Db {
             conn.execute_batch("ALTER TABLE sessions ADD COLUMN metadata TEXT")?;
         }
         migrate_modes(&conn)?;
+        crate::attachments::migrate(&conn)?;
         let (calls, queued) = mpsc::channel();
         let commits = std::sync::Arc::default();
         let counted = std::sync::Arc::clone(&commits);

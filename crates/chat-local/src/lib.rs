@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod agent_token;
 pub mod app;
+pub mod attachments;
 pub mod db;
 pub mod devbot;
 pub mod hub;

@@ -90,6 +90,11 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(crate::ws::upgrade))
         .route("/metrics", get(crate::metrics::serve))
         .route("/dev/n8n", post(dev_bot))
+        .route(
+            "/uploads/{id}",
+            axum::routing::put(crate::attachments::upload),
+        )
+        .route("/files/{id}", get(crate::attachments::download))
         .with_state(state)
         .merge(api)
         .method_not_allowed_fallback(chat_http::method_not_allowed)

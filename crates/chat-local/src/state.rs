@@ -18,6 +18,8 @@ pub struct AppState {
     pub dev_bot: Option<DevBot>,
     pub limits: ServerLimits,
     pub shutdown: watch::Receiver<bool>,
+    /// Attachment bytes on disk and their signed URLs.
+    pub files: Arc<crate::attachments::DiskFiles>,
 }
 
 impl FromRef<AppState> for ApiState {

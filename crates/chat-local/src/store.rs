@@ -82,7 +82,7 @@ fn err(e: DbError) -> StoreError {
     StoreError(e.to_string())
 }
 
-const MESSAGE_COLUMNS: &str = "id, seq, session_id, role, kind, content, data, metadata, status, created_at, reply_to, client_message_id, name, agent_id, edited_at, deleted_at";
+const MESSAGE_COLUMNS: &str = "id, seq, session_id, role, kind, content, data, metadata, status, created_at, reply_to, client_message_id, name, attachments, agent_id, edited_at, deleted_at";
 
 const SESSION_COLUMNS: &str = "id, user_id, created_at, expires_at, last_seq, read_up_to, metadata, mode, agent_id, agent_name, waiting_since, updated_at, title";
 
@@ -131,13 +131,17 @@ fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
             .transpose()?,
         client_message_id: row.get(11)?,
         name: row.get(12)?,
-        agent_id: row.get(13)?,
+        attachments: chat_core::model::AttachmentMeta::from_stored(
+            row.get::<_, Option<String>>(13)?.as_deref(),
+        )
+        .map_err(|_| conversion("attachments"))?,
+        agent_id: row.get(14)?,
         updated_at: 0,
         edited_at: None,
         deleted: false,
         deleted_at: None,
     }
-    .with_changes(row.get(14)?, row.get(15)?))
+    .with_changes(row.get(15)?, row.get(16)?))
 }
 
 fn session_row(row: &Row<'_>) -> rusqlite::Result<Session> {
@@ -306,7 +310,7 @@ impl Store for SqliteStore {
                 c.execute(
                     &format!(
                         "INSERT INTO messages ({MESSAGE_COLUMNS}, expires_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL, NULL, ?15)"
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, NULL, NULL, ?16)"
                     ),
                     params![
                         m.id.to_string(),
@@ -322,6 +326,7 @@ impl Store for SqliteStore {
                         m.reply_to.map(|r| r.to_string()),
                         m.client_message_id,
                         m.name,
+                        chat_core::model::AttachmentMeta::to_stored(&m.attachments),
                         m.agent_id,
                         expires_at,
                     ],
@@ -754,7 +759,7 @@ impl Store for SqliteStore {
                 // `changed_at` is set only here: the partial index of changes stays sparse.
                 c.execute(
                     "UPDATE messages SET content = ?3, data = ?4, metadata = ?5, edited_at = ?6,
-                         deleted_at = ?7, changed_at = ?8
+                         deleted_at = ?7, changed_at = ?8, attachments = ?9
                      WHERE id = ?1 AND session_id = ?2",
                     params![
                         id,
@@ -765,6 +770,7 @@ impl Store for SqliteStore {
                         m.edited_at,
                         m.deleted_at,
                         m.updated_at,
+                        chat_core::model::AttachmentMeta::to_stored(&m.attachments),
                     ],
                 )?;
                 Ok(Some(m))

@@ -67,6 +67,7 @@ async fn data_survives_reopening_the_file() {
             created_at: 2,
             reply_to: None,
             client_message_id: Some("c".into()),
+            attachments: Vec::new(),
             idempotency_key: Some("client#c".into()),
             name: None,
             agent_id: None,
@@ -132,6 +133,7 @@ async fn purge_removes_only_what_has_expired() {
             created_at: 2,
             reply_to: None,
             client_message_id: Some("k".into()),
+            attachments: Vec::new(),
             idempotency_key: Some("client#k".into()),
             name: None,
             agent_id: None,
@@ -319,4 +321,25 @@ async fn a_database_from_before_modes_gains_them() {
         alex
     );
     assert_eq!(again.list_canned().await.unwrap(), [reply]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_attachment_records_conform() {
+    let root = tempfile::tempdir().unwrap();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    chat_testkit::conformance::run_attachments(
+        || {
+            let dir = root.path().join(
+                next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    .to_string(),
+            );
+            async move {
+                chat_local::attachments::SqliteAttachments::new(
+                    Db::open(&dir).expect("database opens"),
+                )
+            }
+        },
+        true,
+    )
+    .await;
 }

@@ -32,5 +32,6 @@ pub fn config() -> Config {
         n8n_auth_header: None,
         welcome_message: None,
         n8n_session_start: false,
+        attachments: Default::default(),
     }
 }

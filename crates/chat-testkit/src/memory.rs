@@ -604,3 +604,221 @@ impl Agent for ScriptedAgent {
             .unwrap_or_else(|| whole_body(Vec::new())))
     }
 }
+
+// ----- attachments -------------------------------------------------------------------------
+
+/// An [`AttachmentStore`](chat_core::attachments::AttachmentStore) in a mutex.
+#[derive(Default)]
+pub struct MemoryAttachments {
+    records: Mutex<HashMap<chat_core::model::AttachmentId, chat_core::attachments::Attachment>>,
+}
+
+impl MemoryAttachments {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many records it holds (tests check nothing was half-stored).
+    pub fn len(&self) -> usize {
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl chat_core::attachments::AttachmentStore for MemoryAttachments {
+    async fn put_attachment(
+        &self,
+        a: &chat_core::attachments::Attachment,
+    ) -> Result<(), StoreError> {
+        let mut r = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        r.insert(a.id, a.clone());
+        Ok(())
+    }
+
+    async fn get_attachment(
+        &self,
+        id: &chat_core::model::AttachmentId,
+    ) -> Result<Option<chat_core::attachments::Attachment>, StoreError> {
+        let r = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(r.get(id).cloned())
+    }
+
+    async fn claim_attachments(
+        &self,
+        session: &SessionId,
+        ids: &[chat_core::model::AttachmentId],
+        message: &MessageId,
+        now: Millis,
+        keep_until: Millis,
+    ) -> Result<bool, StoreError> {
+        let mut r = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let claimable = |a: &chat_core::attachments::Attachment| {
+            a.session_id == *session
+                && match a.message_id {
+                    Some(m) => m == *message,
+                    None => a.expires_at > now,
+                }
+        };
+        if !ids.iter().all(|id| r.get(id).is_some_and(claimable)) {
+            return Ok(false);
+        }
+        for id in ids {
+            if let Some(a) = r.get_mut(id) {
+                a.message_id = Some(*message);
+                a.expires_at = a.expires_at.max(keep_until);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn release_attachments(
+        &self,
+        ids: &[chat_core::model::AttachmentId],
+        message: &MessageId,
+    ) -> Result<(), StoreError> {
+        let mut r = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            if let Some(a) = r.get_mut(id)
+                && a.message_id == Some(*message)
+            {
+                a.message_id = None;
+                a.expires_at = a.created_at + chat_core::attachments::ATTACHMENT_TTL_MS;
+            }
+        }
+        Ok(())
+    }
+
+    async fn stale_attachments(
+        &self,
+        before: Millis,
+        limit: u32,
+    ) -> Result<Vec<chat_core::attachments::Attachment>, StoreError> {
+        let r = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stale: Vec<_> = r
+            .values()
+            .filter(|a| a.expires_at <= before)
+            .cloned()
+            .collect();
+        stale.sort_by_key(|a| (a.expires_at, a.id));
+        stale.truncate(limit as usize);
+        Ok(stale)
+    }
+
+    async fn delete_attachment(
+        &self,
+        id: &chat_core::model::AttachmentId,
+    ) -> Result<(), StoreError> {
+        let mut r = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        r.remove(id);
+        Ok(())
+    }
+}
+
+/// [`Files`](chat_core::attachments::Files) in memory: tests "upload" with [`Self::upload`];
+/// URLs are `memory://` ones naming the file and their expiry.
+#[derive(Default)]
+pub struct MemoryFiles {
+    inner: Mutex<MemoryFilesInner>,
+}
+
+#[derive(Default)]
+struct MemoryFilesInner {
+    bytes: HashMap<chat_core::model::AttachmentId, (Vec<u8>, String)>,
+    kept: HashSet<chat_core::model::AttachmentId>,
+    deleted: Vec<chat_core::model::AttachmentId>,
+}
+
+impl MemoryFiles {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryFilesInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores bytes as uploaded for `id` with `content_type` (what the browser's PUT does).
+    pub fn upload(&self, id: chat_core::model::AttachmentId, bytes: &[u8], content_type: &str) {
+        self.lock()
+            .bytes
+            .insert(id, (bytes.to_vec(), content_type.to_string()));
+    }
+
+    /// The bytes held for `id`.
+    pub fn bytes(&self, id: &chat_core::model::AttachmentId) -> Option<Vec<u8>> {
+        self.lock().bytes.get(id).map(|(b, _)| b.clone())
+    }
+
+    /// Whether `keep` was called for `id`.
+    pub fn kept(&self, id: &chat_core::model::AttachmentId) -> bool {
+        self.lock().kept.contains(id)
+    }
+
+    /// The ids deleted so far, in order.
+    pub fn deleted(&self) -> Vec<chat_core::model::AttachmentId> {
+        self.lock().deleted.clone()
+    }
+}
+
+#[async_trait]
+impl chat_core::attachments::Files for MemoryFiles {
+    async fn upload_target(
+        &self,
+        a: &chat_core::attachments::Attachment,
+        expires_at: Millis,
+    ) -> Result<chat_core::attachments::UploadTarget, chat_core::attachments::FilesError> {
+        Ok(chat_core::attachments::UploadTarget {
+            url: format!("memory://upload/{}?expires={expires_at}", a.id),
+            headers: [("Content-Type".to_string(), a.content_type.clone())].into(),
+        })
+    }
+
+    async fn stored(
+        &self,
+        a: &chat_core::attachments::Attachment,
+    ) -> Result<Option<chat_core::attachments::Stored>, chat_core::attachments::FilesError> {
+        Ok(self
+            .lock()
+            .bytes
+            .get(&a.id)
+            .map(|(b, t)| chat_core::attachments::Stored {
+                size: b.len() as u64,
+                content_type: t.clone(),
+            }))
+    }
+
+    async fn keep(
+        &self,
+        a: &chat_core::attachments::Attachment,
+    ) -> Result<(), chat_core::attachments::FilesError> {
+        self.lock().kept.insert(a.id);
+        Ok(())
+    }
+
+    async fn download_url(
+        &self,
+        session: &SessionId,
+        a: &chat_core::model::AttachmentMeta,
+        expires_at: Millis,
+    ) -> Result<String, chat_core::attachments::FilesError> {
+        Ok(format!(
+            "memory://files/{session}/{}?expires={expires_at}",
+            a.id
+        ))
+    }
+
+    async fn delete(
+        &self,
+        _session: &SessionId,
+        id: &chat_core::model::AttachmentId,
+    ) -> Result<(), chat_core::attachments::FilesError> {
+        let mut inner = self.lock();
+        inner.bytes.remove(id);
+        inner.deleted.push(*id);
+        Ok(())
+    }
+}

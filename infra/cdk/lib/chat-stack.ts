@@ -498,6 +498,7 @@ export class ChatStack extends Stack {
       route(httpApi, 'EditMessageRoute', 'PATCH /sessions/{id}/messages/{messageId}', sessionHttp),
       route(httpApi, 'DeleteMessageRoute', 'DELETE /sessions/{id}/messages/{messageId}', sessionHttp),
       route(httpApi, 'MarkReadRoute', 'POST /sessions/{id}/read', sessionHttp),
+      route(httpApi, 'CreateAttachmentRoute', 'POST /sessions/{id}/attachments', sessionHttp),
       route(httpApi, 'PostMessageRoute', 'POST /sessions/{id}/messages', sendHttp),
       route(httpApi, 'PostWebhookRoute', 'POST /webhook', webhookHttp),
       route(httpApi, 'GetWebhookRoute', 'GET /webhook', webhookHttp),

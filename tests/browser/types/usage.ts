@@ -34,6 +34,25 @@ import {
   sameSessionInfo,
   relativeTime,
   mergeConversations,
+  ATTACHMENT_DEFAULTS,
+  INLINE_IMAGE_TYPES,
+  ChatAttachmentError,
+  attachmentCountProblem,
+  attachmentName,
+  attachmentProblem,
+  attachmentUrl,
+  attachmentsOf,
+  contentTypeOf,
+  describeTypes,
+  fileBadge,
+  formatBytes,
+  typeAllowed,
+  uploadFile,
+  type AttachmentErrorCode,
+  type AttachmentLimits,
+  type AttachmentProblem,
+  type ChatAttachment,
+  type UploadOptions,
   type ChatClientEvents,
   type ChatClientOptions,
   type ChatMessage,
@@ -98,6 +117,8 @@ const allOptions: Required<ChatClientOptions> = {
   pageSize: DEFAULTS.pageSize,
   resumeLatest: DEFAULTS.resumeLatest,
   editWindowMs: DEFAULTS.editWindowMs,
+  attachments: { maxBytes: 5 * 1024 * 1024, types: ['image/*', 'application/pdf'], maxPerMessage: 3 },
+  XMLHttpRequest: window.XMLHttpRequest,
 };
 const client = new ChatClient(allOptions);
 new ChatClient();
@@ -121,6 +142,7 @@ const listeners: { [K in keyof ChatClientEvents]: (detail: ChatClientEvents[K]) 
   reset: ({ sessionId }) => console.log(sessionId),
   ready: ({ sessionId }) => console.log(sessionId.length),
   error: ({ code, message, clientMessageId }) => console.log(code ?? '', message ?? '', clientMessageId ?? ''),
+  uploadProgress: ({ name, loaded, total }) => console.log(name, loaded / total),
 };
 for (const type of Object.keys(listeners) as (keyof ChatClientEvents)[]) {
   const off: () => void = client.on(type, listeners[type] as (detail: unknown) => void);
@@ -252,3 +274,31 @@ const host: HTMLElement = widget.element;
 const label: string | null = TYPE_LABELS.confirmation;
 mountChatWidget({ client: widget.client, container: document.body }).destroy();
 console.log(shown, host, label);
+
+// README, "Attachments": upload files, then send them with a message.
+declare const fileInput: HTMLInputElement;
+const limits: AttachmentLimits = client.attachmentLimits;
+const picked: File[] = [...(fileInput.files ?? [])];
+const refusedNow: (ChatAttachmentError | null)[] = picked.map((f) => client.checkAttachment(f));
+const controller = new AbortController();
+const uploadOptions: UploadOptions = { onProgress: ({ loaded, total }) => console.log(`${Math.round((100 * loaded) / total)} %`), signal: controller.signal };
+try {
+  const uploaded: ChatAttachment[] = await Promise.all(picked.map((f) => client.upload(f, uploadOptions)));
+  const withFiles: ChatMessage = client.send('', { attachments: uploaded });
+  for (const a of withFiles.attachments ?? []) console.log(a.id, a.name, a.contentType, a.size, a.url ?? 'not stored yet');
+} catch (e) {
+  if (e instanceof ChatAttachmentError) {
+    const code: AttachmentErrorCode = e.code;
+    console.log(code, e.fileName ?? '', e.status ?? 0, e.message);
+  }
+}
+const problem: AttachmentProblem | null = attachmentProblem({ name: 'a.exe', type: 'application/x-msdownload', size: 3 }, { types: ['image/*'] })
+  ?? attachmentCountProblem(6, ATTACHMENT_DEFAULTS) ?? attachmentCountProblem(1);
+const shownName: string = attachmentName('../etc/passwd');
+const typeOf: string = contentTypeOf({ name: 'photo.JPG', type: '' });
+const okType: boolean = typeAllowed(typeOf, limits.types) && INLINE_IMAGE_TYPES.includes(typeOf);
+const sizes: string = `${formatBytes(1536)} ${describeTypes(ATTACHMENT_DEFAULTS.types)} ${fileBadge('a.pdf', 'application/pdf')} ${fileBadge('b.zip')}`;
+const link: string | null = attachmentUrl('/files/01J?token=t', client.baseUrl) ?? attachmentUrl('javascript:alert(1)');
+const kept: ChatAttachment[] = attachmentsOf([{ id: 'A', name: 'a.png', contentType: 'image/png', size: 3, url: 'https://x.test/a' }, null]);
+await uploadFile('https://bucket.test/put', { 'Content-Type': 'image/png' }, new Blob(['x']), { ...uploadOptions, XMLHttpRequest, fileName: 'a.png' });
+console.log(refusedNow, problem?.code, problem?.message, shownName, okType, sizes, link, kept, new ChatAttachmentError('too_large', 'too big', 'a.png', 413));

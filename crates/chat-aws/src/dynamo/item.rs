@@ -213,6 +213,8 @@ pub(crate) fn message_of(item: &Item) -> Result<Message, StoreError> {
         created_at: req_n(item, "createdAt")?,
         reply_to: get_s(item, "replyTo").map(ulid).transpose()?.map(MessageId),
         client_message_id: get_s(item, "clientMessageId").map(str::to_string),
+        attachments: chat_core::model::AttachmentMeta::from_stored(get_s(item, "attachments"))
+            .map_err(err)?,
         agent_id: get_s(item, "agentId").map(str::to_string),
         updated_at: 0,
         edited_at: None,
@@ -262,6 +264,9 @@ pub(crate) fn message_item(m: &NewMessage, seq: u64, ttl: i64) -> Item {
     }
     if let Some(name) = &m.name {
         item.insert("name".into(), s(name.clone()));
+    }
+    if let Some(a) = chat_core::model::AttachmentMeta::to_stored(&m.attachments) {
+        item.insert("attachments".into(), s(a));
     }
     if let Some(agent) = &m.agent_id {
         item.insert("agentId".into(), s(agent.clone()));

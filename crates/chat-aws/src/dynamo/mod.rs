@@ -10,6 +10,7 @@
 //! [`item`] maps domain values to items and back; [`store`] is the `Store`; [`limiter`] keeps
 //! rate-limit buckets in the same table.
 
+mod attachments;
 mod item;
 mod limiter;
 mod reset;

@@ -284,7 +284,7 @@ impl Store for DynamoStore {
                 .expression_attribute_values(":c", s(content.clone())),
             MessageChange::Delete => req
                 .update_expression(
-                    "SET content = :c, deletedAt = :at, changedAt = :at REMOVE #data, metadata",
+                    "SET content = :c, deletedAt = :at, changedAt = :at REMOVE #data, metadata, attachments",
                 )
                 .expression_attribute_names("#data", "data")
                 .expression_attribute_values(":c", s("")),
@@ -931,7 +931,7 @@ impl DynamoStore {
     }
 
     /// Runs a transaction; `false` when a condition cancelled it.
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
+    pub(super) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
         match self
             .client
             .transact_write_items()

@@ -96,11 +96,13 @@ impl Dispatcher {
             )
             .await?;
         // Tombstones are not part of the conversation n8n sees.
-        let history: Vec<_> = history
+        let mut history: Vec<_> = history
             .messages
             .into_iter()
             .filter(|m| !m.deleted)
             .collect();
+        svc.mint_urls(&mut history).await;
+        let message = svc.with_urls(message).await;
         let request = self.sign(&AgentPayload {
             action: "sendMessage",
             session_id: session.id,
@@ -112,6 +114,8 @@ impl Dispatcher {
             session_metadata: session.metadata.as_ref(),
             history: &history,
             callback_url: format!("{}/webhook", svc.config.public_url.trim_end_matches('/')),
+            message: Some(&message),
+            attachments: &message.attachments,
         });
         crate::metrics::dispatch_attempted();
         let delivered = self.agent.deliver(request).await;
@@ -211,6 +215,7 @@ impl Dispatcher {
             reply_to: Some(message.id),
             client_message_id: None,
             agent_id: None,
+            attachments: Vec::new(),
             open_only: false,
             idempotency_key: Some(format!("failed#{}", message.id)),
         };

@@ -69,6 +69,10 @@ impl ChatService {
                     .await?
                     .ok_or_else(|| ChatError::Conflict("this message was deleted".into()))?;
                 tracing::info!(session_id = %s.id, message_id = %mid, deleted = deleting, "message changed by its sender");
+                if deleting {
+                    self.delete_message_attachments(&stored).await;
+                }
+                let changed = self.with_urls(changed).await;
                 let event = ServerEvent::Message {
                     message: changed.clone(),
                 };

@@ -128,11 +128,13 @@ impl ChatService {
                 content,
                 client_message_id,
                 metadata,
+                attachments,
             } => {
                 let input = SendInput {
                     content,
                     client_message_id: client_message_id.clone(),
                     metadata,
+                    attachments,
                 };
                 self.send(session, input, Some(&c.id))
                     .await

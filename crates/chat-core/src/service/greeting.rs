@@ -47,6 +47,8 @@ impl Dispatcher {
             session_metadata: session.metadata.as_ref(),
             history: &[],
             callback_url: format!("{}/webhook", svc.config.public_url.trim_end_matches('/')),
+            message: None,
+            attachments: &[],
         });
         let body = match self.agent.deliver(request).await {
             Ok(body) => body,
@@ -135,6 +137,7 @@ fn greeting(session: &Session, now: Millis, key: String, parts: ReplyParts) -> N
         reply_to: None,
         client_message_id: None,
         agent_id: None,
+        attachments: Vec::new(),
         open_only: false,
         idempotency_key: Some(key),
     }

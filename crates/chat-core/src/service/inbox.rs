@@ -35,6 +35,9 @@ pub struct AgentSendInput {
     pub content: String,
     #[serde(default)]
     pub client_message_id: Option<String>,
+    /// Ids of uploaded attachments (`POST /agent/sessions/{id}/attachments`).
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 impl ChatService {
@@ -149,7 +152,11 @@ impl ChatService {
         id: &str,
         input: AgentSendInput,
     ) -> Result<Message, ChatError> {
-        validate::content(&input.content, self.config.limits.max_content_chars)?;
+        let attachment_ids = self.attachment_ids(
+            &input.attachments,
+            &input.content,
+            self.config.limits.max_content_chars,
+        )?;
         if let Some(c) = &input.client_message_id {
             validate::key("clientMessageId", c)?;
         }
@@ -161,12 +168,18 @@ impl ChatService {
         if let Some(key) = &key
             && let Some(stored) = self.store().find_by_key(&session.id, key).await?
         {
-            if stored.content != input.content {
+            if stored.content != input.content
+                || !stored
+                    .attachments
+                    .iter()
+                    .map(|a| a.id)
+                    .eq(attachment_ids.iter().copied())
+            {
                 return Err(ChatError::Conflict(
                     "clientMessageId was already used for a different message".into(),
                 ));
             }
-            return Ok(stored);
+            return Ok(self.with_urls(stored).await);
         }
         if session.mode.holder() != Some(agent.id.as_str()) {
             return Err(ChatError::Conflict(
@@ -187,28 +200,36 @@ impl ChatService {
             reply_to: None,
             client_message_id: input.client_message_id,
             agent_id: Some(agent.id.clone()),
+            attachments: Vec::new(),
             open_only: true,
             idempotency_key: key,
         };
         self.locks
             .run(session.id, async {
-                let appended = self
-                    .store()
-                    .append_message(new)
-                    .await?
-                    .ok_or_else(|| ChatError::NotFound("unknown session".into()))?;
+                let mut new = new;
+                new.attachments = self
+                    .claim_attachments(&session.id, &attachment_ids, &new.id, session.expires_at)
+                    .await?;
+                let id = new.id;
+                let appended = self.store().append_message(new).await;
+                if !matches!(&appended, Ok(Some(a)) if a.created) {
+                    self.release_attachments(&attachment_ids, &id).await;
+                }
+                let appended =
+                    appended?.ok_or_else(|| ChatError::NotFound("unknown session".into()))?;
                 if appended.refused() {
                     return Err(ChatError::Conflict("this conversation is closed".into()));
                 }
+                let message = self.with_urls(appended.message).await;
                 if appended.created {
-                    tracing::info!(session_id = %session.id, message_id = %appended.message.id, "agent message stored");
+                    tracing::info!(session_id = %session.id, message_id = %message.id, "agent message stored");
                     let event = ServerEvent::Message {
-                        message: appended.message.clone(),
+                        message: message.clone(),
                     };
                     self.broadcast_held(&session.id, appended.mode.holder(), &[event], None)
                         .await;
                 }
-                Ok(appended.message)
+                Ok(message)
             })
             .await
     }

@@ -160,7 +160,7 @@ impl ChatService {
     }
 
     /// Every message of a session, oldest first.
-    async fn all_messages(&self, id: &SessionId) -> Result<Vec<Message>, ChatError> {
+    pub(super) async fn all_messages(&self, id: &SessionId) -> Result<Vec<Message>, ChatError> {
         let mut out = Vec::new();
         loop {
             let page = self
@@ -184,9 +184,12 @@ impl ChatService {
 
     async fn exported(&self, s: &Session) -> Result<ExportedSession, ChatError> {
         let unread = self.unread_count(&s.id, s.read_up_to).await?;
+        let mut messages = self.all_messages(&s.id).await?;
+        // Attachments as metadata with fresh download URLs.
+        self.mint_urls(&mut messages).await;
         Ok(ExportedSession {
             session: SessionView::new(s, unread),
-            messages: self.all_messages(&s.id).await?,
+            messages,
         })
     }
 
@@ -245,8 +248,10 @@ impl ChatService {
             }
             crate::metrics::connection_closed();
         }
+        // The files first: once the messages are gone, nothing names them.
+        let files = self.erase_attachments(sid).await?;
         let erased = self.store().erase_session(sid).await?;
-        tracing::info!(session_id = %sid, erased, connections = connections.len(), "session erased");
+        tracing::info!(session_id = %sid, erased, connections = connections.len(), files, "session erased");
         Ok(erased)
     }
 

@@ -10,6 +10,7 @@
 //! (client retries, queue redelivery, n8n callbacks) is idempotent.
 
 mod answers;
+mod attachments;
 mod canned;
 mod dispatcher;
 mod edits;
@@ -130,6 +131,9 @@ pub struct SendInput {
     pub client_message_id: Option<String>,
     #[serde(default)]
     pub metadata: Option<Map<String, Value>>,
+    /// Ids of uploaded attachments (`POST /sessions/{id}/attachments`) this message carries.
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 /// A reply from n8n (`POST /webhook`).
@@ -175,6 +179,12 @@ pub struct AgentPayload<'a> {
     pub session_metadata: Option<&'a Map<String, Value>>,
     pub history: &'a [Message],
     pub callback_url: String,
+    /// The user message itself, as stored (with fresh attachment URLs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'a Message>,
+    /// The message's attachments with download URLs valid one hour (also in `message`).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub attachments: &'a [crate::model::AttachmentMeta],
 }
 
 /// Read state after a read receipt.
@@ -246,6 +256,7 @@ pub struct ChatService {
     tokens: SessionTokens,
     locks: Arc<SessionLocks>,
     auth: AppAuth,
+    attachments: Option<attachments::AttachmentPorts>,
 }
 
 impl ChatService {
@@ -258,6 +269,7 @@ impl ChatService {
             tokens,
             locks: Arc::default(),
             auth,
+            attachments: None,
         }
     }
 

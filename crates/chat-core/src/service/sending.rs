@@ -4,7 +4,8 @@
 use super::{SendInput, SessionRef, ack_of};
 use crate::events::ServerEvent;
 use crate::model::{
-    DispatchJob, Message, MessageId, MessageStatus, MessageType, Millis, NewMessage, Role,
+    AttachmentId, DispatchJob, Message, MessageId, MessageStatus, MessageType, Millis, NewMessage,
+    Role,
 };
 use crate::rate::Rate;
 use crate::service::ChatService;
@@ -16,7 +17,10 @@ impl ChatService {
     ///
     /// A repeat with the same `clientMessageId` returns the stored message (and queues it
     /// again if it never left `received`) without counting against the rate limit; the same
-    /// id with other content is a 409.
+    /// id with other content (or other attachments) is a 409.
+    ///
+    /// Named attachments are checked and claimed before the message is stored, all or none;
+    /// a message that is then not stored releases them, so nothing is half-stored.
     pub async fn send(
         &self,
         session: SessionRef,
@@ -24,7 +28,8 @@ impl ChatService {
         origin: Option<&str>,
     ) -> Result<Message, ChatError> {
         let limits = &self.config.limits;
-        validate::content(&input.content, limits.max_content_chars)?;
+        let attachment_ids =
+            self.attachment_ids(&input.attachments, &input.content, limits.max_content_chars)?;
         if let Some(id) = &input.client_message_id {
             validate::key("clientMessageId", id)?;
         }
@@ -40,7 +45,7 @@ impl ChatService {
             && let Some(stored) = self.store().find_by_key(&session.id, key).await?
         {
             return self
-                .repeated_send(session, stored, &input.content, origin)
+                .repeated_send(session, stored, &input.content, &attachment_ids, origin)
                 .await;
         }
         let now = self.now();
@@ -67,30 +72,59 @@ impl ChatService {
             reply_to: None,
             client_message_id: input.client_message_id,
             agent_id: None,
+            attachments: Vec::new(),
             open_only: true,
         };
         let content = new.content.clone();
         let (message, paused) = self
             .locks
             .run(session.id, async {
-                let appended = self
-                    .store()
-                    .append_message(new)
-                    .await?
-                    .ok_or_else(|| ChatError::NotFound("unknown session".into()))?;
-                if appended.refused() {
-                    return Err(ChatError::Conflict(
-                        "this conversation is closed; start a new session".into(),
-                    ));
-                }
-                if !appended.created {
-                    // A concurrent repeat won the race to the idempotency key.
-                    return self
-                        .repeated_send(session, appended.message, &content, origin)
-                        .await
-                        .map(|m| (m, false));
-                }
-                let message = appended.message;
+                let mut new = new;
+                new.attachments = match self
+                    .claim_attachments(&session.id, &attachment_ids, &new.id, session.expires_at)
+                    .await
+                {
+                    Ok(list) => list,
+                    Err(e) => {
+                        // A concurrent repeat may have stored this message with them.
+                        if let Some(key) = &new.idempotency_key
+                            && let Some(stored) = self.store().find_by_key(&session.id, key).await?
+                        {
+                            return self
+                                .repeated_send(session, stored, &content, &attachment_ids, origin)
+                                .await
+                                .map(|m| (m, false));
+                        }
+                        return Err(e);
+                    }
+                };
+                let id = new.id;
+                let appended = match self.store().append_message(new).await {
+                    Ok(Some(a)) if a.created => a,
+                    other => {
+                        // Not stored as this message: its attachments are free again.
+                        self.release_attachments(&attachment_ids, &id).await;
+                        let appended = other?
+                            .ok_or_else(|| ChatError::NotFound("unknown session".into()))?;
+                        if appended.refused() {
+                            return Err(ChatError::Conflict(
+                                "this conversation is closed; start a new session".into(),
+                            ));
+                        }
+                        // A concurrent repeat won the race to the idempotency key.
+                        return self
+                            .repeated_send(
+                                session,
+                                appended.message,
+                                &content,
+                                &attachment_ids,
+                                origin,
+                            )
+                            .await
+                            .map(|m| (m, false));
+                    }
+                };
+                let message = self.with_urls(appended.message).await;
                 crate::metrics::message_stored();
                 let mode = appended.mode;
                 // While a person is asked for or holds the session, the bot is paused.
@@ -131,9 +165,16 @@ impl ChatService {
         session: SessionRef,
         stored: Message,
         content: &str,
+        attachments: &[AttachmentId],
         origin: Option<&str>,
     ) -> Result<Message, ChatError> {
-        if stored.content != content {
+        if stored.content != content
+            || !stored
+                .attachments
+                .iter()
+                .map(|a| a.id)
+                .eq(attachments.iter().copied())
+        {
             return Err(ChatError::Conflict(
                 "clientMessageId was already used for a different message".into(),
             ));
@@ -145,7 +186,7 @@ impl ChatService {
             self.send_to_connection(&session.id, origin, &ack_of(&stored).to_frame())
                 .await;
         }
-        Ok(stored)
+        Ok(self.with_urls(stored).await)
     }
 
     /// Queues a user message for n8n, with its reply deadline counted from when it was stored.

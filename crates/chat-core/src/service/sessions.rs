@@ -131,6 +131,7 @@ impl ChatService {
                 reply_to: None,
                 client_message_id: None,
                 agent_id: None,
+                attachments: Vec::new(),
                 open_only: false,
                 idempotency_key: Some("welcome".into()),
             })

@@ -17,7 +17,8 @@ pub use chat_core::service::{
 pub use chat_core::token::{SessionClaims, SessionTokens};
 pub use chat_core::{ChatError, signature};
 pub use chat_testkit::memory::{
-    ManualClock, MemoryQueue, MemoryStore, RecordingPush, ScriptedAgent,
+    ManualClock, MemoryAttachments, MemoryFiles, MemoryQueue, MemoryStore, RecordingPush,
+    ScriptedAgent,
 };
 pub use serde_json::{Map, Value, json};
 pub use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct H {
     pub push: Arc<RecordingPush>,
     pub clock: Arc<ManualClock>,
     pub agent: Arc<ScriptedAgent>,
+    pub attachments: Arc<MemoryAttachments>,
+    pub files: Arc<MemoryFiles>,
     pub svc: ChatService,
     pub dispatcher: Dispatcher,
     pub next_ip: AtomicU32,
@@ -85,6 +88,8 @@ impl H {
         let queue = Arc::new(MemoryQueue::default());
         let push = Arc::new(RecordingPush::default());
         let clock = Arc::new(ManualClock::new(T0));
+        let attachments = Arc::new(MemoryAttachments::new());
+        let files = Arc::new(MemoryFiles::new());
         let svc = ChatService::new(
             Ports {
                 store: store.clone(),
@@ -94,7 +99,8 @@ impl H {
                 limiter: Arc::new(chat_core::rate::MemoryLimiter::new()),
             },
             config,
-        );
+        )
+        .with_attachments(attachments.clone(), files.clone());
         let dispatcher = Dispatcher::new(svc.clone(), agent(&svc));
         Self {
             store,
@@ -102,6 +108,8 @@ impl H {
             push,
             clock,
             agent: scripted,
+            attachments,
+            files,
             svc,
             dispatcher,
             next_ip: AtomicU32::new(1),
@@ -155,6 +163,7 @@ impl H {
                     content: content.into(),
                     client_message_id: client_message_id.map(str::to_string),
                     metadata: None,
+                    attachments: Vec::new(),
                 },
                 origin,
             )

@@ -52,6 +52,13 @@ pub async fn edits_and_deletes_keep_id_and_seq<S: Store + ?Sized>(store: &S) {
     let other = new_session(store).await;
     let mut first = user_message(&s, "first", None);
     first.metadata = Some(Map::from_iter([("page".to_string(), json!("/pricing"))]));
+    first.attachments = vec![chat_core::model::AttachmentMeta {
+        id: Default::default(),
+        name: "card.png".into(),
+        content_type: "image/png".into(),
+        size: 3,
+        url: None,
+    }];
     let first = append(store, first).await.message;
     let second = append(store, user_message(&s, "second", None))
         .await

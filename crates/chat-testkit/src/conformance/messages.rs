@@ -62,6 +62,22 @@ pub async fn message_round_trips_every_field<S: Store + ?Sized>(store: &S) {
         created_at: NOW + 1,
         reply_to: Some(plain.id),
         client_message_id: Some("client-1".into()),
+        attachments: vec![
+            chat_core::model::AttachmentMeta {
+                id: chat_core::model::AttachmentId::new(),
+                name: "Résumé \"final\" ✓.pdf".into(),
+                content_type: "application/pdf".into(),
+                size: 10_485_760,
+                url: None,
+            },
+            chat_core::model::AttachmentMeta {
+                id: chat_core::model::AttachmentId::new(),
+                name: "a.png".into(),
+                content_type: "image/png".into(),
+                size: 1,
+                url: None,
+            },
+        ],
         idempotency_key: Some("event#e-1".into()),
         name: None,
         agent_id: None,

@@ -31,6 +31,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 mod agents;
+mod attachments;
 mod concurrency;
 mod connections;
 mod edits;
@@ -41,6 +42,7 @@ mod messages;
 mod sessions;
 
 pub use agents::*;
+pub use attachments::*;
 pub use concurrency::*;
 pub use connections::*;
 pub use edits::*;
@@ -175,6 +177,7 @@ pub(super) fn user_message(session: &Session, content: &str, key: Option<&str>) 
         created_at: NOW,
         reply_to: None,
         client_message_id: None,
+        attachments: Vec::new(),
         idempotency_key: key.map(str::to_string),
         name: None,
         agent_id: None,
