@@ -1,8 +1,9 @@
 """Prints, as JSON, what the emulator tests take from template.yaml: the table and queue
 definitions they create (keys, index, TTL attribute, queue timeout and redrive), so the tests
 build exactly what the template deploys, and each function's IAM policy statements, so
-crates/chat-aws/tests/iam_policy.rs can hold them to the calls the code makes; and the alarms
-and dashboards (crates/chat-aws/tests/template.rs holds them to the metrics the code emits).
+crates/chat-aws/tests/iam_policy.rs can hold them to the calls the code makes; the buckets and
+the HTTP API's CORS (template.rs holds the attachment bucket to the code's keys, tag and upload
+headers); and the alarms and dashboards (crates/chat-aws/tests/template.rs holds them to the metrics the code emits).
 
 Usage: .venv/bin/python infra/template_resources.py template.yaml [Parameter=value ...]
 
@@ -173,6 +174,9 @@ print(json.dumps({
     "functions": functions(),
     "apis": apis(),
     "environment": evaluate(template["Globals"]["Function"]["Environment"]["Variables"]),
+    "buckets": {k: {**evaluate(r["Properties"]), "DeletionPolicy": r.get("DeletionPolicy")}
+                for k, r in res.items() if r["Type"] == "AWS::S3::Bucket"},
+    "httpCors": evaluate(res["HttpApi"]["Properties"].get("CorsConfiguration", {})),
     "alarms": {k: evaluate(r["Properties"]) for k, r in res.items() if r["Type"] == "AWS::CloudWatch::Alarm"},
     "dashboards": [json.loads(evaluate(r["Properties"]["DashboardBody"])) for r in res.values()
                    if r["Type"] == "AWS::CloudWatch::Dashboard"],

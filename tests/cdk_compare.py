@@ -12,9 +12,9 @@ Usage:
       that the comparison then fails and names it (so no kind of difference is ignored)
 
 Logical ids differ by nature (CDK appends hashes), so each resource is named by what it is: the
-table, the queue with a redrive policy and its dead-letter queue, a function by the binary it
-runs (template.yaml's BuildProperties.Binary; in cdk.out the placeholder file its code asset
-holds), a role by the function that assumes it, an API by its protocol, a route by its API and
+table, the bucket, the queue with a redrive policy and its dead-letter queue, a function by the
+binary it runs (template.yaml's BuildProperties.Binary; in cdk.out the placeholder file its code
+asset holds), a role by the function that assumes it, an API by its protocol, a route by its API and
 route key, an integration by its API and function, and so on. Every reference (Ref, GetAtt,
 Sub, Join) is rewritten to those names, every property of every resource is then compared, and
 the template-level parameters, conditions, rules and outputs too.
@@ -140,6 +140,8 @@ class Template:
             self.key[k] = f"Function {binary_of.get(k, '?' + k)}"
         for k in self._of_type("AWS::DynamoDB::Table"):
             self.key[k] = "Table"
+        for k in self._of_type("AWS::S3::Bucket"):
+            self.key[k] = "Bucket"
         for k, r in self._of_type("AWS::ApiGatewayV2::Api").items():
             self.key[k] = f"Api {r['Properties'].get('ProtocolType')}"
         queues = self._of_type("AWS::SQS::Queue")
@@ -459,6 +461,9 @@ def _rename_env(doc, fn, old, new):
 # Deliberate drifts, each applied alone to the transformed template.yaml, and a text that a
 # line of the comparison's report must then hold. They cover each kind of thing compared.
 DRIFTS = [
+    ("the bucket's public access no longer blocked",
+     lambda d: _props(d, "AttachmentsBucket")["PublicAccessBlockConfiguration"].update(RestrictPublicBuckets=False),
+     "Bucket / Properties / PublicAccessBlockConfiguration / RestrictPublicBuckets"),
     ("an environment variable renamed", lambda d: _rename_env(d, "SendFunction", "QUEUE_URL", "QUEUE"),
      "Function send / Properties / Environment / Variables / QUEUE"),
     ("a static environment value", lambda d: _env(d, "ConnectFunction").update(RUST_LOG="debug"),

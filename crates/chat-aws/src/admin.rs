@@ -84,6 +84,7 @@ pub fn service(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ChatService, AdminError> {
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table));
+    let records = store.clone();
     let push: Arc<dyn Push> = match websocket_endpoint {
         Some(e) => {
             let conf = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
@@ -111,7 +112,21 @@ pub fn service(
         clock: Arc::new(SystemClock),
         limiter: Arc::new(MemoryLimiter::new()),
     };
-    Ok(ChatService::new(ports, config))
+    let service = ChatService::new(ports, config);
+    // With the stack's attachment bucket (its `AttachmentsBucketName` output), an erasure
+    // deletes the conversations' files too, and an export carries their download URLs.
+    Ok(
+        match env("CHAT_ATTACHMENTS_BUCKET").filter(|b| !b.is_empty()) {
+            Some(bucket) => {
+                let conf = aws_sdk_s3::config::Builder::from(sdk)
+                    .force_path_style(sdk.endpoint_url().is_some())
+                    .build();
+                let files = crate::s3::S3Files::new(aws_sdk_s3::Client::from_conf(conf), &bucket);
+                service.with_attachments(records, Arc::new(files))
+            }
+            None => service,
+        },
+    )
 }
 
 /// `export`: the JSON document of `GET /me/export` (or of one session).

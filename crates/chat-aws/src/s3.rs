@@ -3,9 +3,9 @@
 //! downloads are presigned `GetObject`s. Objects live under `attachments/<session>/<id>`.
 //!
 //! An upload carries the tag `chat-pending=1`; the bucket's lifecycle rule deletes tagged
-//! objects after a day, so files no message took go by themselves. When a message takes a
-//! file, its tag is removed (`DeleteObjectTagging`) and the object lives until the rule for
-//! sent files (the bucket's `AttachmentRetentionDays`).
+//! objects after a day (template.yaml's `AttachmentsBucket`), so files no message took go by
+//! themselves. When a message takes a file, its tag is removed (`DeleteObjectTagging`) and the
+//! object stays.
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;

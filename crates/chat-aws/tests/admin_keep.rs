@@ -201,3 +201,131 @@ async fn chat_admin_exports_and_erases_a_user_and_nothing_of_them_is_left() {
     let (code, _, err) = chat_admin(&["erase", "--session", "not-a-ulid", "--table", &table]).await;
     assert_eq!(code, 1, "{err}");
 }
+
+/// Runs `chat-admin <args>` with `CHAT_ATTACHMENTS_BUCKET` set to `bucket`.
+async fn chat_admin_with_bucket(args: &[&str], bucket: &str) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chat-admin"))
+        .args(args)
+        .env_clear()
+        .env("AWS_ENDPOINT_URL", &common::emulator().url)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("CHAT_ATTACHMENTS_BUCKET", bucket)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), out)
+        .await
+        .expect("chat-admin ends in time")
+        .expect("chat-admin runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The object keys in `bucket`.
+async fn keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+    s3.list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect()
+}
+
+/// With the stack's bucket (`CHAT_ATTACHMENTS_BUCKET`), `chat-admin erase` deletes the erased
+/// conversations' files; without it they stay (the README says so).
+#[tokio::test]
+async fn chat_admin_erase_deletes_the_files_when_given_the_bucket() {
+    let sdk = common::sdk().await;
+    let table = common::create_table(&sdk).await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = format!(
+        "admin-files-{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let store = Arc::new(chat_aws::dynamo::DynamoStore::new(client, table.clone()));
+    let svc = ChatService::new(
+        Ports {
+            store: store.clone(),
+            queue: Arc::new(chat_testkit::memory::MemoryQueue::default()),
+            push: Arc::new(chat_testkit::memory::RecordingPush::default()),
+            clock: Arc::new(chat_core::ports::SystemClock),
+            limiter: Arc::new(chat_core::rate::MemoryLimiter::new()),
+        },
+        chat_testkit::config(),
+    )
+    .with_attachments(
+        store,
+        Arc::new(chat_aws::s3::S3Files::new(s3.clone(), bucket.clone())),
+    );
+    let http = reqwest::Client::new();
+    let mut files = Vec::new();
+    for (i, sub) in ["files-without-bucket", "files-with-bucket"]
+        .into_iter()
+        .enumerate()
+    {
+        let c = svc
+            .create_session(&format!("192.0.2.{}", 50 + i), Some(&jwt(sub)))
+            .await
+            .unwrap();
+        let (sid, bearer) = (c.session_id.to_string(), format!("Bearer {}", c.token));
+        let body = serde_json::json!({"name": "a.txt", "contentType": "text/plain", "size": 5});
+        let r = chat_core::api::create_attachment(
+            &svc,
+            &sid,
+            Some(&bearer),
+            body.to_string().as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let ticket: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let mut put = http
+            .put(ticket["uploadUrl"].as_str().unwrap())
+            .body("hello");
+        for (k, v) in ticket["uploadHeaders"].as_object().unwrap() {
+            put = put.header(k, v.as_str().unwrap());
+        }
+        assert!(put.send().await.unwrap().status().is_success(), "uploaded");
+        let id = ticket["attachmentId"].as_str().unwrap().to_string();
+        let body = serde_json::json!({"content": "", "attachments": [id]});
+        let r =
+            chat_core::api::post_message(&svc, &sid, Some(&bearer), body.to_string().as_bytes())
+                .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        files.push(id);
+    }
+    let has = |keys: &[String], id: &str| keys.iter().any(|k| k.contains(id));
+    assert!(has(&keys(&s3, &bucket).await, &files[0]) && has(&keys(&s3, &bucket).await, &files[1]));
+
+    let (code, _, err) =
+        chat_admin(&["erase", "--user", "files-without-bucket", "--table", &table]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        has(&keys(&s3, &bucket).await, &files[0]),
+        "no bucket given: the file stays"
+    );
+
+    let (code, _, err) = chat_admin_with_bucket(
+        &["erase", "--user", "files-with-bucket", "--table", &table],
+        &bucket,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let left = keys(&s3, &bucket).await;
+    assert!(
+        !has(&left, &files[1]),
+        "the erased conversation's file is deleted: {left:?}"
+    );
+}

@@ -10,6 +10,9 @@
 //! started 4 KB, half for an eventually consistent one. Updated items and query results are
 //! taken as under 1 KB and 4 KB, true of this round's short messages.
 //!
+//! The same, exactly, for one agent message and for one attachment's round (ask, upload, send,
+//! read, download), step by step.
+//!
 //! `cargo test -p chat-aws --test aws_requests -- --nocapture`; with `CHAT_BENCH_OUT` set the
 //! figures also go to the table of `tests/bench`.
 
@@ -272,6 +275,7 @@ async fn requests_per_chat_round() {
     streamed_rounds().await;
     agent_message_round().await;
     keep_rounds().await;
+    attachment_round().await;
 }
 
 /// Counts, by operation, the AWS requests recorded since `start`.
@@ -356,6 +360,117 @@ async fn keep_rounds() {
         expected(&[("DynamoDB.GetItem", 1)]),
         "AWS requests of a resume"
     );
+}
+
+/// The requests one step of a round makes, by operation.
+async fn step<T>(what: &str, call: impl Future<Output = T>) -> (T, BTreeMap<String, usize>) {
+    let start = common::recorded().await.len();
+    let out = call.await;
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &common::recorded().await[start..] {
+        *counts.entry(common::operation(e)).or_insert(0) += 1;
+    }
+    println!("  {what:<40} {counts:?}");
+    (out, counts)
+}
+
+fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+}
+
+/// One attachment's round with one user connection: the ask (`POST …/attachments`), the
+/// browser's upload to the presigned URL, the send naming it (`POST …/messages`), a read of
+/// the history and the browser's download: the AWS requests of each, exactly. Presigning is
+/// local (no request); the upload and the download are the browser's own requests to S3. Run
+/// after the other rounds, in the same test (the recorder is shared).
+async fn attachment_round() {
+    let bucket = world::bucket(&common::sdk().await).await;
+    let w = world::world_with(None, &[("CHAT_ATTACHMENTS_BUCKET", &bucket)]).await;
+    let (sid, token) = w.session().await;
+    let _conn = w.connect(&sid, &token).await;
+    let bytes: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+    println!("AWS requests of one attachment round, by step:");
+    let mut ask = w.authed("session-read", &sid, &token);
+    let path = format!("/sessions/{sid}/attachments");
+    ask["rawPath"] = json!(path);
+    ask["requestContext"]["http"]["path"] = json!(path);
+    ask["body"] = json!(
+        json!({"name": "photo.png", "contentType": "image/png", "size": bytes.len()}).to_string()
+    );
+    let ((status, answer), asked) = step("ask (POST …/attachments)", w.http(ask)).await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, uploaded) = step(
+        "upload (the browser's PUT)",
+        world::upload(&answer, bytes.clone()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut send = w.authed("send-http", &sid, &token);
+    send["body"] = json!(
+        json!({"content": "", "attachments": [answer["attachmentId"]], "clientMessageId": "f-1"})
+            .to_string()
+    );
+    let ((status, sent), sending) = step("send (POST …/messages)", w.http(send)).await;
+    assert_eq!(status, 202, "{sent}");
+    let (history, read) = step("read (GET …/messages)", w.history(&sid, &token)).await;
+    let (fetched, downloaded) = step(
+        "download (the browser's GET)",
+        world::download_all(&json!(history), &bytes),
+    )
+    .await;
+    assert_eq!(fetched, 1);
+    for (what, c) in [
+        ("ask", &asked),
+        ("upload", &uploaded),
+        ("send", &sending),
+        ("read", &read),
+        ("download", &downloaded),
+    ] {
+        for (k, n) in c {
+            bench_report::report(
+                "AWS requests of one attachment round",
+                &format!("{what}: {k}"),
+                *n as f64,
+                None,
+                "requests",
+                "one user connection",
+            );
+        }
+    }
+    // The session read, its per-session ask bucket, the record written.
+    assert_eq!(
+        asked,
+        counts(&[
+            ("DynamoDB.GetItem", 1),
+            ("DynamoDB.PutItem", 1),
+            ("DynamoDB.UpdateItem", 1),
+        ]),
+        "the ask's requests"
+    );
+    assert_eq!(uploaded, counts(&[("S3.PutObject", 1)]), "the upload");
+    // A send's own requests, plus per file: a HeadObject, the records claimed in one
+    // transaction (beside the append's), the pending tag removed.
+    assert_eq!(
+        sending,
+        counts(&[
+            ("DynamoDB.GetItem", 3),
+            ("DynamoDB.Query", 1),
+            ("DynamoDB.TransactWriteItems", 2),
+            ("DynamoDB.UpdateItem", 1),
+            ("PostToConnection", 1),
+            ("S3.DeleteObjectTagging", 1),
+            ("S3.HeadObject", 1),
+            ("SQS.SendMessageBatch", 1),
+        ]),
+        "the send's requests"
+    );
+    // The page read; its download URL is signed locally.
+    assert_eq!(
+        read,
+        counts(&[("DynamoDB.Query", 1)]),
+        "the read's requests"
+    );
+    assert_eq!(downloaded, counts(&[("S3.GetObject", 1)]), "the download");
 }
 
 /// One agent message (`POST /agent/sessions/{id}/messages` with a `clientMessageId`) in a

@@ -10,7 +10,11 @@
 //! resources as IAM authorises them (TransactWriteItems by the action of each item it holds,
 //! SQS batch calls as their single forms, PostToConnection as `execute-api:ManageConnections`
 //! on `POST/@connections/<id>`, a Query on an index on the index's ARN, GetParameters on each
-//! parameter's ARN). The policies come from the template through `infra/template_resources.py`.
+//! parameter's ARN, S3 requests by method and subresource on the object's ARN). Presigning
+//! makes no request, yet a presigned URL works only as far as its signer's role is granted:
+//! every upload and download URL a function signs is used over HTTP inside that function's
+//! window, so its PutObject (with PutObjectTagging for the pending tag) and GetObject count as
+//! its calls. The policies come from the template through `infra/template_resources.py`.
 //! Both ways: a call no statement grants fails, and so does a granted action and resource that
 //! no call uses (the event source mapping's own SQS calls excepted, made by Lambda's poller with
 //! the function's role). Nothing here lists the calls: change the code, and this test tells what
@@ -63,12 +67,15 @@ struct Names {
     /// `<region>:<account>`, as in an ARN.
     region_account: String,
     stage: String,
+    /// The attachment bucket's name (the template's `AttachmentsBucket`).
+    bucket: String,
 }
 
 impl Names {
-    fn new(f: &common::Fresh, template: &Value) -> Self {
+    fn new(f: &common::Fresh, template: &Value, bucket: &str) -> Self {
         let p = &template["pseudo"];
         Self {
+            bucket: bucket.to_string(),
             table: f.table.clone(),
             queues: BTreeMap::from([
                 (f.queue_url.clone(), "DispatchQueue"),
@@ -82,6 +89,42 @@ impl Names {
             ),
             stage: template["webSocketStage"].as_str().unwrap().to_string(),
         }
+    }
+
+    /// An S3 request (path style, as the emulator is addressed: `/<bucket>/<key>?<query>`) as
+    /// IAM authorises it: `PutObject` (and `PutObjectTagging` when it carries tags, as a
+    /// presigned PUT signing `x-amz-tagging` does), `GetObject` for GET and HEAD,
+    /// `DeleteObject`, and the `?tagging` subresource as `Get|Put|DeleteObjectTagging`.
+    fn s3(&self, entry: &Value) -> Option<Vec<Call>> {
+        let url = reqwest::Url::parse(entry["url"].as_str()?).ok()?;
+        let path = url.path().strip_prefix('/')?;
+        let (bucket, key) = path.split_once('/')?;
+        if bucket != self.bucket {
+            return None;
+        }
+        let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let has = |name: &str| query.iter().any(|(k, _)| k == name);
+        let resource = format!("AttachmentsBucket/{key}");
+        let tagged = entry["headers"]
+            .as_object()
+            .is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case("x-amz-tagging")));
+        let method = entry["method"].as_str()?;
+        let actions: Vec<&str> = match (method, has("tagging")) {
+            ("PUT", false) if tagged => vec!["PutObject", "PutObjectTagging"],
+            ("PUT", false) => vec!["PutObject"],
+            ("GET" | "HEAD", false) => vec!["GetObject"],
+            ("DELETE", false) => vec!["DeleteObject"],
+            ("PUT", true) => vec!["PutObjectTagging"],
+            ("GET", true) => vec!["GetObjectTagging"],
+            ("DELETE", true) => vec!["DeleteObjectTagging"],
+            _ => panic!("an S3 request this test cannot map to IAM: {entry}"),
+        };
+        Some(
+            actions
+                .into_iter()
+                .map(|a| (format!("s3:{a}"), resource.clone()))
+                .collect(),
+        )
     }
 
     fn table(&self, name: &Value) -> String {
@@ -186,6 +229,9 @@ impl Names {
                 })
                 .collect(),
             _ => {
+                if let Some(calls) = self.s3(entry) {
+                    return calls;
+                }
                 let url = entry["url"].as_str().unwrap_or("");
                 let path = url.find("/@connections/").map(|i| &url[i..]);
                 match path {
@@ -581,6 +627,7 @@ static RECORDER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
     let _turn = RECORDER.lock().await;
     let f = common::fresh().await;
+    let bucket = world::bucket(&f.sdk).await;
     let secrets = put_secrets(&f.sdk).await;
     let param = |var: &str| secrets.iter().find(|(v, _)| *v == var).unwrap().1.clone();
     let with_ssm = template_with(&[
@@ -601,7 +648,7 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
     let endpoint = push_stub(gone.clone()).await;
     let (n8n, n8n_url) = world::World::fake_n8n().await;
     let mut rec = Recorder {
-        names: Names::new(&f, &with_ssm),
+        names: Names::new(&f, &with_ssm, &bucket),
         calls: BTreeMap::new(),
         gone,
     };
@@ -633,6 +680,11 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
         "dispatch",
         "agent",
     ] {
+        // The attachment bucket only where the template sets it.
+        let mut vars = vars.clone();
+        if !with_ssm["functions"][function]["environment"]["CHAT_ATTACHMENTS_BUCKET"].is_null() {
+            vars.insert("CHAT_ATTACHMENTS_BUCKET".into(), bucket.clone());
+        }
         let app = rec
             .run(
                 function,
@@ -937,6 +989,9 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
     // People in the loop (its own future: one this large overflows the test's stack).
     Box::pin(people_in_the_loop(&mut rec, &apps, &f, &n8n)).await;
 
+    // Attachments: an ask, the upload, a send, a read, a dispatch.
+    Box::pin(attachments_round(&mut rec, &apps, &f, &n8n, &bucket)).await;
+
     // disconnect: a known and an unknown connection.
     for id in [live.clone(), conn_id()] {
         let mut e = event("disconnect");
@@ -1000,6 +1055,153 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
             .any(|p| p.contains("connect: grants dynamodb:BatchWriteItem")),
         "{problems:?}"
     );
+    // And on the bucket: the presigned upload's tagging grant missing, a tag removal unused.
+    let mut narrowed = with_ssm.clone();
+    let statements = narrowed["functions"]["session"]["statements"]
+        .as_array_mut()
+        .unwrap();
+    let files = statements
+        .iter_mut()
+        .find(|s| s["sid"] == "Attachments")
+        .expect("the session function's attachment grants");
+    files["actions"] = json!(["s3:PutObject", "s3:GetObject", "s3:DeleteObjectTagging"]);
+    let problems = all_findings(&narrowed, &calls);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("session: calls s3:PutObjectTagging on AttachmentsBucket/")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p
+            .contains("session: grants s3:DeleteObjectTagging on AttachmentsBucket/attachments/*")),
+        "{problems:?}"
+    );
+}
+
+/// An attachment's whole way, each presigned URL used over real HTTP inside the window of the
+/// function that signed it (presigning makes no request; the URL works only as far as the
+/// signer's role is granted): the session function's ask and the upload to its URL, one asked
+/// for and never uploaded (its send refused after a HeadObject), the send (HeadObject, the
+/// pending tag removed, the answer's download URL fetched), a read of the history and its
+/// URL, and the dispatch to n8n with the URL n8n got fetched.
+async fn attachments_round(
+    rec: &mut Recorder,
+    apps: &Apps,
+    f: &common::Fresh,
+    n8n: &chat_testkit::fake_n8n::FakeN8n,
+    bucket: &str,
+) {
+    let (session, send, dispatch) = (apps.of("session"), apps.of("send"), apps.of("dispatch"));
+    let (sid, token) = {
+        let e = create_session_event("198.51.100.12", None);
+        let (s, b) = rec.run("session", http(session, e)).await;
+        assert_eq!(s, 201, "{b}");
+        (
+            b["sessionId"].as_str().unwrap().to_string(),
+            b["token"].as_str().unwrap().to_string(),
+        )
+    };
+    let bytes: Vec<u8> = (0..2048u32).map(|i| (i % 251) as u8).collect();
+    let ask = attachment_ask(&sid, &token, bytes.len());
+    let (s, answer) = rec
+        .run("session", async {
+            let (s, answer) = http(session, ask.clone()).await;
+            assert_eq!(s, 201, "{answer}");
+            assert_eq!(world::upload(&answer, bytes.clone()).await, 200, "uploaded");
+            (s, answer)
+        })
+        .await;
+    assert_eq!(s, 201);
+    let id = answer["attachmentId"].as_str().unwrap().to_string();
+    let (s, never) = rec.run("session", http(session, ask)).await;
+    assert_eq!(s, 201, "{never}");
+    let send_with = |ids: Value, cmid: &str| {
+        let mut e = authed("send-http", &sid, &token);
+        e["body"] =
+            json!(json!({"content": "", "attachments": ids, "clientMessageId": cmid}).to_string());
+        e
+    };
+    let (s, b) = rec
+        .run(
+            "send",
+            http(send, send_with(json!([never["attachmentId"]]), "iam-f0")),
+        )
+        .await;
+    assert_eq!(s, 400, "not uploaded: {b}");
+    let (s, b) = rec
+        .run("send", async {
+            let (s, b) = http(send, send_with(json!([id]), "iam-f1")).await;
+            assert_eq!(world::download_all(&b, &bytes).await, 1, "{b}");
+            (s, b)
+        })
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let (s, b) = rec
+        .run("session", async {
+            let (s, b) = http(session, authed("session-history", &sid, &token)).await;
+            assert_eq!(world::download_all(&b, &bytes).await, 1, "{b}");
+            (s, b)
+        })
+        .await;
+    assert_eq!(s, 200, "{b}");
+    // dispatch: n8n gets the message with its URL (and in `attachments`).
+    *n8n.status.lock().unwrap() = 200;
+    *n8n.answer.lock().unwrap() =
+        chat_testkit::fake_n8n::Answer::Body(br#"{"output":"Got your file"}"#.to_vec());
+    let mut batch = receive_jobs(f, queue_depth(f).await).await;
+    batch.records.retain(|r| {
+        let job: Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+        job["sessionId"] == sid.as_str() && job.get("kind").is_none()
+    });
+    assert_eq!(
+        batch.records.len(),
+        1,
+        "the delivery of the message with the file"
+    );
+    rec.run("dispatch", async {
+        let out = Box::pin(handlers::dispatch(dispatch, batch)).await;
+        assert!(out.batch_item_failures.is_empty());
+        let got = n8n.received.lock().unwrap().last().cloned().unwrap();
+        assert!(world::download_all(&got, &bytes).await >= 2, "{got}");
+    })
+    .await;
+    // The guest erases its conversation (DELETE /sessions/{id}): its file goes too.
+    let erase = agent_event(
+        "session-get",
+        &token,
+        "DELETE",
+        &format!("/sessions/{sid}"),
+        None,
+    );
+    let (s, b) = rec.run("session", http(session, erase)).await;
+    assert_eq!(s, 204, "{b}");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&f.sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let listed = s3.list_objects_v2().bucket(bucket).send().await.unwrap();
+    assert!(
+        !listed
+            .contents()
+            .iter()
+            .any(|o| o.key().is_some_and(|k| k.contains(&id))),
+        "the file is deleted with its conversation"
+    );
+}
+
+/// `POST /sessions/{sid}/attachments` for a PNG of `size` bytes.
+fn attachment_ask(sid: &str, token: &str, size: usize) -> Value {
+    let mut e = authed("session-read", sid, token);
+    let path = format!("/sessions/{sid}/attachments");
+    e["rawPath"] = json!(path);
+    e["requestContext"]["http"]["path"] = json!(path);
+    e["routeKey"] = json!("POST /sessions/{id}/attachments");
+    e["requestContext"]["routeKey"] = json!("POST /sessions/{id}/attachments");
+    e["body"] =
+        json!(json!({"name": "photo.png", "contentType": "image/png", "size": size}).to_string());
+    e
 }
 
 /// The scenario of people in the loop: agents' sockets, the agent function's routes, typing,
@@ -1092,7 +1294,8 @@ async fn people_in_the_loop(
     );
     let (s, b) = rec.run("agent", http(agent, say)).await;
     assert_eq!(s, 202, "{b}");
-    // The agent edits its message, deletes it, and reads the changes since a time.
+    // The agent edits its message and reads the changes since a time (it deletes one with a
+    // file below).
     let path = format!(
         "/agent/sessions/{sa}/messages/{}",
         b["message"]["id"].as_str().unwrap()
@@ -1106,9 +1309,6 @@ async fn people_in_the_loop(
     );
     let (s, b) = rec.run("agent", http(agent, e)).await;
     assert_eq!(s, 200, "{b}");
-    let e = agent_event("agent-message", &alex, "DELETE", &path, None);
-    let (s, b) = rec.run("agent", http(agent, e)).await;
-    assert_eq!(s, 200, "{b}");
     let path = format!("/agent/sessions/{sa}/messages?updatedAfter=0");
     let e = agent_event("agent-message", &alex, "GET", &path, None);
     let (s, b) = rec.run("agent", http(agent, e)).await;
@@ -1116,6 +1316,63 @@ async fn people_in_the_loop(
         (s, b["messages"].as_array().map(Vec::len)),
         (200, Some(1)),
         "{b}"
+    );
+    // Alex attaches a file: the ask and the upload, the message taking it, its URL read.
+    let bytes = b"%PDF-1.4 a small file".to_vec();
+    let ask = agent_event(
+        "agent-message",
+        &alex,
+        "POST",
+        &format!("/agent/sessions/{sa}/attachments"),
+        Some(json!({"name": "terms.pdf", "contentType": "application/pdf", "size": bytes.len()})),
+    );
+    let answer = rec
+        .run("agent", async {
+            let (s, answer) = http(agent, ask).await;
+            assert_eq!(s, 201, "{answer}");
+            assert_eq!(world::upload(&answer, bytes.clone()).await, 200, "uploaded");
+            answer
+        })
+        .await;
+    let say = agent_event(
+        "agent-message",
+        &alex,
+        "POST",
+        &format!("/agent/sessions/{sa}/messages"),
+        Some(
+            json!({"content": "The terms", "attachments": [answer["attachmentId"]],
+                    "clientMessageId": "iam-a2"}),
+        ),
+    );
+    let (s, b) = rec.run("agent", http(agent, say)).await;
+    assert_eq!(s, 202, "{b}");
+    let read = agent_event(
+        "agent-session",
+        &alex,
+        "GET",
+        &format!("/agent/sessions/{sa}/messages"),
+        None,
+    );
+    rec.run("agent", async {
+        let (s, b) = http(agent, read).await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(world::download_all(&b, &bytes).await, 1, "{b}");
+    })
+    .await;
+    // Alex deletes the message with the file: the file goes too (DeleteObject).
+    let with_file = b["message"]["id"].as_str().unwrap().to_string();
+    let e = agent_event(
+        "agent-message",
+        &alex,
+        "DELETE",
+        &format!("/agent/sessions/{sa}/messages/{with_file}"),
+        None,
+    );
+    let (s, gone) = rec.run("agent", http(agent, e)).await;
+    assert_eq!(
+        (s, gone["message"]["deleted"].as_bool()),
+        (200, Some(true)),
+        "{gone}"
     );
     let canned = |method: &str, path: &str, body: Option<Value>| {
         agent_event("agent-canned-create", &alex, method, path, body)
@@ -1276,7 +1533,7 @@ async fn the_session_start_grant_follows_its_parameter() {
     let on = template_with(&[("N8nSessionStart", "true")]);
     let off = template_with(&[]);
     let mut rec = Recorder {
-        names: Names::new(&f, &on),
+        names: Names::new(&f, &on, "no-bucket"),
         calls: BTreeMap::new(),
         gone: Arc::new(Mutex::new(Vec::new())),
     };

@@ -1,7 +1,8 @@
 //! What `template.yaml` deploys, beyond what the linters check: API throttling on both stages
 //! with route settings that can deploy, reserved concurrency only when asked for, and the
 //! functions' secret variables in both modes (plain values, or SSM parameter names that a
-//! function started from the template's own environment reads). Read through
+//! function started from the template's own environment reads), and the attachment bucket
+//! held to the code's object keys, pending tag and upload headers. Read through
 //! `infra/template_resources.py`, which evaluates the template's conditions for given
 //! parameter values.
 
@@ -476,4 +477,147 @@ fn every_alarm_tells_the_topic_when_one_is_given_and_none_without() {
             "{name}: no traffic is no alarm"
         );
     }
+}
+
+/// The attachment bucket as the code needs it and no wider: private (every public access
+/// blocked, ACLs off), encrypted with S3's own key, kept with the stack's data; its one
+/// lifecycle rule expires exactly the code's pending tag under the code's key prefix after a
+/// day; its CORS lets the browser send exactly the headers the code's presigned upload asks
+/// for, from the HTTP API's origins; and the bucket's name reaches exactly the functions that
+/// hold S3 grants, each grant on the objects under that prefix.
+#[tokio::test]
+async fn the_attachment_bucket_is_private_and_forgets_unsent_files() {
+    use chat_aws::s3::{PENDING_TAG, S3Files, object_key};
+    use chat_core::attachments::{Attachment, Files};
+    use chat_core::model::{AttachmentId, SessionId};
+    use serde_json::json;
+
+    let t = template_with(&[]);
+    let buckets = t["buckets"].as_object().unwrap();
+    assert_eq!(buckets.len(), 1, "one bucket");
+    let b = &buckets["AttachmentsBucket"];
+    for block in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(
+            b["PublicAccessBlockConfiguration"][block],
+            json!(true),
+            "{block}"
+        );
+    }
+    assert_eq!(
+        b["OwnershipControls"]["Rules"],
+        json!([{"ObjectOwnership": "BucketOwnerEnforced"}])
+    );
+    assert_eq!(
+        b["BucketEncryption"]["ServerSideEncryptionConfiguration"],
+        json!([{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}])
+    );
+    assert_eq!(
+        b["DeletionPolicy"], "Retain",
+        "sent files outlive the stack"
+    );
+
+    // The lifecycle rule: the code's tag, under the code's keys, after a day.
+    let (tag_key, tag_value) = PENDING_TAG.split_once('=').unwrap();
+    let key = object_key(&SessionId::new(), &AttachmentId::new());
+    let rules = b["LifecycleConfiguration"]["Rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    let rule = &rules[0];
+    assert_eq!(rule["Status"], "Enabled");
+    assert_eq!(rule["ExpirationInDays"].as_f64(), Some(1.0), "{rule}");
+    assert_eq!(
+        rule["TagFilters"],
+        json!([{"Key": tag_key, "Value": tag_value}])
+    );
+    let prefix = rule["Prefix"].as_str().unwrap();
+    assert!(key.starts_with(prefix), "{key} under {prefix}");
+
+    // CORS: the upload's headers (signed locally: no request), from the HTTP API's origins.
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "AKIDEXAMPLE",
+            "offline",
+            None,
+            None,
+            "test",
+        ))
+        .build();
+    let files = S3Files::new(aws_sdk_s3::Client::from_conf(conf), "bucket");
+    let now = chat_core::ports::Clock::now_ms(&chat_core::ports::SystemClock);
+    let a = Attachment {
+        id: AttachmentId::new(),
+        session_id: SessionId::new(),
+        name: "a.png".into(),
+        content_type: "image/png".into(),
+        size: 10,
+        created_at: now,
+        expires_at: now + 3_600_000,
+        message_id: None,
+    };
+    let target = files.upload_target(&a, now + 900_000).await.unwrap();
+    let mut sent: Vec<String> = target.headers.keys().map(|k| k.to_lowercase()).collect();
+    sent.sort();
+    let rules = b["CorsConfiguration"]["CorsRules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    let cors = &rules[0];
+    let mut allowed: Vec<String> = cors["AllowedHeaders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_lowercase())
+        .collect();
+    allowed.sort();
+    assert_eq!(allowed, sent, "exactly the headers the upload sends");
+    let mut methods: Vec<&str> = cors["AllowedMethods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    methods.sort();
+    assert_eq!(methods, ["GET", "PUT"]);
+    assert_eq!(
+        cors["AllowedOrigins"], t["httpCors"]["AllowOrigins"],
+        "the origins the HTTP API allows"
+    );
+
+    // The name where the grants are, the grants on the attachments' keys.
+    for (name, f) in t["functions"].as_object().unwrap() {
+        let s3: Vec<&Value> = f["statements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s["actions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a.as_str().unwrap().starts_with("s3:"))
+            })
+            .collect();
+        let var = &f["environment"]["CHAT_ATTACHMENTS_BUCKET"];
+        assert_eq!(
+            !s3.is_empty(),
+            !var.is_null(),
+            "{name}: the bucket's name exactly where S3 is granted"
+        );
+        assert!(var.is_null() || var == "AttachmentsBucket", "{name}: {var}");
+        for s in s3 {
+            assert_eq!(
+                s["resources"],
+                json!([format!("AttachmentsBucket/{prefix}*")]),
+                "{name}"
+            );
+        }
+    }
+    assert!(
+        t["environment"]["CHAT_ATTACHMENTS_BUCKET"].is_null(),
+        "not in every function's environment"
+    );
 }

@@ -1,6 +1,6 @@
 /**
  * The chat backend's stack, resource for resource what template.yaml deploys with SAM: the
- * table, the dispatch queue and its dead-letter queue with the alarm, the seven Rust Lambdas
+ * table, the attachment bucket, the dispatch queue and its dead-letter queue with the alarm, the seven Rust Lambdas
  * (arm64, provided.al2023) with their least-privilege policies and log groups, the HTTP API
  * and the WebSocket API with their routes and stage throttling, and the outputs.
  * tests/cdk-check synthesizes it and compares it with template.yaml after the SAM transform,
@@ -32,6 +32,7 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { declareConditions, declareParameters, declareRules, ParameterName } from './parameters';
@@ -71,7 +72,7 @@ interface FunctionSpec {
 
 const DESCRIPTION =
   'chat-backend: a chat backend whose replies come from an n8n workflow. Seven Rust Lambdas (arm64, provided.al2023), ' +
-  'one DynamoDB table, an SQS queue with a dead-letter queue, an HTTP API and a WebSocket API. ' +
+  'one DynamoDB table, an S3 bucket of attachments, an SQS queue with a dead-letter queue, an HTTP API and a WebSocket API. ' +
   'Deployed with the CDK app in infra/cdk.';
 
 export class ChatStack extends Stack {
@@ -127,6 +128,32 @@ export class ChatStack extends Stack {
       partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'changedAt', type: dynamodb.AttributeType.NUMBER },
       projectionType: dynamodb.ProjectionType.ALL,
+    });
+
+    // The attachments: the files users and agents send, under attachments/<sessionId>/<id>.
+    // Browsers upload with presigned PUTs and download with presigned GETs (signed by the
+    // functions' roles, so those grant PutObject and GetObject); nothing is public. An upload
+    // carries the tag chat-pending=1 (signed into its URL) until a message takes it; objects
+    // still tagged a day later go by the lifecycle rule (the record's own hour makes them
+    // unusable first). Sent files stay, like the table, beyond the stack.
+    const attachmentsBucket = new s3.Bucket(this, 'AttachmentsBucket', {
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      lifecycleRules: [
+        { id: 'ExpireUnsentAttachments', prefix: 'attachments/', tagFilters: { 'chat-pending': '1' }, expiration: Duration.days(1) },
+      ],
+      // The browser's upload (PUT with the signed Content-Type and x-amz-tagging) and a
+      // script's download (GET), from the origins the HTTP API allows.
+      cors: [
+        {
+          allowedOrigins: ['*'],
+          allowedMethods: [s3.HttpMethods.PUT, s3.HttpMethods.GET],
+          allowedHeaders: ['content-type', 'x-amz-tagging'],
+          maxAge: 600,
+        },
+      ],
+      removalPolicy: RemovalPolicy.RETAIN,
     });
 
     // ----- dispatch queue -------------------------------------------------------------------
@@ -262,6 +289,17 @@ export class ChatStack extends Stack {
     // The dispatch queue: a user message for n8n, or the handoff timeout's delayed job
     // (HandoffTimeoutMs set).
     const enqueue = new iam.PolicyStatement({ sid: 'Enqueue', actions: ['sqs:SendMessage'], resources: [queue.queueArn] });
+    // The attachments' objects: each function gets the S3 actions its code uses (presigning
+    // an upload is PutObject with PutObjectTagging for the tag; a download or HeadObject is
+    // GetObject; a message taking a file removes its tag).
+    const attachments = (...actions: string[]) =>
+      new iam.PolicyStatement({
+        sid: 'Attachments',
+        actions: actions.map((a) => `s3:${a}`),
+        resources: [attachmentsBucket.arnForObjects('attachments/*')],
+      });
+    // The attachment bucket: only the functions that sign its URLs or read it.
+    const bucketVariable = { CHAT_ATTACHMENTS_BUCKET: attachmentsBucket.bucketName };
     const push = new iam.PolicyStatement({
       sid: 'Push',
       actions: ['execute-api:ManageConnections'],
@@ -273,10 +311,11 @@ export class ChatStack extends Stack {
         id: 'SessionFunction',
         binary: 'session',
         description:
-          "HTTP: POST /sessions, GET /sessions/{id}, GET|PATCH|DELETE …/messages[/{messageId}], POST /sessions/{id}/read; a user's conversations: GET /sessions, POST /sessions/{id}/resume, DELETE /sessions/{id}, GET /me/export, DELETE /me",
+          "HTTP: POST /sessions, GET /sessions/{id}, GET|PATCH|DELETE …/messages[/{messageId}], POST …/read, POST …/attachments; a user's conversations: GET /sessions, POST …/resume, DELETE /sessions/{id}, GET /me/export, DELETE /me",
+        environment: bucketVariable,
         reservedConcurrency: 'SessionReservedConcurrency',
         // BatchWriteItem: an erasure deletes a session's items 25 at a time; DeleteConnection
-        // closes its sockets.
+        // closes its sockets; DeleteObject deletes its files.
         statements: [
           tableStatement(...allTableActions, 'BatchWriteItem'),
           new iam.PolicyStatement({
@@ -285,6 +324,7 @@ export class ChatStack extends Stack {
             resources: [`${table.tableArn}/index/byUser`],
           }),
           messageIndexes,
+          attachments('PutObject', 'PutObjectTagging', 'GetObject', 'DeleteObject'),
           new iam.PolicyStatement({
             sid: 'Push',
             actions: ['execute-api:ManageConnections'],
@@ -300,9 +340,16 @@ export class ChatStack extends Stack {
         binary: 'send',
         description:
           "HTTP: POST /sessions/{id}/messages; WebSocket: sendMessage, typing, read, ping, $default (the user's handoff, agents' typing and status)",
+        environment: bucketVariable,
         reservedConcurrency: 'SendReservedConcurrency',
         // The agents list (an agent's status frame).
-        statements: [tableStatement(...allTableActions), inboxIndexes('byActivity'), enqueue, push],
+        statements: [
+          tableStatement(...allTableActions),
+          inboxIndexes('byActivity'),
+          enqueue,
+          attachments('GetObject', 'DeleteObjectTagging'),
+          push,
+        ],
       },
       {
         id: 'WebhookFunction',
@@ -337,7 +384,7 @@ export class ChatStack extends Stack {
         // bills the time used, not this limit.
         timeout: Duration.seconds(900),
         // Only the function that calls n8n gets its credentials. Empty means unset.
-        environment: { CHAT_N8N_AUTH_HEADER: p.N8nAuthHeader.valueAsString },
+        environment: { CHAT_N8N_AUTH_HEADER: p.N8nAuthHeader.valueAsString, ...bucketVariable },
         reservedConcurrency: 'DispatchReservedConcurrency',
         statements: [
           tableStatement(...allTableActions),
@@ -350,6 +397,8 @@ export class ChatStack extends Stack {
             resources: [queue.queueArn],
           }),
           enqueue,
+          // The download URLs in what n8n is sent.
+          attachments('GetObject'),
           push,
         ],
       },
@@ -357,12 +406,15 @@ export class ChatStack extends Stack {
         id: 'AgentFunction',
         binary: 'agent',
         description: "HTTP: the agents' routes (/agent/*) and POST /sessions/{id}/handoff",
+        environment: bucketVariable,
         reservedConcurrency: 'AgentReservedConcurrency',
         statements: [
           tableStatement(...allTableActions),
           inboxIndexes('byWaiting', 'byActivity', 'byHolder'),
           messageIndexes,
           enqueue,
+          // DeleteObject: the files of a message the agent deletes.
+          attachments('PutObject', 'PutObjectTagging', 'GetObject', 'DeleteObjectTagging', 'DeleteObject'),
           push,
         ],
       },
@@ -691,6 +743,10 @@ export class ChatStack extends Stack {
     new CfnOutput(this, 'DlqUrl', {
       description: 'The dead-letter queue (messages n8n never accepted; the DeadLetterAlarm watches it)',
       value: deadLetterQueue.queueUrl,
+    });
+    new CfnOutput(this, 'AttachmentsBucketName', {
+      description: 'The S3 bucket of attachments (CHAT_ATTACHMENTS_BUCKET); unsent uploads go after a day, sent ones stay',
+      value: attachmentsBucket.bucketName,
     });
     new CfnOutput(this, 'DashboardUrl', {
       description: 'The CloudWatch dashboard of this stack',

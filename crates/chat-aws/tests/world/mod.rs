@@ -343,3 +343,55 @@ pub async fn gone_endpoint() -> String {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     url
 }
+
+/// A fresh attachment bucket on the emulator (addressed by path, as the app addresses it).
+pub async fn bucket(sdk: &aws_config::SdkConfig) -> String {
+    let conf = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(true)
+        .build();
+    let name = format!("files-{}", ulid::Ulid::new().to_string().to_lowercase());
+    aws_sdk_s3::Client::from_conf(conf)
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("bucket created");
+    name
+}
+
+/// Every presigned S3 URL (a string with `X-Amz-Signature`) anywhere in `v`.
+pub fn presigned_urls(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) if s.contains("X-Amz-Signature=") => vec![s.clone()],
+        Value::Array(a) => a.iter().flat_map(presigned_urls).collect(),
+        Value::Object(o) => o.values().flat_map(presigned_urls).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Downloads each presigned URL in `v` over HTTP, as a browser would: each must answer 200
+/// with `expect` bytes. Returns how many were fetched.
+pub async fn download_all(v: &Value, expect: &[u8]) -> usize {
+    let urls = presigned_urls(v);
+    for url in &urls {
+        let r = reqwest::get(url).await.expect("the emulator answers");
+        assert_eq!(r.status(), 200, "GET {url}");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), expect, "GET {url}");
+    }
+    urls.len()
+}
+
+/// Uploads `body` to an answer's `uploadUrl` with exactly its `uploadHeaders`, as the browser
+/// does: the HTTP status.
+pub async fn upload(answer: &Value, body: Vec<u8>) -> u16 {
+    let mut req = reqwest::Client::new().put(answer["uploadUrl"].as_str().expect("an uploadUrl"));
+    for (k, v) in answer["uploadHeaders"].as_object().expect("uploadHeaders") {
+        req = req.header(k, v.as_str().unwrap());
+    }
+    req.body(body)
+        .send()
+        .await
+        .expect("the emulator answers")
+        .status()
+        .as_u16()
+}

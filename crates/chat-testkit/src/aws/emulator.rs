@@ -271,9 +271,37 @@ pub async fn recorded() -> Vec<Value> {
         .collect()
 }
 
+/// The S3 operation of a recorded request to an attachment object (path style:
+/// `/<bucket>/attachments/...`), by its method and `?tagging` subresource.
+fn s3_operation(entry: &Value) -> Option<&'static str> {
+    let url = entry["url"].as_str()?;
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let path = path.split_once("://").map_or(path, |(_, rest)| rest);
+    let mut segments = path.split('/').skip(2);
+    if segments.next() != Some("attachments") {
+        return None;
+    }
+    let tagging = query
+        .split('&')
+        .any(|p| p == "tagging" || p.starts_with("tagging="));
+    Some(match (entry["method"].as_str()?, tagging) {
+        ("PUT", false) => "S3.PutObject",
+        ("HEAD", _) => "S3.HeadObject",
+        ("GET", false) => "S3.GetObject",
+        ("DELETE", false) => "S3.DeleteObject",
+        ("PUT", true) => "S3.PutObjectTagging",
+        ("GET", true) => "S3.GetObjectTagging",
+        ("DELETE", true) => "S3.DeleteObjectTagging",
+        _ => return None,
+    })
+}
+
 /// The operation of a recorded request: `DynamoDB.GetItem`, `SQS.SendMessage`,
-/// `PostToConnection`, `DeleteConnection`, ...
+/// `PostToConnection`, `DeleteConnection`, `S3.PutObject`, ...
 pub fn operation(entry: &Value) -> String {
+    if let Some(op) = s3_operation(entry) {
+        return op.to_string();
+    }
     let headers = entry["headers"].as_object().cloned().unwrap_or_default();
     let target = headers
         .iter()
