@@ -69,6 +69,13 @@ export interface ChatMessage {
   streaming?: boolean;
   /** While streaming: the `index` of the last delta applied. */
   streamIndex?: number;
+  /** When it last changed: `createdAt`, or its last edit or deletion. */
+  updatedAt?: string;
+  /** When its sender last edited it. */
+  editedAt?: string;
+  /** A tombstone: its sender deleted it (`content` is empty). */
+  deleted?: boolean;
+  deletedAt?: string;
   /** Files sent with the message. Stored messages carry a download `url` for each (valid
    * about an hour, minted whenever the message is read or pushed); an unsent one has none yet. */
   attachments?: ChatAttachment[];
@@ -215,6 +222,9 @@ export interface ChatClientOptions {
    * session is created only when they have none, or by `newConversation()`. Default true.
    */
   resumeLatest?: boolean;
+  /** How long after sending the user may edit or delete a message (the server's
+   * `CHAT_EDIT_WINDOW_S`); `canChange` offers it only within. Default 5 minutes. */
+  editWindowMs?: number;
 }
 
 export interface ChatClientEvents {
@@ -325,6 +335,13 @@ export class ChatClient {
   /** Opens one of the user's conversations here (`POST /sessions/{id}/resume`: a fresh token
    * for this device): its history loads and the socket connects (`reset` follows). */
   resumeConversation(sessionId: string): Promise<void>;
+  /** Edits one of the user's own messages (`PATCH …/messages/{id}`, within the edit window:
+   * else a ChatApiError 409); resolves to the stored message, already in `messages`. */
+  editMessage(messageId: string, content: string): Promise<ChatMessage>;
+  /** Deletes one of the user's own messages: it stays as a tombstone (`deleted: true`). */
+  deleteMessage(messageId: string): Promise<ChatMessage>;
+  /** Whether `message` may still be edited or deleted here (see `canChange`). */
+  canChange(message: ChatMessage): boolean;
 }
 
 // ----- pure helpers (exported for tests and custom clients) ---------------------------------
@@ -332,7 +349,7 @@ export class ChatClient {
 export const DEFAULTS: Readonly<Required<Pick<ChatClientOptions,
   'backoffBaseMs' | 'backoffMaxMs' | 'backoffJitter' | 'pingIntervalMs' | 'pongTimeoutMs' |
   'maxConnectionAgeMs' | 'ackTimeoutMs' | 'typingRepeatMs' | 'typingIdleMs' |
-  'sessionRenewMarginMs' | 'pageSize' | 'resumeLatest'>>>;
+  'sessionRenewMarginMs' | 'pageSize' | 'resumeLatest' | 'editWindowMs'>>>;
 
 /** In [cap * (1 - jitter), cap], cap = min(maxMs, baseMs * 2^attempt). */
 export function backoffDelay(
@@ -373,6 +390,9 @@ export function suggestionsOf(
   opts?: { max?: number; maxChars?: number },
 ): string[];
 export function advanceCursor(cursor: number, seqs: Iterable<number>): number;
+/** Whether the user may still edit or delete `message`: their own stored message, not a
+ * tombstone, sent less than `windowMs` before `now`. */
+export function canChange(message: Partial<ChatMessage> | null | undefined, now: number, windowMs: number): boolean;
 export function hasGap(cursor: number, seq: number): boolean;
 
 export interface PendingSend {

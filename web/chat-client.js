@@ -10,8 +10,8 @@
 // expired or the server refuses it; a signed-in user with none stored here gets their most
 // recent conversation resumed), connects the WebSocket, reconnects with exponential
 // backoff and jitter, pings to stay under idle timeouts, reconnects before the connection age
-// limit (make-before-break), catches up with `GET …/messages?after=<seq>` on every (re)connect,
-// dedupes by id, and sends with a `clientMessageId`: shown at once, settled on `ack`, re-sent
+// limit (make-before-break), catches up with `GET …/messages?after=<seq>` on every (re)connect
+// (and with `?updatedAfter=` for edits and deletions missed), dedupes by id, and sends with a `clientMessageId`: shown at once, settled on `ack`, re-sent
 // after a reconnect if never acknowledged (the server is idempotent on it). A reply that is
 // streamed (`delta` frames) is held as a message marked `streaming` with its text so far, and
 // replaced by the stored reply (the `message` with the same id). It knows who answers the
@@ -41,6 +41,7 @@ import {
   advanceCursor,
   applyDelta,
   backoffDelay,
+  canChange,
   clearStreams,
   createTypingDebouncer,
   furthestStatus,
@@ -221,6 +222,8 @@ export class ChatClient {
     this._cursor = 0;
     // newConversation() asked for a session of its own: the next one is created, not resumed.
     this._wantNew = false;
+    // The newest `updatedAt` seen (ms): a reconnect asks for the changes since then.
+    this._seenUpdatedAt = 0;
     // The replies a delta arrived for since the current socket opened (null once its
     // catch-up is done): a stream not among them after a reconnect will not finish here.
     /** @type {Set<string> | null} */
@@ -608,6 +611,47 @@ export class ChatClient {
     return this.start();
   }
 
+  /**
+   * Edits one of the user's own messages; resolves to the stored message.
+   * @param {string} messageId
+   * @param {string} content
+   * @returns {Promise<ChatMessage>}
+   */
+  async editMessage(messageId, content) {
+    return this._changeMessage('PATCH', messageId, { content });
+  }
+
+  /**
+   * Deletes one of the user's own messages (a tombstone stays in its place).
+   * @param {string} messageId
+   * @returns {Promise<ChatMessage>}
+   */
+  async deleteMessage(messageId) {
+    return this._changeMessage('DELETE', messageId, undefined);
+  }
+
+  /**
+   * @param {ChatMessage} message
+   * @returns {boolean}
+   */
+  canChange(message) {
+    return canChange(message, Date.now(), this.options.editWindowMs);
+  }
+
+  /**
+   * @param {'PATCH' | 'DELETE'} method
+   * @param {string} messageId
+   * @param {unknown} body
+   * @returns {Promise<ChatMessage>}
+   */
+  async _changeMessage(method, messageId, body) {
+    const id = this.sessionId;
+    if (!id) throw new ChatApiError(404, 'not_found', 'no session yet');
+    const r = await this._http(method, `/sessions/${encodeURIComponent(id)}/messages/${encodeURIComponent(messageId)}`, body);
+    if (this.sessionId === id && r?.message) this._merge([r.message]);
+    return r.message;
+  }
+
   /** The app JWT's Authorization header; a user's own routes need one. */
   async _appAuth() {
     const authToken = await this._authToken();
@@ -680,6 +724,7 @@ export class ChatClient {
       this._known = new Set();
       this._earlyStatus = new Map();
       this._cursor = 0;
+      this._seenUpdatedAt = 0;
       this._readUpTo = 0;
       this._loaded = false;
       this._hasOlder = undefined;
@@ -730,6 +775,8 @@ export class ChatClient {
   /** Loads what was missed: the first time the latest page, then every page after the cursor. */
   async _catchUp() {
     const id = /** @type {Session} */ (this._session).sessionId; // _ensureSession ran first
+    // Taken before the pages below: a message they bring may be newer than a change missed.
+    const changedSince = this._loaded ? this._seenUpdatedAt : 0;
     if (!this._loaded) {
       const first = await this._http('GET', `/sessions/${id}`);
       if (this._session?.sessionId !== id) return;
@@ -753,6 +800,16 @@ export class ChatClient {
       this._cursor = Math.max(this._cursor, top);
       this._cursor = advanceCursor(this._cursor, this._known);
       if (!page.hasMore || page.messages.length === 0) break;
+    }
+    // Edits and deletions made while away (the first load has every message as it is now).
+    let since = changedSince;
+    for (let guard = 0; since > 0 && guard < 1000; guard++) {
+      const page = await this._http('GET', `/sessions/${id}/messages?updatedAfter=${since}&limit=${this.options.pageSize}`);
+      if (this._session?.sessionId !== id) return;
+      this._merge(page.messages);
+      const last = Date.parse(page.messages.at(-1)?.updatedAt ?? '');
+      if (!page.hasMore || !Number.isFinite(last) || last <= since) break;
+      since = last;
     }
   }
 
@@ -1124,6 +1181,10 @@ export class ChatClient {
     const said = modeFromMessages(full);
     if (said && said.seq > this._infoSeq) this._setInfo(said.info, said.seq);
     for (const m of full) if (m.seq != null) this._known.add(m.seq);
+    for (const m of full) {
+      const at = Date.parse(m.updatedAt ?? '');
+      if (Number.isFinite(at) && at > this._seenUpdatedAt) this._seenUpdatedAt = at;
+    }
     this._cursor = advanceCursor(this._cursor, this._known);
     const settled = settleFromMessages(this._pending, full.filter((m) => m.seq != null));
     if (settled !== this._pending) {

@@ -41,7 +41,25 @@ export const DEFAULTS = Object.freeze({
   sessionRenewMarginMs: 60_000,
   pageSize: 100,
   resumeLatest: true, // a signed-in user on a device with no session opens their latest conversation
+  editWindowMs: 300_000, // the server's CHAT_EDIT_WINDOW_S, for offering edit and delete
 });
+
+// What an edit or a deletion changes: a version older than the one held keeps these as held.
+const CHANGED_FIELDS = /** @type {const} */ (['content', 'data', 'metadata', 'updatedAt', 'editedAt', 'deleted', 'deletedAt']);
+
+/**
+ * Whether the user may still edit or delete `message` here: their own stored message, not a
+ * tombstone, sent less than `windowMs` before `now` (the server decides: 409 past its window).
+ * @param {Partial<ChatMessage> | null | undefined} message
+ * @param {number} now
+ * @param {number} windowMs
+ * @returns {boolean}
+ */
+export function canChange(message, now, windowMs) {
+  if (!message || message.role !== 'user' || message.seq == null || message.deleted || message.pending) return false;
+  const at = Date.parse(message.createdAt ?? '');
+  return Number.isFinite(at) && now - at < windowMs;
+}
 
 /**
  * Delay before reconnect attempt `attempt` (0-based): exponential, capped, with jitter.
@@ -133,7 +151,18 @@ export function mergeMessage(list, incoming) {
     next.splice(at, 0, stored);
     return { list: next, message: stored, added: false, changed: true };
   }
-  const merged = /** @type {ChatMessage} */ ({ ...old, ...incoming, status: furthestStatus(old.status, incoming.status) });
+  // A version older than the one held (an edit pushed before a catch-up page that still had
+  // the text before it) changes only the status; a deletion drops what the tombstone lacks.
+  const held = Date.parse(old.updatedAt ?? '');
+  const stale = incoming.content !== undefined && Date.parse(incoming.updatedAt ?? '') < held;
+  /** @type {Partial<ChatMessage>} */
+  const update = { ...incoming };
+  if (stale) for (const k of CHANGED_FIELDS) delete update[k];
+  const merged = /** @type {ChatMessage} */ ({ ...old, ...update, status: furthestStatus(old.status, incoming.status) });
+  if (!stale && incoming.deleted) {
+    if (incoming.data === undefined) delete merged.data;
+    if (incoming.metadata === undefined) delete merged.metadata;
+  }
   if (incoming.seq != null || old.seq != null) delete merged.localOrder;
   if (incoming.pending === undefined && incoming.seq != null) delete merged.pending;
   delete merged.error;

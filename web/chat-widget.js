@@ -31,6 +31,8 @@
 // or data URL, so no Content-Security-Policy has to allow one), removable until sent. Sent and
 // received attachments show in the messages: images inline (their alt text is the file's
 // name), other files as download links with name and size (chat-markdown.js renders both).
+// The user's own recent messages offer Edit (an inline editor: Enter saves, Escape cancels) and
+// Delete; edited messages say so, deleted ones stay as "Message deleted".
 // tests/browser/run type-checks it (tsc --checkJs) against chat-client.d.ts, as a user of it.
 
 import {
@@ -167,6 +169,16 @@ form[hidden] { display: none; }
 .meta .status[data-status="failed"] { color: #dc2626; font-weight: 600; }
 .retry { font: inherit; font-size: 11px; border: 1px solid #dc2626; color: #dc2626; background: transparent;
   border-radius: 6px; padding: 1px 6px; cursor: pointer; }
+.change { font: inherit; font-size: 11px; border: 0; background: transparent; color: var(--muted); padding: 1px 2px;
+  cursor: pointer; text-decoration: underline; }
+.change:hover, .change:focus-visible { color: var(--accent); }
+.edited { font-style: italic; }
+.msg.deleted .bubble { background: transparent; color: var(--muted); border: 1px dashed var(--line); font-style: italic; }
+.edit-form { display: flex; flex-direction: column; gap: 4px; align-items: flex-end; }
+.edit-form textarea { font: inherit; width: 240px; max-width: 100%; min-height: 48px; border: 1px solid var(--line);
+  border-radius: 8px; padding: 6px 8px; resize: vertical; }
+.edit-form .row { display: flex; gap: 6px; }
+.edit-note { font-size: 11px; color: #dc2626; }
 .typing { height: 22px; padding: 0 16px; color: var(--muted); font-size: 13px; display: flex; align-items: center; gap: 6px; }
 .typing[hidden] { visibility: hidden; display: flex; }
 .typing i { width: 6px; height: 6px; border-radius: 50%; background: var(--muted); display: inline-block; animation: blink 1.2s infinite; }
@@ -415,7 +427,10 @@ export function mountChatWidget(options = {}) {
     // Download URLs are minted anew on every read: a new one alone does not rebuild the row
     // (an image would load again), it only replaces the links' href.
     const files = (m.attachments ?? []).map((a) => [a.id, a.name, a.contentType, a.size, !!a.url]);
-    const sig = JSON.stringify([m.id, m.seq, m.type, m.role, m.name, m.status, m.content, m.pending, m.error, m.data, m.retried, m.streaming, files]);
+    const changeable = client.canChange(m);
+    const sig = JSON.stringify([m.id, m.seq, m.type, m.role, m.name, m.status, m.content, m.pending, m.error, m.data, m.retried, m.streaming, files, m.editedAt, m.deleted, changeable]);
+    // A message being edited keeps its editor until saved or cancelled.
+    if (li._editing) return fresh;
     if (li._sig === sig) {
       refreshLinks(li, m);
       return fresh;
@@ -424,7 +439,7 @@ export function mountChatWidget(options = {}) {
     const type = m.type || 'text';
     // A plain system message (a change of who answers, a welcome) is a centered notice.
     const notice = m.role === 'system' && type === 'text';
-    li.className = `msg ${m.role} t-${type}${m.streaming ? ' streaming' : ''}${notice ? ' notice' : ''}`;
+    li.className = `msg ${m.role} t-${type}${m.streaming ? ' streaming' : ''}${notice ? ' notice' : ''}${m.deleted ? ' deleted' : ''}`;
     // A reply being written is hidden from screen readers (the log would read every delta);
     // the stored reply replaces its content and is announced once.
     if (m.streaming) {
@@ -445,8 +460,10 @@ export function mountChatWidget(options = {}) {
     if (m.name) li.dataset.name = m.name;
     else delete li.dataset.name;
     const bubble = el('div', { class: 'bubble' });
-    if (label) bubble.append(el('div', { class: 'kind', text: label }));
-    if (m.role === 'assistant' || m.role === 'agent') {
+    if (label && !m.deleted) bubble.append(el('div', { class: 'kind', text: label }));
+    if (m.deleted) {
+      bubble.append(el('div', { class: 'text', text: 'Message deleted' }));
+    } else if (m.role === 'assistant' || m.role === 'agent') {
       const text = el('div', { class: 'text md' });
       text.append(renderMarkdown(m.content ?? '', { headingOffset: 2 }));
       if (m.streaming) caretHost(text).append(el('span', { class: 'caret', 'aria-hidden': 'true' }));
@@ -486,13 +503,88 @@ export function mountChatWidget(options = {}) {
       } else if (m.status === 'failed') {
         status.textContent = 'Not answered (sent again)';
       }
+      if (m.editedAt && !m.deleted) meta.append(el('span', { class: 'edited', text: 'edited' }));
+      if (changeable) {
+        const edit = el('button', { class: 'change edit', type: 'button', text: 'Edit', 'aria-label': `Edit your message: ${m.content}` });
+        edit.addEventListener('click', () => startEdit(/** @type {HTMLLIElement} */ (li), m));
+        const del = el('button', { class: 'change delete', type: 'button', text: 'Delete', 'aria-label': `Delete your message: ${m.content}` });
+        del.addEventListener('click', () => changeMessage(/** @type {HTMLLIElement} */ (li), () => client.deleteMessage(m.id)));
+        meta.append(edit, del);
+      }
       parts.push(meta);
     } else {
       const time = m.createdAt ? new Date(m.createdAt) : null;
-      if (time && !Number.isNaN(time.getTime())) parts.push(el('div', { class: 'meta', text: time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) }));
+      const meta = el('div', { class: 'meta' });
+      if (time && !Number.isNaN(time.getTime())) meta.append(time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
+      if (m.editedAt && !m.deleted) meta.append(el('span', { class: 'edited', text: 'edited' }));
+      if (meta.childNodes.length) parts.push(meta);
     }
     li.replaceChildren(...parts);
     return fresh;
+  }
+
+  /**
+   * Runs an edit or a deletion; a refusal (e.g. past the edit window) shows under the message.
+   * @param {HTMLLIElement & { _editing?: boolean, _sig?: string }} li
+   * @param {() => Promise<unknown>} change
+   */
+  async function changeMessage(li, change) {
+    try {
+      await change();
+      li._editing = false;
+      li._sig = '';
+      renderAll();
+      input.focus();
+    } catch (e) {
+      console.warn('chat-widget: could not change the message', e);
+      li._editing = false;
+      li._sig = '';
+      renderAll();
+      const why = /** @type {any} */ (e)?.status === 409 ? 'This message can no longer be changed.' : 'Could not change the message.';
+      li.append(el('div', { class: 'edit-note', role: 'status', text: why }));
+    }
+  }
+
+  /**
+   * Replaces a message's text with an editor (Enter saves, Escape cancels).
+   * @param {HTMLLIElement & { _editing?: boolean, _sig?: string }} li
+   * @param {ChatMessage} m
+   */
+  function startEdit(li, m) {
+    li._editing = true;
+    const area = /** @type {HTMLTextAreaElement} */ (el('textarea', { class: 'edit-input', 'aria-label': 'Edit your message' }));
+    area.value = m.content;
+    const save = el('button', { class: 'change save', type: 'button', text: 'Save' });
+    const cancel = el('button', { class: 'change cancel', type: 'button', text: 'Cancel' });
+    const stop = () => {
+      li._editing = false;
+      li._sig = '';
+      renderAll();
+      input.focus();
+    };
+    const commit = () => {
+      const text = area.value.trim();
+      if (!text || text === m.content) return stop();
+      save.disabled = true;
+      changeMessage(li, () => client.editMessage(m.id, text));
+    };
+    save.addEventListener('click', commit);
+    cancel.addEventListener('click', stop);
+    area.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        commit();
+      } else if (e.key === 'Escape') {
+        e.preventDefault();
+        e.stopPropagation(); // cancels the edit, not the panel
+        stop();
+      }
+    });
+    const form = el('div', { class: 'edit-form' }, area, el('div', { class: 'row' }, save, cancel));
+    li.querySelector('.bubble')?.replaceWith(form);
+    li.querySelector('.meta')?.remove();
+    area.focus();
+    area.select();
   }
 
   /**

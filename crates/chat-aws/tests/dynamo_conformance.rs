@@ -90,6 +90,7 @@ async fn every_item_carries_its_ttl() {
         attachments: Vec::new(),
         idempotency_key: Some("client#c".into()),
         name: None,
+        agent_id: None,
         open_only: false,
     };
     store.append_message(m).await.unwrap();
@@ -281,6 +282,7 @@ async fn activity_past_the_headroom_moves_every_items_ttl() {
         client_message_id: Some(key.into()),
         idempotency_key: Some(format!("client#{key}")),
         name: None,
+        agent_id: None,
         open_only: false,
         attachments: Vec::new(),
     };

@@ -800,6 +800,43 @@ async fn every_function_policy_grants_exactly_the_calls_its_code_makes() {
     assert_eq!(s, 202, "{b}");
     let (s, _) = rec.run("send", http(send, post)).await;
     assert_eq!(s, 202, "an idempotent repeat");
+    // An edit of that message (the session function: the message found by its id, one
+    // conditional update, the change pushed; a delete makes the same calls, and is the agent's
+    // below: this message must still be dispatched), then the changes since a time.
+    let mid = b["message"]["id"].as_str().unwrap().to_string();
+    let change = |method: &str, path: String, body: Option<Value>| {
+        let mut e = authed("session-get", &sid, &token);
+        e["rawPath"] = json!(path);
+        e["requestContext"]["http"]["path"] = json!(path);
+        e["requestContext"]["http"]["method"] = json!(method);
+        if let Some(b) = body {
+            e["body"] = json!(b.to_string());
+        }
+        e
+    };
+    let path = format!("/sessions/{sid}/messages/{mid}");
+    let (s, b) = rec
+        .run(
+            "session",
+            http(
+                session,
+                change("PATCH", path, Some(json!({"content": "hello!"}))),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (s, b["message"]["content"].as_str()),
+        (200, Some("hello!")),
+        "{b}"
+    );
+    let mut e = change("GET", format!("/sessions/{sid}/messages"), None);
+    e["rawQueryString"] = json!("updatedAfter=0");
+    let (s, b) = rec.run("session", http(session, e)).await;
+    assert_eq!(
+        (s, b["messages"][0]["id"].as_str()),
+        (200, Some(mid.as_str())),
+        "{b}"
+    );
     // send over the WebSocket: every action, a bad frame, an unknown connection.
     let g = gone_conn();
     rec.run("connect", ws(connect, connect_as(&g), "connect"))
@@ -1257,6 +1294,29 @@ async fn people_in_the_loop(
     );
     let (s, b) = rec.run("agent", http(agent, say)).await;
     assert_eq!(s, 202, "{b}");
+    // The agent edits its message and reads the changes since a time (it deletes one with a
+    // file below).
+    let path = format!(
+        "/agent/sessions/{sa}/messages/{}",
+        b["message"]["id"].as_str().unwrap()
+    );
+    let e = agent_event(
+        "agent-message",
+        &alex,
+        "PATCH",
+        &path,
+        Some(json!({"content": "Alex, here"})),
+    );
+    let (s, b) = rec.run("agent", http(agent, e)).await;
+    assert_eq!(s, 200, "{b}");
+    let path = format!("/agent/sessions/{sa}/messages?updatedAfter=0");
+    let e = agent_event("agent-message", &alex, "GET", &path, None);
+    let (s, b) = rec.run("agent", http(agent, e)).await;
+    assert_eq!(
+        (s, b["messages"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{b}"
+    );
     // Alex attaches a file: the ask and the upload, the message taking it, its URL read.
     let bytes = b"%PDF-1.4 a small file".to_vec();
     let ask = agent_event(
@@ -1299,6 +1359,21 @@ async fn people_in_the_loop(
         assert_eq!(world::download_all(&b, &bytes).await, 1, "{b}");
     })
     .await;
+    // Alex deletes the message with the file: the file goes too (DeleteObject).
+    let with_file = b["message"]["id"].as_str().unwrap().to_string();
+    let e = agent_event(
+        "agent-message",
+        &alex,
+        "DELETE",
+        &format!("/agent/sessions/{sa}/messages/{with_file}"),
+        None,
+    );
+    let (s, gone) = rec.run("agent", http(agent, e)).await;
+    assert_eq!(
+        (s, gone["message"]["deleted"].as_bool()),
+        (200, Some(true)),
+        "{gone}"
+    );
     let canned = |method: &str, path: &str, body: Option<Value>| {
         agent_event("agent-canned-create", &alex, method, path, body)
     };

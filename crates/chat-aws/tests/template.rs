@@ -267,7 +267,8 @@ async fn the_template_routes_are_the_routers_routes() {
         let path = path
             .replace("{id}", "01JD9N0V8019F5A42YAM85WN8G")
             .replace("{action}", "claim")
-            .replace("{cid}", "01JD9N0V8019F5A42YAM85WN8H");
+            .replace("{cid}", "01JD9N0V8019F5A42YAM85WN8H")
+            .replace("{messageId}", "01JD9N0V8019F5A42YAM85WN8J");
         let (status, body) = call(method, &path).await;
         assert!(
             !body.contains(r#""code":"not_found","message":"no such route""#) && status != 405,

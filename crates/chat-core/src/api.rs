@@ -7,8 +7,9 @@
 
 use crate::attachments::AttachmentInput;
 use crate::error::ErrorCode;
-use crate::model::{AgentRef, CannedReply, Message, PageQuery, SessionSummary, SessionView};
-use crate::service::{AgentSendInput, CannedInput, ChatService, SendInput, SessionRef};
+use crate::model::{AgentRef, CannedReply, Message, MessageChange, SessionSummary, SessionView};
+use crate::service::{AgentSendInput, CannedInput, ChatService, Editor, SendInput, SessionRef};
+use crate::validate::HistoryQuery;
 use crate::{ChatError, token, validate};
 use serde::{Deserialize, Serialize};
 
@@ -126,7 +127,8 @@ pub async fn get_session(svc: &ChatService, id: &str, authorization: Option<&str
     Response::from_result(200, r.await)
 }
 
-/// `GET /sessions/{id}/messages?after=&before=&limit=`.
+/// `GET /sessions/{id}/messages?after=&before=&limit=`, or `?updatedAfter=&limit=` for the
+/// messages edited or deleted since then.
 pub async fn list_messages(
     svc: &ChatService,
     id: &str,
@@ -135,8 +137,12 @@ pub async fn list_messages(
 ) -> Response {
     let r = async {
         let claims = svc.authorize(token::bearer(authorization), id)?;
-        let q: PageQuery = validate::history_query(query, &svc.config().limits)?;
-        let mut page = svc.history(&claims, q).await?;
+        let mut page = match validate::history_or_changes(query, &svc.config().limits)? {
+            HistoryQuery::Page(q) => svc.history(&claims, q).await?,
+            HistoryQuery::Changed { after, limit } => {
+                svc.changed_messages(&claims.sid, after, limit).await?
+            }
+        };
         svc.mint_urls(&mut page.messages).await;
         Ok(MessagesBody {
             messages: page.messages,
@@ -194,6 +200,68 @@ pub async fn agent_create_attachment(
         svc.agent_create_attachment(&agent, id, input).await
     };
     Response::from_result(201, r.await)
+}
+
+/// The body of an edit: `{content}`, nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditBody {
+    content: String,
+}
+
+/// An edit (`PATCH`, a body `{content}`) or a deletion (`DELETE`, no body needed).
+fn change_of(
+    edit: bool,
+    body: &[u8],
+    limits: &crate::config::Limits,
+) -> Result<MessageChange, ChatError> {
+    validate::body_size(body.len(), limits)?;
+    if !edit {
+        return Ok(MessageChange::Delete);
+    }
+    let b: EditBody = validate::parse_json(body)?;
+    Ok(MessageChange::Edit(b.content))
+}
+
+/// `PATCH /sessions/{id}/messages/{messageId}` with `{content}` (`edit`), or `DELETE` of it:
+/// the user's own message, within the edit window; 200 `{message}`.
+pub async fn change_message(
+    svc: &ChatService,
+    id: &str,
+    message_id: &str,
+    edit: bool,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Response {
+    let r = async {
+        let claims = svc.authorize(token::bearer(authorization), id)?;
+        let change = change_of(edit, body, &svc.config().limits)?;
+        let message = svc
+            .change_own_message(Editor::User, &claims.sid, message_id, change)
+            .await?;
+        Ok(MessageBody { message })
+    };
+    Response::from_result(200, r.await)
+}
+
+/// `PATCH|DELETE /agent/sessions/{id}/messages/{messageId}`: the agent's own message.
+pub async fn agent_change_message(
+    svc: &ChatService,
+    id: &str,
+    message_id: &str,
+    edit: bool,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Response {
+    let r = async {
+        let agent = svc.agent(authorization).await?;
+        let change = change_of(edit, body, &svc.config().limits)?;
+        let message = svc
+            .change_own_message(Editor::Agent(&agent), &id.parse()?, message_id, change)
+            .await?;
+        Ok(MessageBody { message })
+    };
+    Response::from_result(200, r.await)
 }
 
 /// `POST /sessions/{id}/read` with `{upTo}`.
@@ -378,7 +446,7 @@ pub async fn agent_session(svc: &ChatService, id: &str, authorization: Option<&s
     Response::from_result(200, r.await)
 }
 
-/// `GET /agent/sessions/{id}/messages?after=&before=&limit=`.
+/// `GET /agent/sessions/{id}/messages?after=&before=&limit=` (or `?updatedAfter=&limit=`).
 pub async fn agent_messages(
     svc: &ChatService,
     id: &str,
@@ -387,8 +455,12 @@ pub async fn agent_messages(
 ) -> Response {
     let r = async {
         svc.agent(authorization).await?;
-        let q = validate::history_query(query, &svc.config().limits)?;
-        let mut page = svc.agent_history(id, q).await?;
+        let mut page = match validate::history_or_changes(query, &svc.config().limits)? {
+            HistoryQuery::Page(q) => svc.agent_history(id, q).await?,
+            HistoryQuery::Changed { after, limit } => {
+                svc.changed_messages(&id.parse()?, after, limit).await?
+            }
+        };
         svc.mint_urls(&mut page.messages).await;
         Ok(MessagesBody {
             messages: page.messages,

@@ -68,6 +68,9 @@ pub struct Limits {
     pub user_retention: Duration,
     /// How many earlier messages go to n8n as `history`.
     pub history_for_agent: u32,
+    /// How long after sending its sender may edit or delete a message
+    /// (`CHAT_EDIT_WINDOW_S`; 0: never).
+    pub edit_window: Duration,
 }
 
 impl Default for Limits {
@@ -87,6 +90,7 @@ impl Default for Limits {
             guest_retention: Duration::from_secs(30 * DAY_SECS),
             user_retention: Duration::from_secs(365 * DAY_SECS),
             history_for_agent: 20,
+            edit_window: Duration::from_secs(300),
         }
     }
 }
@@ -247,6 +251,13 @@ impl Config {
             user_retention: Duration::from_secs(
                 num(env, "CHAT_RETENTION_DAYS_USER", 365, 7, 36_500)? * DAY_SECS,
             ),
+            edit_window: Duration::from_secs(num(
+                env,
+                "CHAT_EDIT_WINDOW_S",
+                d.edit_window.as_secs(),
+                0,
+                7 * DAY_SECS,
+            )?),
             ..d
         };
         let dispatch = DispatchConfig {
@@ -424,6 +435,19 @@ mod tests {
         assert!(c.auth_jwt_secret.is_none());
         assert_eq!(c.limits.guest_retention, Duration::from_secs(30 * DAY_SECS));
         assert_eq!(c.limits.user_retention, Duration::from_secs(365 * DAY_SECS));
+        assert_eq!(c.limits.edit_window, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn the_edit_window_is_read_in_seconds() {
+        let c = cfg(&[("CHAT_EDIT_WINDOW_S", "0")]).unwrap();
+        assert_eq!(c.limits.edit_window, Duration::ZERO);
+        let c = cfg(&[("CHAT_EDIT_WINDOW_S", "3600")]).unwrap();
+        assert_eq!(c.limits.edit_window, Duration::from_secs(3600));
+        for v in ["-1", "five minutes", "604801"] {
+            let e = cfg(&[("CHAT_EDIT_WINDOW_S", v)]).unwrap_err().to_string();
+            assert!(e.contains("CHAT_EDIT_WINDOW_S"), "{e}");
+        }
     }
 
     #[test]

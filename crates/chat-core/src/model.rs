@@ -27,6 +27,13 @@ fn ser_time<S: Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&rfc3339(*ms))
 }
 
+fn ser_opt_time<S: Serializer>(ms: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&rfc3339(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
 macro_rules! ulid_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
@@ -258,6 +265,76 @@ pub struct Message {
     /// The files it carries (user and agent messages only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<AttachmentMeta>,
+    /// When it last changed: `created_at`, or its last edit or its deletion.
+    #[serde(serialize_with = "ser_time")]
+    pub updated_at: Millis,
+    /// When its sender last edited it.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_time"
+    )]
+    pub edited_at: Option<Millis>,
+    /// A tombstone: its sender deleted it (content emptied, `id` and `seq` kept).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_time"
+    )]
+    pub deleted_at: Option<Millis>,
+    /// The agent who wrote an `agent` message (only they may edit or delete it). Kept by the
+    /// stores, never on the wire.
+    #[serde(skip)]
+    pub agent_id: Option<String>,
+}
+
+/// An edit or a deletion of a message by its sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageChange {
+    /// New content; sets `edited_at`.
+    Edit(String),
+    /// Makes a tombstone: content (and data, metadata, attachments) emptied, `deleted`,
+    /// `deleted_at`.
+    Delete,
+}
+
+impl Message {
+    /// Sets the times of changes read back from a store: `edited_at`, `deleted_at` (which
+    /// makes it a tombstone) and `updated_at` (the latest of them, else `created_at`).
+    pub fn with_changes(mut self, edited_at: Option<Millis>, deleted_at: Option<Millis>) -> Self {
+        self.edited_at = edited_at;
+        self.deleted_at = deleted_at;
+        self.deleted = deleted_at.is_some();
+        self.updated_at = self
+            .created_at
+            .max(edited_at.unwrap_or(Millis::MIN))
+            .max(deleted_at.unwrap_or(Millis::MIN));
+        self
+    }
+
+    /// Whether it was edited or deleted (what `?updatedAfter=` lists).
+    pub fn changed(&self) -> bool {
+        self.edited_at.is_some() || self.deleted
+    }
+
+    /// Applies `change` made at `at`: the one rule every store follows.
+    pub fn apply(&mut self, change: &MessageChange, at: Millis) {
+        match change {
+            MessageChange::Edit(content) => {
+                self.content.clone_from(content);
+                self.edited_at = Some(at);
+            }
+            MessageChange::Delete => {
+                self.content.clear();
+                self.data = None;
+                self.metadata = None;
+                self.attachments.clear();
+                self.deleted = true;
+                self.deleted_at = Some(at);
+            }
+        }
+        self.updated_at = self.updated_at.max(at);
+    }
 }
 
 /// A message about to be appended; the store assigns its `seq`.
@@ -276,6 +353,8 @@ pub struct NewMessage {
     pub created_at: Millis,
     pub reply_to: Option<MessageId>,
     pub client_message_id: Option<String>,
+    /// The agent who writes an `agent` message (see [`Message::agent_id`]).
+    pub agent_id: Option<String>,
     /// The files it carries, stored with it (without URLs).
     pub attachments: Vec<AttachmentMeta>,
     /// Only into a session that is not `closed`: a user message to a closed session is not
@@ -303,6 +382,11 @@ impl NewMessage {
             created_at: self.created_at,
             reply_to: self.reply_to,
             client_message_id: self.client_message_id,
+            updated_at: self.created_at,
+            edited_at: None,
+            deleted: false,
+            deleted_at: None,
+            agent_id: self.agent_id,
             attachments: self.attachments,
         }
     }
@@ -386,13 +470,6 @@ pub struct SessionView {
         serialize_with = "ser_opt_time"
     )]
     pub waiting_since: Option<Millis>,
-}
-
-fn ser_opt_time<S: Serializer>(ms: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
-    match ms {
-        Some(ms) => s.serialize_str(&rfc3339(*ms)),
-        None => s.serialize_none(),
-    }
 }
 
 impl SessionView {
@@ -755,6 +832,7 @@ mod tests {
             created_at: 0,
             reply_to: None,
             client_message_id: None,
+            agent_id: None,
             attachments: Vec::new(),
             open_only: false,
             idempotency_key: None,

@@ -6,8 +6,8 @@
 //! conformance suite checks them.
 
 use crate::model::{
-    AgentConnection, CannedReply, Connection, DispatchJob, InboxQuery, Message, MessageId,
-    MessageStatus, Millis, ModeState, NewMessage, Page, PageQuery, Session, SessionId,
+    AgentConnection, CannedReply, Connection, DispatchJob, InboxQuery, Message, MessageChange,
+    MessageId, MessageStatus, Millis, ModeState, NewMessage, Page, PageQuery, Session, SessionId,
 };
 use async_trait::async_trait;
 
@@ -203,6 +203,28 @@ pub trait Store: Send + Sync {
         limit: u32,
         now: Millis,
     ) -> Result<Vec<Session>, StoreError>;
+
+    /// Applies `change` (an edit or a deletion, [`Message::apply`]) made at `at` to `message`
+    /// (found by its session, id and `seq`, as [`Store::advance_status`] finds it), keeping
+    /// its `id` and `seq`, and records it where [`Store::list_changed`] finds it. Returns the
+    /// changed message; `None` when that session has no message with that id and seq, or it
+    /// is already a tombstone (nothing written).
+    async fn change_message(
+        &self,
+        message: &Message,
+        change: &MessageChange,
+        at: Millis,
+    ) -> Result<Option<Message>, StoreError>;
+
+    /// The messages of `session` edited or deleted after `after` (their `updated_at >
+    /// after`), oldest change first (then by `seq`), at most `limit`; `has_more` when more
+    /// follow. An index of changed messages only (sparse): never a scan of the session.
+    async fn list_changed(
+        &self,
+        session: &SessionId,
+        after: Millis,
+        limit: u32,
+    ) -> Result<Page, StoreError>;
 
     /// Erases a session and everything stored of it, expired or not: its messages,
     /// connections, idempotency records and its entries in every index (the user's list,

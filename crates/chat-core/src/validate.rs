@@ -7,7 +7,7 @@
 use crate::ChatError;
 use crate::config::Limits;
 use crate::error::ErrorCode;
-use crate::model::PageQuery;
+use crate::model::{Millis, PageQuery};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -106,6 +106,49 @@ pub fn body_size(len: usize, limits: &Limits) -> Result<(), ChatError> {
         )));
     }
     Ok(())
+}
+
+/// A history request: a page by `seq`, or the messages changed after a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryQuery {
+    Page(PageQuery),
+    /// `?updatedAfter=<RFC 3339 or Unix ms>&limit=`: edits and deletions since then.
+    Changed {
+        after: Millis,
+        limit: u32,
+    },
+}
+
+/// Parses a history request: `after`, `before` and `limit`, or `updatedAfter` and `limit`
+/// (`updatedAfter` with `after` or `before` is refused).
+pub fn history_or_changes(raw: Option<&str>, limits: &Limits) -> Result<HistoryQuery, ChatError> {
+    let page = history_query(raw, limits)?;
+    let Some((_, v)) =
+        form_urlencoded::parse(raw.unwrap_or("").as_bytes()).find(|(k, _)| k == "updatedAfter")
+    else {
+        return Ok(HistoryQuery::Page(page));
+    };
+    if page.after.is_some() || page.before.is_some() {
+        return Err(ChatError::invalid(
+            ErrorCode::InvalidQuery,
+            "updatedAfter cannot be combined with after or before",
+        ));
+    }
+    let after = match v.parse::<Millis>() {
+        Ok(ms) if ms >= 0 => ms,
+        _ => time::OffsetDateTime::parse(&v, &time::format_description::well_known::Rfc3339)
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as Millis)
+            .map_err(|_| {
+                ChatError::invalid(
+                    ErrorCode::InvalidQuery,
+                    "updatedAfter must be an RFC 3339 time or Unix milliseconds",
+                )
+            })?,
+    };
+    Ok(HistoryQuery::Changed {
+        after,
+        limit: page.limit,
+    })
 }
 
 /// Parses `after`, `before` and `limit` of a history request.

@@ -5,8 +5,8 @@
 
 use async_trait::async_trait;
 use chat_core::model::{
-    Connection, Message, MessageId, MessageStatus, Millis, NewMessage, Page, PageQuery, Session,
-    SessionId,
+    Connection, Message, MessageChange, MessageId, MessageStatus, Millis, NewMessage, Page,
+    PageQuery, Session, SessionId,
 };
 use chat_core::ports::{Appended, Store, StoreError};
 use chat_core::rate::{Limiter, MemoryLimiter, Rate};
@@ -58,6 +58,10 @@ enum Fault {
     UserSessionsOldestFirst,
     /// `erase_session` forgets the session but leaves its messages, keys and connections.
     EraseOnlyTheSession,
+    /// A tombstone can be edited back to life.
+    TombstoneEditable,
+    /// Changes come in `seq` order, not by update time.
+    ChangesBySeq,
 }
 
 /// A [`MemoryStore`] with one fault.
@@ -317,6 +321,40 @@ impl Store for Faulty {
         Ok(v)
     }
 
+    async fn change_message(
+        &self,
+        message: &Message,
+        change: &MessageChange,
+        at: Millis,
+    ) -> Result<Option<Message>, StoreError> {
+        if let (Fault::TombstoneEditable, MessageChange::Edit(content)) = (self.fault, change)
+            && let Some(m) = self
+                .inner
+                .get_message(&message.session_id, &message.id)
+                .await?
+            && m.deleted
+        {
+            let mut m = m;
+            m.deleted = false;
+            m.content.clone_from(content);
+            return Ok(Some(m));
+        }
+        self.inner.change_message(message, change, at).await
+    }
+
+    async fn list_changed(
+        &self,
+        session: &SessionId,
+        after: Millis,
+        limit: u32,
+    ) -> Result<Page, StoreError> {
+        let mut p = self.inner.list_changed(session, after, limit).await?;
+        if let Fault::ChangesBySeq = self.fault {
+            p.messages.sort_by_key(|m| m.seq);
+        }
+        Ok(p)
+    }
+
     async fn erase_session(&self, id: &SessionId) -> Result<bool, StoreError> {
         if let Fault::EraseOnlyTheSession = self.fault {
             // Hides the session (as if its row went) and keeps everything else.
@@ -420,6 +458,11 @@ async fn the_suite_catches_broken_stores_and_names_the_check() {
             Fault::EraseOnlyTheSession,
             "erase_session_removes_everything_of_it",
         ),
+        (
+            Fault::TombstoneEditable,
+            "edits_and_deletes_keep_id_and_seq",
+        ),
+        (Fault::ChangesBySeq, "changes_are_listed_by_update_time"),
     ];
     for (fault, check) in cases {
         let text = failure_of(fault).await;

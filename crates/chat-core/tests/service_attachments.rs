@@ -483,3 +483,66 @@ async fn a_sent_file_is_kept_as_long_as_its_conversation_then_erased_with_it() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn deleting_a_message_deletes_its_files_and_an_edit_keeps_them_with_fresh_urls() {
+    let h = H::new();
+    let s = h.session().await;
+    let keep = uploaded(&h, &s, "keep.txt", "text/plain", b"k").await;
+    let gone = uploaded(&h, &s, "gone.png", "image/png", b"png").await;
+    let r = post(
+        &h,
+        &s,
+        json!({"content": "two files", "attachments": [keep]}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let edited_id = json_of(&r)["message"]["id"].as_str().unwrap().to_string();
+    let r = post(&h, &s, json!({"content": "", "attachments": [gone]})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let deleted_id = json_of(&r)["message"]["id"].as_str().unwrap().to_string();
+
+    let path = |id: &str| (s.path(), id.to_string());
+    let (sid, mid) = path(&edited_id);
+    let r = api::change_message(
+        &h.svc,
+        &sid,
+        &mid,
+        true,
+        Some(&s.bearer()),
+        br#"{"content":"one file"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let m = json_of(&r)["message"].clone();
+    assert_eq!(m["attachments"][0]["id"], keep, "an edit keeps the files");
+    assert!(
+        m["attachments"][0]["url"].is_string(),
+        "with a download URL: {m}"
+    );
+
+    let (sid, mid) = path(&deleted_id);
+    let r = api::change_message(&h.svc, &sid, &mid, false, Some(&s.bearer()), b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let m = json_of(&r)["message"].clone();
+    assert_eq!(m["deleted"], true);
+    assert!(
+        m.get("attachments").is_none(),
+        "the tombstone carries none: {m}"
+    );
+    assert_eq!(
+        h.files.deleted(),
+        vec![gone.parse::<AttachmentId>().unwrap()]
+    );
+    assert!(
+        h.attachments
+            .get_attachment(&gone.parse().unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        h.files.bytes(&keep.parse().unwrap()).is_some(),
+        "the other file stays"
+    );
+}

@@ -406,6 +406,24 @@ impl Store for SlowFirstAppend {
     async fn erase_session(&self, id: &SessionId) -> Result<bool, chat_core::ports::StoreError> {
         self.inner.erase_session(id).await
     }
+
+    async fn change_message(
+        &self,
+        message: &Message,
+        change: &chat_core::model::MessageChange,
+        at: Millis,
+    ) -> Result<Option<Message>, chat_core::ports::StoreError> {
+        self.inner.change_message(message, change, at).await
+    }
+
+    async fn list_changed(
+        &self,
+        session: &SessionId,
+        after: Millis,
+        limit: u32,
+    ) -> Result<chat_core::model::Page, chat_core::ports::StoreError> {
+        self.inner.list_changed(session, after, limit).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

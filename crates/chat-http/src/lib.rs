@@ -23,9 +23,9 @@ use chat_core::{ChatError, api};
 use std::time::Duration;
 
 /// Every route of the HTTP API, as `METHOD /path` with `{id}` for the session id (`{action}`
-/// for an agent's change of a session, `{cid}` for a canned reply id): the same text as API
-/// Gateway's route keys in `template.yaml`.
-pub const ROUTES: [&str; 25] = [
+/// for an agent's change of a session, `{cid}` for a canned reply id, `{messageId}` for a
+/// message): the same text as API Gateway's route keys in `template.yaml`.
+pub const ROUTES: [&str; 29] = [
     "POST /sessions",
     "GET /sessions/{id}",
     "GET /sessions/{id}/messages",
@@ -51,6 +51,10 @@ pub const ROUTES: [&str; 25] = [
     "DELETE /sessions/{id}",
     "GET /me/export",
     "DELETE /me",
+    "PATCH /sessions/{id}/messages/{messageId}",
+    "DELETE /sessions/{id}/messages/{messageId}",
+    "PATCH /agent/sessions/{id}/messages/{messageId}",
+    "DELETE /agent/sessions/{id}/messages/{messageId}",
 ];
 
 /// The caller's address, put on each request by the host (anonymous callers are rate-limited
@@ -95,6 +99,10 @@ pub fn router(service: ChatService, options: Options) -> Router {
             "/sessions/{id}/messages",
             get(list_messages).post(post_message),
         )
+        .route(
+            "/sessions/{id}/messages/{messageId}",
+            axum::routing::patch(edit_message).delete(delete_message),
+        )
         .route("/sessions/{id}/read", post(mark_read))
         .route("/sessions/{id}/attachments", post(create_attachment))
         .route("/webhook", get(health).post(webhook))
@@ -105,6 +113,10 @@ pub fn router(service: ChatService, options: Options) -> Router {
         .route(
             "/agent/sessions/{id}/messages",
             get(agent_messages).post(agent_post_message),
+        )
+        .route(
+            "/agent/sessions/{id}/messages/{messageId}",
+            axum::routing::patch(agent_edit_message).delete(agent_delete_message),
         )
         .route("/agent/sessions/{id}/{action}", post(agent_change))
         .route("/agent/canned", get(agent_canned).post(agent_create_canned))
@@ -263,6 +275,55 @@ async fn post_message(
 ) -> Response {
     let auth = header(&headers, "authorization");
     reply(api::post_message(&s.service, &session_id(id), auth, &body).await)
+}
+
+/// A session id and a message id from the path (empty when missing: the API answers 404).
+fn message_path(path: Result<Path<(String, String)>, PathRejection>) -> (String, String) {
+    path.map(|Path(p)| p).unwrap_or_default()
+}
+
+async fn edit_message(
+    State(s): State<ApiState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Response {
+    let (id, mid) = message_path(path);
+    let auth = header(&headers, "authorization");
+    reply(api::change_message(&s.service, &id, &mid, true, auth, &body).await)
+}
+
+async fn delete_message(
+    State(s): State<ApiState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Response {
+    let (id, mid) = message_path(path);
+    let auth = header(&headers, "authorization");
+    reply(api::change_message(&s.service, &id, &mid, false, auth, &body).await)
+}
+
+async fn agent_edit_message(
+    State(s): State<ApiState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Response {
+    let (id, mid) = message_path(path);
+    let auth = header(&headers, "authorization");
+    reply(api::agent_change_message(&s.service, &id, &mid, true, auth, &body).await)
+}
+
+async fn agent_delete_message(
+    State(s): State<ApiState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Response {
+    let (id, mid) = message_path(path);
+    let auth = header(&headers, "authorization");
+    reply(api::agent_change_message(&s.service, &id, &mid, false, auth, &body).await)
 }
 
 async fn mark_read(

@@ -208,6 +208,30 @@ fn migrate_keep(
     }
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id, updated_at, id) WHERE user_id IS NOT NULL;",
+    )?;
+    migrate_edits(conn, has)
+}
+
+/// Edit and delete: messages gain the agent who wrote them, the times of their last edit and
+/// their deletion, and `changed_at` (set only by an edit or a deletion) with a partial index
+/// of the changed messages, which `?updatedAfter=` reads.
+fn migrate_edits(
+    conn: &Connection,
+    has: &dyn Fn(&str, &str) -> rusqlite::Result<bool>,
+) -> rusqlite::Result<()> {
+    for column in [
+        "agent_id TEXT",
+        "edited_at INTEGER",
+        "deleted_at INTEGER",
+        "changed_at INTEGER",
+    ] {
+        let name = column.split(' ').next().unwrap_or_default();
+        if !has("messages", name)? {
+            conn.execute_batch(&format!("ALTER TABLE messages ADD COLUMN {column}"))?;
+        }
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS messages_changed ON messages (session_id, changed_at, seq) WHERE changed_at IS NOT NULL;",
     )
 }
 

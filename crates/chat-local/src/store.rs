@@ -7,9 +7,9 @@
 use crate::db::{Db, DbError};
 use async_trait::async_trait;
 use chat_core::model::{
-    AgentConnection, AgentRef, CannedReply, Connection, InboxQuery, InboxView, Message, MessageId,
-    MessageStatus, MessageType, Millis, Mode, ModeState, NewMessage, Page, PageQuery, Role,
-    Session, SessionId,
+    AgentConnection, AgentRef, CannedReply, Connection, InboxQuery, InboxView, Message,
+    MessageChange, MessageId, MessageStatus, MessageType, Millis, Mode, ModeState, NewMessage,
+    Page, PageQuery, Role, Session, SessionId,
 };
 use chat_core::ports::{Appended, CannedWrite, Store, StoreError};
 use rusqlite::{OptionalExtension, Row, params};
@@ -82,7 +82,7 @@ fn err(e: DbError) -> StoreError {
     StoreError(e.to_string())
 }
 
-const MESSAGE_COLUMNS: &str = "id, seq, session_id, role, kind, content, data, metadata, status, created_at, reply_to, client_message_id, name, attachments";
+const MESSAGE_COLUMNS: &str = "id, seq, session_id, role, kind, content, data, metadata, status, created_at, reply_to, client_message_id, name, attachments, agent_id, edited_at, deleted_at";
 
 const SESSION_COLUMNS: &str = "id, user_id, created_at, expires_at, last_seq, read_up_to, metadata, mode, agent_id, agent_name, waiting_since, updated_at, title";
 
@@ -135,7 +135,13 @@ fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
             row.get::<_, Option<String>>(13)?.as_deref(),
         )
         .map_err(|_| conversion("attachments"))?,
-    })
+        agent_id: row.get(14)?,
+        updated_at: 0,
+        edited_at: None,
+        deleted: false,
+        deleted_at: None,
+    }
+    .with_changes(row.get(15)?, row.get(16)?))
 }
 
 fn session_row(row: &Row<'_>) -> rusqlite::Result<Session> {
@@ -304,7 +310,7 @@ impl Store for SqliteStore {
                 c.execute(
                     &format!(
                         "INSERT INTO messages ({MESSAGE_COLUMNS}, expires_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, NULL, NULL, ?16)"
                     ),
                     params![
                         m.id.to_string(),
@@ -321,6 +327,7 @@ impl Store for SqliteStore {
                         m.client_message_id,
                         m.name,
                         chat_core::model::AttachmentMeta::to_stored(&m.attachments),
+                        m.agent_id,
                         expires_at,
                     ],
                 )?;
@@ -716,6 +723,82 @@ impl Store for SqliteStore {
                 ))?;
                 stmt.query_map(params![user, now, t, id, limit], session_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await
+            .map_err(err)
+    }
+
+    async fn change_message(
+        &self,
+        message: &Message,
+        change: &MessageChange,
+        at: Millis,
+    ) -> Result<Option<Message>, StoreError> {
+        let (sid, id, at_seq) = (
+            message.session_id.to_string(),
+            message.id.to_string(),
+            seq(message.seq),
+        );
+        let change = change.clone();
+        self.db
+            .call(move |c| {
+                let Some(mut m) = c
+                    .query_row(
+                        &format!(
+                            "SELECT {MESSAGE_COLUMNS} FROM messages
+                             WHERE id = ?1 AND session_id = ?2 AND seq = ?3 AND deleted_at IS NULL"
+                        ),
+                        params![id, sid, at_seq],
+                        message_row,
+                    )
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                m.apply(&change, at);
+                // `changed_at` is set only here: the partial index of changes stays sparse.
+                c.execute(
+                    "UPDATE messages SET content = ?3, data = ?4, metadata = ?5, edited_at = ?6,
+                         deleted_at = ?7, changed_at = ?8, attachments = ?9
+                     WHERE id = ?1 AND session_id = ?2",
+                    params![
+                        id,
+                        sid,
+                        m.content,
+                        to_json(&m.data),
+                        to_json(&m.metadata),
+                        m.edited_at,
+                        m.deleted_at,
+                        m.updated_at,
+                        chat_core::model::AttachmentMeta::to_stored(&m.attachments),
+                    ],
+                )?;
+                Ok(Some(m))
+            })
+            .await
+            .map_err(err)
+    }
+
+    async fn list_changed(
+        &self,
+        session: &SessionId,
+        after: Millis,
+        limit: u32,
+    ) -> Result<Page, StoreError> {
+        let sid = session.to_string();
+        self.db
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages INDEXED BY messages_changed
+                     WHERE session_id = ?1 AND changed_at > ?2
+                     ORDER BY changed_at, seq LIMIT ?3"
+                ))?;
+                let mut messages = stmt
+                    .query_map(params![sid, after, i64::from(limit) + 1], message_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let has_more = messages.len() > limit as usize;
+                messages.truncate(limit as usize);
+                Ok(Page { messages, has_more })
             })
             .await
             .map_err(err)

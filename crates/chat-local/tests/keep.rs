@@ -79,7 +79,12 @@ async fn a_second_device_lists_resumes_then_erases_the_conversation() {
     assert_eq!(sessions[0]["unreadCount"], 1, "the bot's answer is unread");
     assert_eq!(sessions[0]["lastMessage"]["role"], "assistant");
 
-    // ...and resumes it with a fresh token of its own.
+    // ...and resumes it with a fresh token of its own. Tokens carry their issue time in
+    // seconds: in the second the first was issued, a resume would mint the same text.
+    let issued = unix_now();
+    while unix_now() == issued {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let (status, resumed, _) = server
         .request(
             "POST",

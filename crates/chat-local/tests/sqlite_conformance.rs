@@ -70,6 +70,7 @@ async fn data_survives_reopening_the_file() {
             attachments: Vec::new(),
             idempotency_key: Some("client#c".into()),
             name: None,
+            agent_id: None,
             open_only: false,
         };
         assert!(store.append_message(m).await.unwrap().unwrap().created);
@@ -135,6 +136,7 @@ async fn purge_removes_only_what_has_expired() {
             attachments: Vec::new(),
             idempotency_key: Some("client#k".into()),
             name: None,
+            agent_id: None,
             open_only: false,
         };
         store.append_message(m).await.unwrap().unwrap();

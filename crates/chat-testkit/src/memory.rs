@@ -6,14 +6,15 @@
 
 use async_trait::async_trait;
 use chat_core::model::{
-    AgentConnection, CannedReply, Connection, DispatchJob, InboxQuery, Message, MessageId,
-    MessageStatus, Millis, Mode, ModeState, NewMessage, Page, PageQuery, Session, SessionId,
+    AgentConnection, CannedReply, Connection, DispatchJob, InboxQuery, Message, MessageChange,
+    MessageId, MessageStatus, Millis, Mode, ModeState, NewMessage, Page, PageQuery, Session,
+    SessionId,
 };
 use chat_core::ports::{
     Agent, AgentBody, AgentError, Appended, CannedWrite, Clock, Push, PushError, Queue, QueueError,
     SignedRequest, Store, StoreError, whole_body,
 };
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -24,6 +25,8 @@ struct Inner {
     /// A message's seq by id: lookups by id stay O(1), as the real stores' indexes make them.
     seq_of: HashMap<MessageId, u64>,
     idempotency: HashMap<(SessionId, String), u64>,
+    /// Edited or deleted messages by (`updated_at`, `seq`): the sparse index of changes.
+    changed: HashMap<SessionId, BTreeSet<(Millis, u64)>>,
     connections: HashMap<String, Connection>,
     canned: BTreeMap<String, CannedReply>,
     agent_connections: HashMap<String, AgentConnection>,
@@ -358,9 +361,57 @@ impl Store for MemoryStore {
         Ok(v)
     }
 
+    async fn change_message(
+        &self,
+        message: &Message,
+        change: &MessageChange,
+        at: Millis,
+    ) -> Result<Option<Message>, StoreError> {
+        let (session, id, seq) = (&message.session_id, &message.id, message.seq);
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let Some(m) = inner
+            .messages
+            .get_mut(session)
+            .and_then(|ms| ms.get_mut(&seq))
+            .filter(|m| m.id == *id && !m.deleted)
+        else {
+            return Ok(None);
+        };
+        let index = inner.changed.entry(*session).or_default();
+        index.remove(&(m.updated_at, seq));
+        m.apply(change, at);
+        index.insert((m.updated_at, seq));
+        Ok(Some(m.clone()))
+    }
+
+    async fn list_changed(
+        &self,
+        session: &SessionId,
+        after: Millis,
+        limit: u32,
+    ) -> Result<Page, StoreError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let g = self.lock();
+        let (Some(index), Some(ms)) = (g.changed.get(session), g.messages.get(session)) else {
+            return Ok(Page::default());
+        };
+        let mut it = index.range((Excluded((after, u64::MAX)), Unbounded));
+        let messages = it
+            .by_ref()
+            .take(limit as usize)
+            .filter_map(|(_, seq)| ms.get(seq).cloned())
+            .collect();
+        Ok(Page {
+            messages,
+            has_more: it.next().is_some(),
+        })
+    }
+
     async fn erase_session(&self, id: &SessionId) -> Result<bool, StoreError> {
         let mut g = self.lock();
         let inner = &mut *g;
+        inner.changed.remove(id);
         let mut found = inner.sessions.remove(id).is_some();
         if let Some(ms) = inner.messages.remove(id) {
             found = true;

@@ -121,6 +121,14 @@ export class ChatStack extends Stack {
     // A signed-in user's conversations, newest activity first (GET /sessions): sparse, only
     // user sessions carry userId.
     inboxIndex('byUser', 'userId', 'activity');
+    // A session's edited or deleted messages by the time of their change
+    // (GET …/messages?updatedAfter=): sparse, only a change writes changedAt.
+    table.addGlobalSecondaryIndex({
+      indexName: 'byChange',
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'changedAt', type: dynamodb.AttributeType.NUMBER },
+      projectionType: dynamodb.ProjectionType.ALL,
+    });
 
     // The attachments: the files users and agents send, under attachments/<sessionId>/<id>.
     // Browsers upload with presigned PUTs and download with presigned GETs (signed by the
@@ -195,7 +203,7 @@ export class ChatStack extends Stack {
       corsConfiguration: {
         allowOrigins: ['*'],
         allowHeaders: ['authorization', 'content-type'],
-        allowMethods: ['GET', 'POST', 'PUT', 'DELETE'],
+        allowMethods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
         exposeHeaders: ['retry-after'],
         maxAge: 600,
       },
@@ -242,6 +250,7 @@ export class ChatStack extends Stack {
       CHAT_N8N_SESSION_START: p.N8nSessionStart.valueAsString,
       CHAT_RETENTION_DAYS_GUEST: p.RetentionDaysGuest.valueAsString,
       CHAT_RETENTION_DAYS_USER: p.RetentionDaysUser.valueAsString,
+      CHAT_EDIT_WINDOW_S: p.EditWindowSeconds.valueAsString,
       CHAT_MAX_CONTENT_CHARS: p.MaxContentChars.valueAsString,
       CHAT_MAX_REPLY_CHARS: p.MaxReplyChars.valueAsString,
       CHAT_REPLY_TIMEOUT_MS: p.ReplyTimeoutMs.valueAsString,
@@ -263,6 +272,12 @@ export class ChatStack extends Stack {
       sid: 'MessageIndex',
       actions: ['dynamodb:Query'],
       resources: [`${table.tableArn}/index/byMessageId`],
+    });
+    // Edit and delete: a message found by its id; the changes since a time.
+    const messageIndexes = new iam.PolicyStatement({
+      sid: 'MessageIndexes',
+      actions: ['dynamodb:Query'],
+      resources: [`${table.tableArn}/index/byMessageId`, `${table.tableArn}/index/byChange`],
     });
     // The agents' inbox indexes, each granted only where it is queried.
     const inboxIndexes = (...names: ('byWaiting' | 'byActivity' | 'byHolder')[]) =>
@@ -296,7 +311,7 @@ export class ChatStack extends Stack {
         id: 'SessionFunction',
         binary: 'session',
         description:
-          "HTTP: POST /sessions, GET /sessions/{id}, GET /sessions/{id}/messages, POST /sessions/{id}/read, POST /sessions/{id}/attachments; a user's conversations: GET /sessions, POST /sessions/{id}/resume, DELETE /sessions/{id}, GET /me/export, DELETE /me",
+          "HTTP: POST /sessions, GET /sessions/{id}, GET|PATCH|DELETE …/messages[/{messageId}], POST …/read, POST …/attachments; a user's conversations: GET /sessions, POST …/resume, DELETE /sessions/{id}, GET /me/export, DELETE /me",
         environment: bucketVariable,
         reservedConcurrency: 'SessionReservedConcurrency',
         // BatchWriteItem: an erasure deletes a session's items 25 at a time; DeleteConnection
@@ -308,6 +323,7 @@ export class ChatStack extends Stack {
             actions: ['dynamodb:Query'],
             resources: [`${table.tableArn}/index/byUser`],
           }),
+          messageIndexes,
           attachments('PutObject', 'PutObjectTagging', 'GetObject', 'DeleteObject'),
           new iam.PolicyStatement({
             sid: 'Push',
@@ -395,8 +411,10 @@ export class ChatStack extends Stack {
         statements: [
           tableStatement(...allTableActions),
           inboxIndexes('byWaiting', 'byActivity', 'byHolder'),
+          messageIndexes,
           enqueue,
-          attachments('PutObject', 'PutObjectTagging', 'GetObject', 'DeleteObjectTagging'),
+          // DeleteObject: the files of a message the agent deletes.
+          attachments('PutObject', 'PutObjectTagging', 'GetObject', 'DeleteObjectTagging', 'DeleteObject'),
           push,
         ],
       },
@@ -529,6 +547,8 @@ export class ChatStack extends Stack {
       route(httpApi, 'DeleteSessionRoute', 'DELETE /sessions/{id}', sessionHttp),
       route(httpApi, 'ExportMeRoute', 'GET /me/export', sessionHttp),
       route(httpApi, 'DeleteMeRoute', 'DELETE /me', sessionHttp),
+      route(httpApi, 'EditMessageRoute', 'PATCH /sessions/{id}/messages/{messageId}', sessionHttp),
+      route(httpApi, 'DeleteMessageRoute', 'DELETE /sessions/{id}/messages/{messageId}', sessionHttp),
       route(httpApi, 'MarkReadRoute', 'POST /sessions/{id}/read', sessionHttp),
       route(httpApi, 'CreateAttachmentRoute', 'POST /sessions/{id}/attachments', sessionHttp),
       route(httpApi, 'PostMessageRoute', 'POST /sessions/{id}/messages', sendHttp),
@@ -541,6 +561,8 @@ export class ChatStack extends Stack {
       route(httpApi, 'AgentSessionRoute', 'GET /agent/sessions/{id}', agentHttp),
       route(httpApi, 'AgentMessagesRoute', 'GET /agent/sessions/{id}/messages', agentHttp),
       route(httpApi, 'AgentPostMessageRoute', 'POST /agent/sessions/{id}/messages', agentHttp),
+      route(httpApi, 'AgentEditMessageRoute', 'PATCH /agent/sessions/{id}/messages/{messageId}', agentHttp),
+      route(httpApi, 'AgentDeleteMessageRoute', 'DELETE /agent/sessions/{id}/messages/{messageId}', agentHttp),
       route(httpApi, 'AgentChangeRoute', 'POST /agent/sessions/{id}/{action}', agentHttp),
       route(httpApi, 'AgentCannedRoute', 'GET /agent/canned', agentHttp),
       route(httpApi, 'AgentCreateCannedRoute', 'POST /agent/canned', agentHttp),

@@ -172,6 +172,13 @@ export const PARAMETERS = {
     maxValue: 36500,
     description: "Days a signed-in user's conversation is kept after its last activity (CHAT_RETENTION_DAYS_USER).",
   },
+  EditWindowSeconds: {
+    type: 'Number',
+    default: 300,
+    minValue: 0,
+    maxValue: 604800,
+    description: 'Seconds after sending during which a sender may edit or delete their message; 0 never (CHAT_EDIT_WINDOW_S).',
+  },
   MaxContentChars: {
     type: 'Number',
     default: 4000,

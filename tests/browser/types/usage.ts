@@ -116,6 +116,7 @@ const allOptions: Required<ChatClientOptions> = {
   sessionRenewMarginMs: DEFAULTS.sessionRenewMarginMs,
   pageSize: DEFAULTS.pageSize,
   resumeLatest: DEFAULTS.resumeLatest,
+  editWindowMs: DEFAULTS.editWindowMs,
   attachments: { maxBytes: 5 * 1024 * 1024, types: ['image/*', 'application/pdf'], maxPerMessage: 3 },
   XMLHttpRequest: window.XMLHttpRequest,
 };

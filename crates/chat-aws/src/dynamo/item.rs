@@ -215,7 +215,13 @@ pub(crate) fn message_of(item: &Item) -> Result<Message, StoreError> {
         client_message_id: get_s(item, "clientMessageId").map(str::to_string),
         attachments: chat_core::model::AttachmentMeta::from_stored(get_s(item, "attachments"))
             .map_err(err)?,
-    })
+        agent_id: get_s(item, "agentId").map(str::to_string),
+        updated_at: 0,
+        edited_at: None,
+        deleted: false,
+        deleted_at: None,
+    }
+    .with_changes(get_n(item, "editedAt"), get_n(item, "deletedAt")))
 }
 
 pub(crate) fn connection_of(
@@ -261,6 +267,9 @@ pub(crate) fn message_item(m: &NewMessage, seq: u64, ttl: i64) -> Item {
     }
     if let Some(a) = chat_core::model::AttachmentMeta::to_stored(&m.attachments) {
         item.insert("attachments".into(), s(a));
+    }
+    if let Some(agent) = &m.agent_id {
+        item.insert("agentId".into(), s(agent.clone()));
     }
     item
 }

@@ -7,8 +7,9 @@ use super::{APPEND_TRIES, backoff};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue, Select, TransactWriteItem, Update};
 use chat_core::model::{
-    AgentConnection, CannedReply, Connection, InboxQuery, InboxView, Message, MessageId,
-    MessageStatus, Millis, Mode, ModeState, NewMessage, Page, PageQuery, Role, Session, SessionId,
+    AgentConnection, CannedReply, Connection, InboxQuery, InboxView, Message, MessageChange,
+    MessageId, MessageStatus, Millis, Mode, ModeState, NewMessage, Page, PageQuery, Role, Session,
+    SessionId,
 };
 use chat_core::ports::{Appended, CannedWrite, Store, StoreError};
 use std::collections::HashMap;
@@ -256,6 +257,88 @@ impl Store for DynamoStore {
         if !forward {
             messages.reverse();
         }
+        Ok(Page { messages, has_more })
+    }
+
+    async fn change_message(
+        &self,
+        message: &Message,
+        change: &MessageChange,
+        at: Millis,
+    ) -> Result<Option<Message>, StoreError> {
+        // One conditional UpdateItem on the message's key (the caller holds it). `changedAt`
+        // is written only here, so the `byChange` index holds only changed messages.
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(session_pk(&message.session_id)))
+            .key("sk", s(msg_sk(message.seq)))
+            .condition_expression("msgId = :id AND attribute_not_exists(deletedAt)")
+            .expression_attribute_values(":id", s(message.id.to_string()))
+            .expression_attribute_values(":at", n(at))
+            .return_values(ReturnValue::AllNew);
+        req = match change {
+            MessageChange::Edit(content) => req
+                .update_expression("SET content = :c, editedAt = :at, changedAt = :at")
+                .expression_attribute_values(":c", s(content.clone())),
+            MessageChange::Delete => req
+                .update_expression(
+                    "SET content = :c, deletedAt = :at, changedAt = :at REMOVE #data, metadata, attachments",
+                )
+                .expression_attribute_names("#data", "data")
+                .expression_attribute_values(":c", s("")),
+        };
+        match req.send().await {
+            Ok(out) => out.attributes.map(|a| message_of(&a)).transpose(),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn list_changed(
+        &self,
+        session: &SessionId,
+        after: Millis,
+        limit: u32,
+    ) -> Result<Page, StoreError> {
+        // The sparse index `byChange` (hash `pk`, range `changedAt`): only edited or deleted
+        // messages are in it. Eventually consistent, as every GSI read.
+        let want = limit as usize + 1;
+        let mut items: Vec<Item> = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("byChange")
+                .key_condition_expression("pk = :pk AND changedAt > :after")
+                .expression_attribute_values(":pk", s(session_pk(session)))
+                .expression_attribute_values(":after", n(after))
+                .limit((want - items.len()) as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if items.len() >= want || start.is_none() {
+                break;
+            }
+        }
+        let mut messages = items
+            .iter()
+            .map(message_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        messages.sort_by_key(|m| (m.updated_at, m.seq));
+        let has_more = messages.len() > limit as usize;
+        messages.truncate(limit as usize);
         Ok(Page { messages, has_more })
     }
 

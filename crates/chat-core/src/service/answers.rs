@@ -115,6 +115,7 @@ impl Dispatcher {
             created_at: self.service.now(),
             reply_to: Some(message.id),
             client_message_id: None,
+            agent_id: None,
             attachments: Vec::new(),
             open_only: false,
             idempotency_key: Some(reply_key(&message.id)),

@@ -282,6 +282,21 @@ impl ChatService {
         Ok(deleted)
     }
 
+    /// A deleted message's files and records (best effort: a failure is logged, and the
+    /// erasure or the purge deletes them with the session).
+    pub(super) async fn delete_message_attachments(&self, message: &Message) {
+        let Some(ports) = self.attachments.as_ref() else {
+            return;
+        };
+        for a in &message.attachments {
+            if let Err(e) = ports.files.delete(&message.session_id, &a.id).await {
+                tracing::warn!(error = %e, attachment_id = %a.id, "a deleted message's file was not deleted");
+            } else if let Err(e) = ports.records.delete_attachment(&a.id).await {
+                tracing::warn!(error = %e, attachment_id = %a.id, "a deleted message's file record was not deleted");
+            }
+        }
+    }
+
     /// Erasure: deletes the files and records of every attachment of `session`'s messages;
     /// returns how many. (Unsent uploads of the session go with the hourly purge.)
     pub(super) async fn erase_attachments(&self, session: &SessionId) -> Result<usize, ChatError> {

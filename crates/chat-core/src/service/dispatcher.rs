@@ -73,7 +73,8 @@ impl Dispatcher {
             tracing::warn!(message_id = %job.message_id, "dispatch of an unknown message dropped");
             return Ok(DispatchOutcome::Skipped);
         };
-        if message.status != MessageStatus::Received {
+        // Deleted by its sender before it left: never sent to n8n.
+        if message.status != MessageStatus::Received || message.deleted {
             return Ok(DispatchOutcome::Skipped);
         }
         let Some(session) = store.get_session(&job.session_id, svc.now()).await? else {
@@ -84,7 +85,7 @@ impl Dispatcher {
             // A person was asked for or holds it (a repeat of a message sent meanwhile).
             return Ok(DispatchOutcome::Skipped);
         }
-        let mut history = store
+        let history = store
             .list_messages(
                 &session.id,
                 PageQuery {
@@ -94,7 +95,13 @@ impl Dispatcher {
                 },
             )
             .await?;
-        svc.mint_urls(&mut history.messages).await;
+        // Tombstones are not part of the conversation n8n sees.
+        let mut history: Vec<_> = history
+            .messages
+            .into_iter()
+            .filter(|m| !m.deleted)
+            .collect();
+        svc.mint_urls(&mut history).await;
         let message = svc.with_urls(message).await;
         let request = self.sign(&AgentPayload {
             action: "sendMessage",
@@ -105,7 +112,7 @@ impl Dispatcher {
             chat_input: &message.content,
             metadata: message.metadata.as_ref(),
             session_metadata: session.metadata.as_ref(),
-            history: &history.messages,
+            history: &history,
             callback_url: format!("{}/webhook", svc.config.public_url.trim_end_matches('/')),
             message: Some(&message),
             attachments: &message.attachments,
@@ -186,7 +193,8 @@ impl Dispatcher {
         let Some(message) = store.get_message(&job.session_id, &job.message_id).await? else {
             return Ok(());
         };
-        if message.status == MessageStatus::Answered {
+        // A deleted message gets no failure notice: its sender took it back.
+        if message.status == MessageStatus::Answered || message.deleted {
             return Ok(());
         }
         let Some(session) = store.get_session(&job.session_id, svc.now()).await? else {
@@ -206,6 +214,7 @@ impl Dispatcher {
             created_at: now,
             reply_to: Some(message.id),
             client_message_id: None,
+            agent_id: None,
             attachments: Vec::new(),
             open_only: false,
             idempotency_key: Some(format!("failed#{}", message.id)),

@@ -136,6 +136,7 @@ fn greeting(session: &Session, now: Millis, key: String, parts: ReplyParts) -> N
         created_at: now,
         reply_to: None,
         client_message_id: None,
+        agent_id: None,
         attachments: Vec::new(),
         open_only: false,
         idempotency_key: Some(key),

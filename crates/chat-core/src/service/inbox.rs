@@ -199,6 +199,7 @@ impl ChatService {
             created_at: self.now(),
             reply_to: None,
             client_message_id: input.client_message_id,
+            agent_id: Some(agent.id.clone()),
             attachments: Vec::new(),
             open_only: true,
             idempotency_key: key,

@@ -13,6 +13,7 @@ mod answers;
 mod attachments;
 mod canned;
 mod dispatcher;
+mod edits;
 mod fanout;
 mod frames;
 mod greeting;
@@ -25,6 +26,7 @@ mod sessions;
 
 pub use canned::{CannedInput, MAX_CANNED_TEXT_CHARS, MAX_CANNED_TITLE_CHARS};
 pub use dispatcher::{DispatchOutcome, Dispatcher};
+pub use edits::Editor;
 pub use handoff::{CLOSED_TEXT, NO_ONE_TEXT, WAITING_TEXT};
 pub use inbox::{AgentSendInput, InboxPage};
 pub use keep::{Conversation, ConversationsPage, Export, ExportedSession, MAX_CONVERSATIONS_PAGE};

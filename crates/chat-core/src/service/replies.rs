@@ -106,6 +106,7 @@ impl ChatService {
             created_at: now,
             reply_to: reply.reply_to,
             client_message_id: None,
+            agent_id: None,
             attachments: Vec::new(),
             open_only: false,
             idempotency_key: Some(key),

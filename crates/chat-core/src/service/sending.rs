@@ -71,6 +71,7 @@ impl ChatService {
             created_at: now,
             reply_to: None,
             client_message_id: input.client_message_id,
+            agent_id: None,
             attachments: Vec::new(),
             open_only: true,
         };

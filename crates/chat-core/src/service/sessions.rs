@@ -130,6 +130,7 @@ impl ChatService {
                 created_at: session.created_at,
                 reply_to: None,
                 client_message_id: None,
+                agent_id: None,
                 attachments: Vec::new(),
                 open_only: false,
                 idempotency_key: Some("welcome".into()),

@@ -80,6 +80,7 @@ pub async fn message_round_trips_every_field<S: Store + ?Sized>(store: &S) {
         ],
         idempotency_key: Some("event#e-1".into()),
         name: None,
+        agent_id: None,
         open_only: false,
     };
     let p = append(store, plain.clone()).await;

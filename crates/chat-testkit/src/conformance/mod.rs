@@ -34,6 +34,7 @@ mod agents;
 mod attachments;
 mod concurrency;
 mod connections;
+mod edits;
 mod history;
 mod keep;
 mod limiter;
@@ -44,6 +45,7 @@ pub use agents::*;
 pub use attachments::*;
 pub use concurrency::*;
 pub use connections::*;
+pub use edits::*;
 pub use history::*;
 pub use keep::*;
 pub use limiter::*;
@@ -104,6 +106,8 @@ where
         activity_slides_retention_and_the_first_user_message_titles,
         erase_session_removes_everything_of_it,
         erased_sessions_leave_the_inbox,
+        edits_and_deletes_keep_id_and_seq,
+        changes_are_listed_by_update_time,
     );
 
     if !failures.is_empty() {
@@ -176,6 +180,7 @@ pub(super) fn user_message(session: &Session, content: &str, key: Option<&str>) 
         attachments: Vec::new(),
         idempotency_key: key.map(str::to_string),
         name: None,
+        agent_id: None,
         open_only: false,
     }
 }
