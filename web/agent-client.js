@@ -5,7 +5,8 @@
 // (the server's frames) and `connection` ({ state, attempt }) and `reconnected` (after a
 // reconnect: what was pushed meanwhile was missed, reload it). Attachments: `upload` asks for
 // an upload URL (`POST /agent/sessions/{id}/attachments`) and PUTs the file there; `send` takes
-// the attachments to send with the message.
+// the attachments to send with the message. `editMessage` and `deleteMessage` change one of
+// the agent's own messages; `messages(id, { updatedAfter })` lists the changes missed.
 
 import { backoffDelay, ChatApiError, ChatAttachmentError, attachmentName, contentTypeOf, uploadFile } from './chat-client.js';
 import { agentSocketUrl } from './agent-logic.js';
@@ -93,7 +94,12 @@ export class AgentClient {
     return this.http('GET', `/agent/sessions/${encodeURIComponent(id)}`);
   }
 
-  /** @param {string} id @param {{ before?: number, after?: number, limit?: number }} q */
+  /**
+   * A page of history (`before`/`after` a seq), or the messages edited or deleted after
+   * `updatedAfter` (Unix ms or RFC 3339), oldest change first.
+   * @param {string} id
+   * @param {{ before?: number, after?: number, updatedAfter?: number | string, limit?: number }} q
+   */
   messages(id, q) {
     const p = new URLSearchParams();
     for (const [k, v] of Object.entries(q)) if (v != null) p.set(k, String(v));
@@ -120,6 +126,26 @@ export class AgentClient {
     return this.http('POST', `/agent/sessions/${encodeURIComponent(id)}/messages`, {
       content, clientMessageId, ...(attachments.length ? { attachments: attachments.map((a) => a.id) } : {}),
     });
+  }
+
+  /**
+   * Edits one of the agent's own messages (within the server's edit window); resolves to
+   * `{ message }`, the stored message with `editedAt`.
+   * @param {string} id the session
+   * @param {string} messageId
+   * @param {string} content
+   */
+  editMessage(id, messageId, content) {
+    return this.http('PATCH', `/agent/sessions/${encodeURIComponent(id)}/messages/${encodeURIComponent(messageId)}`, { content });
+  }
+
+  /**
+   * Deletes one of the agent's own messages: resolves to `{ message }`, its tombstone.
+   * @param {string} id the session
+   * @param {string} messageId
+   */
+  deleteMessage(id, messageId) {
+    return this.http('DELETE', `/agent/sessions/${encodeURIComponent(id)}/messages/${encodeURIComponent(messageId)}`);
   }
 
   /**

@@ -20,19 +20,23 @@
 // list; a dialog manages them); attachments both ways (shown as in the widget: images inline,
 // other files as download links; the agent attaches files with a button or by pasting, each
 // checked against the limits, uploaded with its progress, removable until sent); typing both
-// ways. Everything from the server is put in the page
+// ways; Edit (an inline editor: Enter saves, Escape cancels) and Delete on the agent's own
+// messages within the edit window (`editWindowMs`, the server's CHAT_EDIT_WINDOW_S; the server
+// decides, and a refusal shows under the message), "edited" marks and "Message deleted"
+// tombstones, changes by the customer applied live and those missed fetched after a reconnect
+// (`?updatedAfter=`). Everything from the server is put in the page
 // as text nodes (Markdown of bot and agent messages through chat-markdown.js, which builds DOM
 // nodes too): never innerHTML. It lives in a shadow root, like the widget.
 
 import {
-  ATTACHMENT_DEFAULTS, attachmentCountProblem, attachmentName, attachmentProblem, createTypingDebouncer, formatBytes, mergeMessages,
+  ATTACHMENT_DEFAULTS, DEFAULTS, attachmentCountProblem, attachmentName, attachmentProblem, createTypingDebouncer, formatBytes, mergeMessages,
   newClientMessageId, ChatApiError,
 } from './chat-client.js';
 import { renderAttachments, renderMarkdown } from './chat-markdown.js';
 import { AgentClient } from './agent-client.js';
 import {
-  INBOX_VIEWS, agentClaims, cannedErrors, customerLabel, formatDuration, inboxList, insertCanned,
-  mergeSummaries, preview, searchCanned, slashQuery, tokenProblem,
+  INBOX_VIEWS, agentClaims, canChangeOwn, cannedErrors, changeWindowEnds, customerLabel, formatDuration, inboxList, insertCanned,
+  mergeSummaries, newestUpdate, preview, searchCanned, slashQuery, tokenProblem,
 } from './agent-logic.js';
 
 /**
@@ -43,8 +47,10 @@ import {
  * @typedef {import('./chat-client.js').ChatAttachment} ChatAttachment
  * @typedef {{ apiBase?: string, websocketUrl?: string, token?: string, storage?: Storage, title?: string,
  *   WebSocket?: typeof WebSocket, backoffBaseMs?: number, backoffMaxMs?: number,
- *   attachments?: Partial<import('./chat-client.js').AttachmentLimits> }} ConsoleOptions
- *   `attachments`: the server's limits, if not its defaults (checked before an upload)
+ *   attachments?: Partial<import('./chat-client.js').AttachmentLimits>, editWindowMs?: number }} ConsoleOptions
+ *   `attachments`: the server's limits, if not its defaults (checked before an upload);
+ *   `editWindowMs`: the server's CHAT_EDIT_WINDOW_S in milliseconds, if not its default (5 minutes)
+ * @typedef {HTMLLIElement & { _sig?: string, _editing?: boolean }} Row a message in the log
  * @typedef {{ key: number, name: string, state: 'uploading' | 'ready', attachment?: ChatAttachment,
  *   controller: AbortController, li: HTMLLIElement }} TrayEntry a file attached to the next reply
  */
@@ -133,7 +139,15 @@ details.meta dd { margin: 0; overflow-wrap: anywhere; white-space: pre-wrap; }
 .msg.agent .bubble { background: var(--accent); color: #fff; --link: #fff; }
 .msg.system { align-self: center; text-align: center; }
 .msg.system .bubble { background: transparent; color: var(--muted); font-style: italic; font-size: 12.5px; padding: 2px 8px; }
-.msg .time { font-size: 11px; color: var(--muted); }
+.msg .meta { display: flex; gap: 6px; align-items: baseline; font-size: 11px; color: var(--muted); }
+.change { font: inherit; font-size: 11px; border: 0; background: transparent; color: var(--muted); padding: 1px 2px; cursor: pointer; text-decoration: underline; }
+.change:hover, .change:focus-visible { color: var(--accent); }
+.edited { font-style: italic; }
+.msg.deleted .bubble { background: transparent; color: var(--muted); border: 1px dashed var(--line); font-style: italic; }
+.edit-form { display: flex; flex-direction: column; gap: 4px; align-items: flex-end; width: min(420px, 100%); }
+.edit-form textarea { width: 100%; min-height: 56px; resize: vertical; border: 1px solid var(--line); border-radius: 10px; padding: 6px 8px; background: var(--bg); }
+.edit-form .row { margin-top: 0; }
+.edit-note { font-size: 12px; color: var(--danger); }
 .md { white-space: normal; }
 .md p, .md ul, .md ol, .md pre, .md blockquote, .md table { margin: 0 0 .5em; }
 .md > :last-child { margin-bottom: 0; }
@@ -387,8 +401,11 @@ export function mountAgentConsole(container, options = {}) {
   let editing = null;
   /** @type {Map<string, HTMLLIElement>} */
   const items = new Map();
-  /** @type {Map<string, HTMLLIElement & { _sig?: string }>} */
+  /** @type {Map<string, Row>} */
   const rows = new Map();
+  const editWindowMs = options.editWindowMs ?? DEFAULTS.editWindowMs;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let windowTimer;
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let typingTimer;
   /** @type {(() => void)[]} */
@@ -463,7 +480,7 @@ export function mountAgentConsole(container, options = {}) {
       }),
       c.on('reconnected', () => {
         reloadInbox();
-        if (current) catchUp(current.id);
+        if (current) catchUp(current.id, true);
       }),
       c.on('inbox', (ev) => onSummaries([ev.session], true)),
       c.on('message', (ev) => onMessage(ev.message)),
@@ -684,6 +701,7 @@ export function mountAgentConsole(container, options = {}) {
   }
 
   function clearConversation() {
+    clearTimeout(windowTimer);
     clearTray();
     for (const li of rows.values()) li.remove();
     rows.clear();
@@ -694,10 +712,17 @@ export function mountAgentConsole(container, options = {}) {
     placeholder.hidden = false;
   }
 
-  /** @param {string} id */
-  async function catchUp(id) {
+  /**
+   * Loads the messages after the newest held; with `changes` (after a reconnect) also the
+   * edits and deletions made since the newest change held (`?updatedAfter=`).
+   * @param {string} id
+   * @param {boolean} [changes]
+   */
+  async function catchUp(id, changes = false) {
     const c = client;
     if (!c || current?.id !== id) return;
+    // Taken before the pages below: a message they bring may be newer than a change missed.
+    let since = changes ? newestUpdate(current.messages) : 0;
     try {
       for (let guard = 0; guard < 20; guard++) {
         const after = current.messages.filter((m) => m.seq != null).at(-1)?.seq ?? 0;
@@ -705,6 +730,14 @@ export function mountAgentConsole(container, options = {}) {
         if (current?.id !== id) return;
         mergeIntoCurrent(page.messages ?? []);
         if (!page.hasMore || !page.messages?.length) break;
+      }
+      for (let guard = 0; since > 0 && guard < 20; guard++) {
+        const page = await c.messages(id, { updatedAfter: since, limit: 100 });
+        if (current?.id !== id) return;
+        mergeIntoCurrent(page.messages ?? []);
+        const last = Date.parse(page.messages?.at(-1)?.updatedAt ?? '');
+        if (!page.hasMore || !Number.isFinite(last) || last <= since) break;
+        since = last;
       }
     } catch (e) {
       showError(`Could not load new messages: ${explain(e)}`);
@@ -748,6 +781,7 @@ export function mountAgentConsole(container, options = {}) {
   function renderLog() {
     if (!current) return;
     const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    const now = Date.now();
     /** @type {Element} */
     let prev = olderRow;
     const keep = new Set();
@@ -759,10 +793,12 @@ export function mountAgentConsole(container, options = {}) {
         rows.set(m.id, li);
       }
       const files = (m.attachments ?? []).map((a) => [a.id, a.name, a.contentType, a.size, !!a.url]);
-      const sig = JSON.stringify([m.seq, m.role, m.name, m.type, m.content, m.createdAt, files]);
-      if (li._sig !== sig) {
+      const changeable = canChangeOwn(m, agent.name, now, editWindowMs);
+      const sig = JSON.stringify([m.seq, m.role, m.name, m.type, m.content, m.createdAt, files, m.editedAt, m.deleted, changeable]);
+      // A message being edited keeps its editor until saved or cancelled.
+      if (li._sig !== sig && !li._editing) {
         li._sig = sig;
-        renderRow(li, m);
+        renderRow(li, m, changeable);
       }
       if (prev.nextSibling !== li) prev.after(li);
       prev = li;
@@ -775,17 +811,23 @@ export function mountAgentConsole(container, options = {}) {
     }
     olderRow.hidden = !current.hasMore;
     if (atBottom) log.scrollTop = log.scrollHeight;
+    // Edit and Delete go away when the window closes, not at the next change.
+    clearTimeout(windowTimer);
+    const ends = changeWindowEnds(current.messages, agent.name, now, editWindowMs);
+    if (ends !== null) windowTimer = setTimeout(renderLog, ends + 50);
   }
 
-  /** @param {HTMLLIElement} li @param {ChatMessage} m */
-  function renderRow(li, m) {
-    li.className = `msg ${m.role}`;
+  /** @param {Row} li @param {ChatMessage} m @param {boolean} changeable */
+  function renderRow(li, m, changeable) {
+    li.className = `msg ${m.role}${m.deleted ? ' deleted' : ''}`;
     li.dataset.id = m.id;
     li.dataset.role = m.role;
     li.dataset.seq = String(m.seq ?? '');
     const who = m.role === 'user' ? 'Customer' : m.role === 'assistant' ? 'Bot' : m.role === 'agent' ? (m.name || 'Agent') : null;
     const bubble = el('div', { class: 'bubble' });
-    if (m.role === 'assistant' || m.role === 'agent') {
+    if (m.deleted) {
+      bubble.append(el('div', { class: 'text', text: 'Message deleted' }));
+    } else if (m.role === 'assistant' || m.role === 'agent') {
       const text = el('div', { class: 'text md' });
       text.append(renderMarkdown(m.content ?? '', { headingOffset: 2 }));
       bubble.append(text);
@@ -794,10 +836,93 @@ export function mountAgentConsole(container, options = {}) {
     }
     const files = renderAttachments(m.attachments, { baseUrl: client?.apiBase });
     if (files) bubble.append(files);
+    const meta = el('div', { class: 'meta' }, el('span', { class: 'time', text: clock(m.createdAt) }));
+    if (m.editedAt && !m.deleted) meta.append(el('span', { class: 'edited', text: 'edited' }));
+    if (changeable) {
+      const edit = el('button', { class: 'change edit', type: 'button', text: 'Edit', 'aria-label': `Edit your message: ${m.content}` });
+      edit.addEventListener('click', () => startEdit(li, m));
+      const del = el('button', { class: 'change delete', type: 'button', text: 'Delete', 'aria-label': `Delete your message: ${m.content}` });
+      del.addEventListener('click', () => {
+        const c = client;
+        const sid = current?.id;
+        if (c && sid) changeMessage(li, () => c.deleteMessage(sid, m.id));
+      });
+      meta.append(edit, del);
+    }
     li.replaceChildren(
       who ? el('span', { class: 'who', text: who }) : el('span', { class: 'sr', text: 'Notice:' }),
       bubble,
-      el('span', { class: 'time', text: clock(m.createdAt) }));
+      meta);
+  }
+
+  /**
+   * Runs an edit or a deletion; a refusal (past the edit window, another agent's message)
+   * shows under the message.
+   * @param {Row} li
+   * @param {() => Promise<{ message?: ChatMessage }>} change
+   */
+  async function changeMessage(li, change) {
+    const id = current?.id;
+    /** @type {string | null} */
+    let why = null;
+    try {
+      const r = await change();
+      if (r?.message && current?.id === id) mergeIntoCurrent([r.message]);
+    } catch (e) {
+      why = e instanceof ChatApiError && e.status === 409 ? 'This message can no longer be changed.'
+        : e instanceof ChatApiError && e.status === 403 ? 'Only your own messages can be changed.'
+          : `Could not change the message. ${explain(e)}`;
+    }
+    if (current?.id !== id) return;
+    li._editing = false;
+    li._sig = '';
+    renderLog();
+    if (why) li.append(el('div', { class: 'edit-note', role: 'status', text: why }));
+    else if (!composer.disabled) composer.focus();
+  }
+
+  /**
+   * Replaces a message's text with an editor (Enter saves, Shift+Enter a new line, Escape
+   * cancels).
+   * @param {Row} li
+   * @param {ChatMessage} m
+   */
+  function startEdit(li, m) {
+    li._editing = true;
+    const area = el('textarea', { class: 'edit-input', 'aria-label': 'Edit your message', maxlength: '4000' });
+    area.value = m.content;
+    const save = el('button', { class: 'primary change-save', type: 'button', text: 'Save' });
+    const cancel = el('button', { class: 'secondary change-cancel', type: 'button', text: 'Cancel' });
+    const stop = () => {
+      li._editing = false;
+      li._sig = '';
+      renderLog();
+      if (!composer.disabled) composer.focus();
+      else /** @type {HTMLElement | null} */ (li.querySelector('button.edit'))?.focus();
+    };
+    const commit = () => {
+      const c = client;
+      const sid = current?.id;
+      const text = area.value.trim();
+      if (!c || !sid || !text || text === m.content) return stop();
+      save.disabled = true;
+      changeMessage(li, () => c.editMessage(sid, m.id, text));
+    };
+    save.addEventListener('click', commit);
+    cancel.addEventListener('click', stop);
+    area.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        commit();
+      } else if (e.key === 'Escape') {
+        e.preventDefault();
+        stop();
+      }
+    });
+    li.querySelector('.bubble')?.replaceWith(el('div', { class: 'edit-form' }, area, el('div', { class: 'row' }, save, cancel)));
+    li.querySelector('.meta')?.remove();
+    area.focus();
+    area.select();
   }
 
   function renderConversationHead() {
@@ -1225,6 +1350,7 @@ export function mountAgentConsole(container, options = {}) {
       destroyed = true;
       clearInterval(tick);
       clearTimeout(typingTimer);
+      clearTimeout(windowTimer);
       typing.stop();
       for (const off of offs) off();
       client?.stop();

@@ -1,7 +1,8 @@
 // The pure logic of the agent console (agent-console.js): the inbox (which sessions each tab
 // shows, in which order, merging live `inbox` events with loaded pages), canned replies (the
 // `/shortcut` search and putting a reply into the composer, validating the manage form), the
-// agent token (what it says, whether it is still usable), wait times as people read them.
+// agent token (what it says, whether it is still usable), wait times as people read them,
+// which of the agent's own messages may still be edited or deleted and until when.
 // Plain functions over plain values, no DOM, socket or timer, so they are unit-tested under
 // node --test (tests/browser/agent-logic.test.mjs).
 
@@ -253,4 +254,54 @@ export function preview(m, max = 90) {
   const text = String(m.content ?? '').replace(/\s+/g, ' ').trim();
   const cut = [...text].length > max ? `${[...text].slice(0, max - 1).join('')}…` : text;
   return who ? `${who}: ${cut}` : cut;
+}
+
+/**
+ * Whether the agent named `agentName` may still edit or delete `message` here: an `agent`
+ * message under that name (the wire does not carry the agent's id; the server checks it and
+ * refuses another agent's with 403), stored, not a tombstone, sent less than `windowMs` before
+ * `now`. The server decides: past its window it answers 409.
+ * @param {{ role?: string, name?: string, seq?: number, deleted?: boolean, pending?: boolean, createdAt?: string } | null | undefined} message
+ * @param {string} agentName
+ * @param {number} now milliseconds
+ * @param {number} windowMs
+ */
+export function canChangeOwn(message, agentName, now, windowMs) {
+  if (!message || message.role !== 'agent' || !agentName || message.name !== agentName) return false;
+  if (message.seq == null || message.deleted || message.pending) return false;
+  const at = Date.parse(message.createdAt ?? '');
+  return Number.isFinite(at) && now - at < windowMs;
+}
+
+/**
+ * When the next of the agent's changeable messages leaves the edit window (milliseconds from
+ * `now`), so Edit and Delete go away on time; null when none is changeable.
+ * @param {readonly { role?: string, name?: string, seq?: number, deleted?: boolean, pending?: boolean, createdAt?: string }[]} messages
+ * @param {string} agentName
+ * @param {number} now
+ * @param {number} windowMs
+ * @returns {number | null}
+ */
+export function changeWindowEnds(messages, agentName, now, windowMs) {
+  let next = null;
+  for (const m of messages) {
+    if (!canChangeOwn(m, agentName, now, windowMs)) continue;
+    const left = Date.parse(/** @type {string} */ (m.createdAt)) + windowMs - now;
+    if (next === null || left < next) next = left;
+  }
+  return next;
+}
+
+/**
+ * The newest `updatedAt` among `messages` (Unix milliseconds; 0 for none): after a reconnect,
+ * `?updatedAfter=` it lists the edits and deletions missed meanwhile.
+ * @param {readonly { updatedAt?: string, createdAt?: string }[]} messages
+ */
+export function newestUpdate(messages) {
+  let max = 0;
+  for (const m of messages) {
+    const t = Date.parse(m.updatedAt ?? m.createdAt ?? '');
+    if (Number.isFinite(t) && t > max) max = t;
+  }
+  return max;
 }

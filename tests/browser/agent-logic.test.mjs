@@ -1,13 +1,17 @@
 // Unit tests of the agent console's pure logic (web/agent-logic.js) under node --test: which
 // sessions each inbox tab shows and in which order, merging pages and live `inbox` events,
 // the `/shortcut` search of canned replies and putting one into the composer, the manage form's
-// checks, what an agent token says, wait times, previews, the WebSocket URL.
+// checks, what an agent token says, wait times, previews, the WebSocket URL; which of the
+// agent's own messages offer Edit and Delete and until when, and where a reconnect's
+// `?updatedAfter=` starts.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   INBOX_VIEWS, inView, inboxOrder, mergeSummaries, inboxList, formatDuration, customerLabel, searchCanned,
   slashQuery, insertCanned, cannedErrors, agentClaims, tokenProblem, agentSocketUrl, preview,
+  canChangeOwn, changeWindowEnds, newestUpdate,
 } from '../../web/agent-logic.js';
+import { mergeMessages } from '../../web/chat-logic.js';
 
 const at = (min) => new Date(Date.UTC(2026, 0, 1, 10, min)).toISOString();
 const summary = (id, fields) => ({ sessionId: id, mode: 'waiting', createdAt: at(0), updatedAt: at(0), userOnline: true, ...fields });
@@ -151,5 +155,63 @@ describe('tokens, times, labels', () => {
     assert.equal(agentSocketUrl('https://api.test', '', 't'), 'wss://api.test/ws?agentToken=t');
     assert.equal(agentSocketUrl('https://api.test', 'wss://ws.test/prod', 't'), 'wss://ws.test/prod?agentToken=t');
     assert.equal(agentSocketUrl('https://api.test', 'wss://ws.test/prod?x=1', 't'), 'wss://ws.test/prod?x=1&agentToken=t');
+  });
+});
+
+describe('edit and delete of the agent\'s own messages', () => {
+  const T0 = Date.UTC(2026, 0, 1, 10, 0);
+  const iso = (ms) => new Date(ms).toISOString();
+  const msg = (fields) => ({ id: 'M1', seq: 3, role: 'agent', name: 'Alex', type: 'text', content: 'hi', status: 'delivered', createdAt: iso(T0), updatedAt: iso(T0), ...fields });
+  const WINDOW = 300_000;
+
+  test('offered on the agent\'s own stored message within the window, nowhere else', () => {
+    assert.equal(canChangeOwn(msg({}), 'Alex', T0 + 1_000, WINDOW), true);
+    assert.equal(canChangeOwn(msg({}), 'Alex', T0 + WINDOW - 1, WINDOW), true);
+    assert.equal(canChangeOwn(msg({}), 'Alex', T0 + WINDOW, WINDOW), false, 'the window is over');
+    assert.equal(canChangeOwn(msg({ name: 'Sam' }), 'Alex', T0, WINDOW), false, 'another agent\'s');
+    assert.equal(canChangeOwn(msg({}), '', T0, WINDOW), false, 'no name signed in');
+    assert.equal(canChangeOwn(msg({ role: 'user', name: 'Alex' }), 'Alex', T0, WINDOW), false, 'the customer\'s');
+    assert.equal(canChangeOwn(msg({ role: 'assistant', name: undefined }), 'Alex', T0, WINDOW), false, 'the bot\'s');
+    assert.equal(canChangeOwn(msg({ role: 'system', name: undefined }), 'Alex', T0, WINDOW), false);
+    assert.equal(canChangeOwn(msg({ deleted: true, content: '' }), 'Alex', T0, WINDOW), false, 'a tombstone');
+    assert.equal(canChangeOwn(msg({ seq: undefined }), 'Alex', T0, WINDOW), false, 'not stored');
+    assert.equal(canChangeOwn(msg({ createdAt: 'garbage' }), 'Alex', T0, WINDOW), false);
+    assert.equal(canChangeOwn(msg({}), 'Alex', T0, 0), false, 'CHAT_EDIT_WINDOW_S=0: never');
+    assert.equal(canChangeOwn(null, 'Alex', T0, WINDOW), false);
+  });
+
+  test('the next end of a window among the changeable messages; null when none is', () => {
+    const list = [
+      msg({ id: 'A', createdAt: iso(T0) }),
+      msg({ id: 'B', createdAt: iso(T0 + 60_000) }),
+      msg({ id: 'C', createdAt: iso(T0 + 10_000), name: 'Sam' }),
+      msg({ id: 'D', createdAt: iso(T0 + 5_000), deleted: true }),
+    ];
+    assert.equal(changeWindowEnds(list, 'Alex', T0 + 1_000, WINDOW), WINDOW - 1_000, 'A ends first');
+    assert.equal(changeWindowEnds(list, 'Alex', T0 + WINDOW, WINDOW), 60_000, 'then B');
+    assert.equal(changeWindowEnds(list, 'Alex', T0 + WINDOW + 60_000, WINDOW), null);
+    assert.equal(changeWindowEnds([], 'Alex', T0, WINDOW), null);
+  });
+
+  test('a reconnect asks for the changes after the newest updatedAt held (createdAt for old servers); 0 for none', () => {
+    assert.equal(newestUpdate([]), 0);
+    assert.equal(newestUpdate([
+      msg({ id: 'A', createdAt: iso(T0), updatedAt: iso(T0 + 90_000), editedAt: iso(T0 + 90_000) }),
+      msg({ id: 'B', createdAt: iso(T0 + 60_000), updatedAt: iso(T0 + 60_000) }),
+      { id: 'C', createdAt: iso(T0 + 30_000) },
+      { id: 'D', updatedAt: 'garbage' },
+    ]), T0 + 90_000);
+  });
+
+  test('the console\'s merge (mergeMessages): an edit pushed replaces by id, an older version never overwrites it, a tombstone stays', () => {
+    const v1 = msg({});
+    const v2 = msg({ content: 'hello', editedAt: iso(T0 + 20_000), updatedAt: iso(T0 + 20_000) });
+    let { list } = mergeMessages([v1], [v2]);
+    assert.deepEqual(list.map((m) => [m.id, m.seq, m.content, m.editedAt]), [['M1', 3, 'hello', iso(T0 + 20_000)]]);
+    ({ list } = mergeMessages(list, [v1]));
+    assert.equal(list[0].content, 'hello', 'a page loaded before the edit does not undo it');
+    const gone = msg({ content: '', deleted: true, deletedAt: iso(T0 + 30_000), updatedAt: iso(T0 + 30_000) });
+    ({ list } = mergeMessages(list, [gone, v2]));
+    assert.deepEqual([list.length, list[0].deleted, list[0].content], [1, true, '']);
   });
 });
