@@ -840,7 +840,7 @@ export function mountAgentConsole(container, options = {}) {
     if (m.editedAt && !m.deleted) meta.append(el('span', { class: 'edited', text: 'edited' }));
     if (changeable) {
       const edit = el('button', { class: 'change edit', type: 'button', text: 'Edit', 'aria-label': `Edit your message: ${m.content}` });
-      edit.addEventListener('click', () => startEdit(li, m));
+      edit.addEventListener('click', () => openEditor(li, m));
       const del = el('button', { class: 'change delete', type: 'button', text: 'Delete', 'aria-label': `Delete your message: ${m.content}` });
       del.addEventListener('click', () => {
         const c = client;
@@ -887,7 +887,7 @@ export function mountAgentConsole(container, options = {}) {
    * @param {Row} li
    * @param {ChatMessage} m
    */
-  function startEdit(li, m) {
+  function openEditor(li, m) {
     li._editing = true;
     const area = el('textarea', { class: 'edit-input', 'aria-label': 'Edit your message', maxlength: '4000' });
     area.value = m.content;
