@@ -23,8 +23,9 @@
 // ways; Edit (an inline editor: Enter saves, Escape cancels) and Delete on the agent's own
 // messages within the edit window (`editWindowMs`, the server's CHAT_EDIT_WINDOW_S; the server
 // decides, and a refusal shows under the message), "edited" marks and "Message deleted"
-// tombstones, changes by the customer applied live and those missed fetched after a reconnect
-// (`?updatedAfter=`). Everything from the server is put in the page
+// tombstones, changes by others applied live (by id, the newer version kept) and those missed
+// fetched with every catch-up, after a reconnect included (`?updatedAfter=`). Everything from
+// the server is put in the page
 // as text nodes (Markdown of bot and agent messages through chat-markdown.js, which builds DOM
 // nodes too): never innerHTML. It lives in a shadow root, like the widget.
 
@@ -480,7 +481,7 @@ export function mountAgentConsole(container, options = {}) {
       }),
       c.on('reconnected', () => {
         reloadInbox();
-        if (current) catchUp(current.id, true);
+        if (current) catchUp(current.id);
       }),
       c.on('inbox', (ev) => onSummaries([ev.session], true)),
       c.on('message', (ev) => onMessage(ev.message)),
@@ -713,16 +714,16 @@ export function mountAgentConsole(container, options = {}) {
   }
 
   /**
-   * Loads the messages after the newest held; with `changes` (after a reconnect) also the
-   * edits and deletions made since the newest change held (`?updatedAfter=`).
+   * Loads the messages after the newest held, then the edits and deletions made since the
+   * newest change held (`?updatedAfter=`): those pushed while the socket was down, and those
+   * never pushed here (only the agent holding a session gets its `message` events).
    * @param {string} id
-   * @param {boolean} [changes]
    */
-  async function catchUp(id, changes = false) {
+  async function catchUp(id) {
     const c = client;
     if (!c || current?.id !== id) return;
     // Taken before the pages below: a message they bring may be newer than a change missed.
-    let since = changes ? newestUpdate(current.messages) : 0;
+    let since = newestUpdate(current.messages);
     try {
       for (let guard = 0; guard < 20; guard++) {
         const after = current.messages.filter((m) => m.seq != null).at(-1)?.seq ?? 0;

@@ -12,8 +12,9 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, readMessages, tempDir, removeDir, waitFor,
-  newPage, openWidget, connected, send,
+  newPage, openWidget, connected, send, ensureOutput,
 } from './support.mjs';
+import { join } from 'node:path';
 import { signJwt } from './agent-contract-server.mjs';
 
 let browser;
@@ -288,6 +289,7 @@ test('the agent console: an agent edits and deletes its own messages and the wid
   await waitFor(async () => (await crow(alex, mine.id).getAttribute('class'))?.includes('deleted'), { what: 'the missed deletion in the console' });
   assert.equal(await crow(alex, mine.id).locator('.bubble .text').textContent(), 'Message deleted');
   assert.equal((await consoleLog(alex)).length, log.length, 'every message in its place, nothing added');
+  await alex.screenshot({ path: join(ensureOutput(), 'agent-console-edits.png') });
 
   assert.deepEqual(user.errors, []);
   assert.deepEqual(alex.errors, []);
