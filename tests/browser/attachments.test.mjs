@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { startAgentContractServer, signJwt } from './agent-contract-server.mjs';
 import {
   launchBrowser, waitFor, newPage, openWidget, connected, send, readMessages, ensureOutput, startServer, tempDir, removeDir,
+  AWS_GATEWAY_BIN,
 } from './support.mjs';
 
 let browser;
@@ -51,6 +52,20 @@ async function chatLocal() {
     removeDir(dataDir);
   });
   return { name: '', url: srv.url, agentToken: ({ id, name }) => signJwt({ sub: id, name, role: 'agent' }, secret) };
+}
+
+/**
+ * The AWS deployment's code: the Lambda handlers behind the test kit's API Gateway stand-in
+ * (`aws-gateway`: HTTP and WebSocket APIs, the Management API the functions push through, the
+ * dispatch queue's event source), with DynamoDB, SQS and S3 on the AWS emulator. Files go up to
+ * S3 by presigned PUT and come back by presigned GET, through the bucket's CORS rule of
+ * template.yaml. Default limits; its n8n is the kit's fake, which reads the files it is sent.
+ */
+async function awsGateway() {
+  const secret = 'attachments-browser-test-secret-aws-0123456789';
+  const srv = await startServer({ bin: AWS_GATEWAY_BIN, raiseLimits: false, env: { CHAT_AUTH_JWT_SECRET: secret } });
+  cleanup.push(() => srv.stop());
+  return { name: '-aws', url: srv.url, agentToken: ({ id, name }) => signJwt({ sub: id, name, role: 'agent' }, secret) };
 }
 
 async function context(t) {
@@ -280,7 +295,10 @@ async function story(backend, t) {
   const pdfBack = await download(user, pdfRow.files[0].href);
   assert.equal(pdfBack.status, 200);
   assert.equal(pdfBack.type, 'application/pdf');
-  assert.match(pdfBack.disposition ?? '', /^attachment/);
+  // Content-Disposition is not a header a page may read across origins (S3 on AWS), so it is
+  // checked from here, as a browser's navigation to the link gets it.
+  const pdfHead = await fetch(new URL(pdfRow.files[0].href, backend.url));
+  assert.match(pdfHead.headers.get('content-disposition') ?? '', /^attachment/);
   assert.equal(Buffer.from(pdfBack.b64, 'base64').equals(PDF), true, 'the PDF comes back byte for byte');
   assert.deepEqual(await chips(alex, '[data-agent-console-root]'), [], 'the console\'s tray is empty once sent');
   await widgetEl(user, '.panel').screenshot({ path: join(ensureOutput(), `attachments-widget${backend.name ?? ''}.png`) });
@@ -290,6 +308,34 @@ async function story(backend, t) {
 describe('attachments in the widget and the agent console', () => {
   test('against the real chat-local: by button (keyboard, progress), paste and drop; sent, rendered in both; a PDF back as a download', async (t) => {
     await story(await chatLocal(), t);
+  });
+
+  test('on the AWS deployment (Lambda handlers, DynamoDB, SQS and S3 on the emulator): by button (keyboard, progress), paste and drop; sent, rendered in both; a PDF back as a download', async (t) => {
+    await story(await awsGateway(), t);
+  });
+
+  test('on the AWS deployment: a file sent to the bot reaches n8n as a URL it can read; the image comes from S3, also after a reload', async (t) => {
+    const backend = await awsGateway();
+    const user = await newPage(await context(t), `${backend.url}/`);
+    await openWidget(user);
+    await connected(user);
+    const image = await png(user, { width: 40, height: 30 });
+    await attachByKeyboard(user, [{ name: 'screen.png', mimeType: 'image/png', buffer: image }]);
+    await waitFor(async () => (await chips(user))[0]?.state === 'ready', { what: 'the image uploaded to S3' });
+    await send(user, 'What is on my screen?');
+    const reply = await waitFor(async () => (await readMessages(user)).find((m) => m.role === 'assistant'), { what: 'n8n\'s answer', timeoutMs: 30_000 });
+    assert.equal(reply.text, `fake n8n got: What is on my screen? [screen.png: ${image.length} bytes]`, 'n8n downloaded the file by its URL');
+    const isMine = (m) => m.role === 'user' && m.text === 'What is on my screen?' && m.files[0]?.loaded;
+    const mine = await waitFor(async () => (await shown(user)).find(isMine), { what: 'the image rendered from S3' });
+    const s3 = new URL(mine.files[0].href);
+    assert.notEqual(s3.origin, new URL(backend.url).origin, 'the file is served by S3 (the emulator), not through the functions');
+    assert.match(s3.search, /X-Amz-Signature=/, 'by a presigned URL');
+    const back = await download(user, mine.files[0].href);
+    assert.equal(Buffer.from(back.b64, 'base64').equals(image), true, 'the image comes back byte for byte');
+    await user.reload();
+    await openWidget(user);
+    await waitFor(async () => (await shown(user)).find(isMine), { what: 'the image again after a reload (history mints a fresh URL)' });
+    assert.deepEqual(user.errors, []);
   });
 
   test('against the agent contract server: by button (keyboard, progress), paste and drop; sent, rendered in both; a PDF back as a download', async (t) => {

@@ -11,6 +11,10 @@ export const OUTPUT = join(ROOT, 'tests/output');
 const BIN = process.env.CHAT_LOCAL_BIN
   ?? join(process.env.CARGO_TARGET_DIR ? resolve(ROOT, process.env.CARGO_TARGET_DIR) : join(ROOT, 'target'), 'debug/chat-local');
 
+/** The Lambda handlers behind the test kit's API Gateway stand-in, on the AWS emulator. */
+export const AWS_GATEWAY_BIN = process.env.AWS_GATEWAY_BIN
+  ?? join(process.env.CARGO_TARGET_DIR ? resolve(ROOT, process.env.CARGO_TARGET_DIR) : join(ROOT, 'target'), 'debug/aws-gateway');
+
 export function tempDir() {
   return mkdtempSync(join(tmpdir(), 'chat-browser-'));
 }
@@ -33,17 +37,22 @@ export async function waitFor(fn, { timeoutMs = 15_000, intervalMs = 50, what = 
 
 /**
  * Starts chat-local on `addr` (default an ephemeral 127.0.0.1 port) with `dataDir`; resolves to
- * `{ url, port, proc, stop(signal) }` once it prints its address. Rate limits are raised.
+ * `{ url, port, proc, stop(signal) }` once it prints its address. Rate limits are raised unless
+ * `raiseLimits` is false. `bin` starts another server that prints its address the same way
+ * (`AWS_GATEWAY_BIN`: the Lambda handlers behind the tests' API Gateway stand-in).
  */
-export async function startServer({ dataDir, addr = '127.0.0.1:0', env = {} } = {}) {
-  const proc = spawn(BIN, [], {
+export async function startServer({ dataDir, addr = '127.0.0.1:0', env = {}, bin = BIN, raiseLimits = true } = {}) {
+  const limits = raiseLimits ? {
+    CHAT_RATE_MESSAGES_PER_MINUTE: '10000',
+    CHAT_RATE_SESSIONS_PER_5MIN: '10000',
+    CHAT_RATE_WEBHOOKS_PER_MINUTE: '10000',
+  } : {};
+  const proc = spawn(bin, [], {
     env: {
       ...process.env,
       CHAT_ADDR: addr,
-      CHAT_DATA_DIR: dataDir,
-      CHAT_RATE_MESSAGES_PER_MINUTE: '10000',
-      CHAT_RATE_SESSIONS_PER_5MIN: '10000',
-      CHAT_RATE_WEBHOOKS_PER_MINUTE: '10000',
+      ...(dataDir ? { CHAT_DATA_DIR: dataDir } : {}),
+      ...limits,
       RUST_LOG: process.env.RUST_LOG ?? 'warn',
       ...env,
     },
@@ -59,8 +68,8 @@ export async function startServer({ dataDir, addr = '127.0.0.1:0', env = {} } = 
     let out = '';
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
-      reject(new Error(`chat-local did not start within 30 s; stderr:\n${stderr}`));
-    }, 30_000);
+      reject(new Error(`${bin} did not start within 60 s; stderr:\n${stderr}`));
+    }, 60_000);
     proc.stdout.on('data', (d) => {
       out += d;
       const m = /listening on (http:\/\/\S+)/.exec(out);
@@ -71,7 +80,7 @@ export async function startServer({ dataDir, addr = '127.0.0.1:0', env = {} } = 
     });
     proc.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`chat-local exited (${code}) before listening; stderr:\n${stderr}`));
+      reject(new Error(`${bin} exited (${code}) before listening; stderr:\n${stderr}`));
     });
   });
   const port = Number(new URL(url).port);

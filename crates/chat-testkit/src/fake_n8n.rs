@@ -23,6 +23,9 @@ pub struct FakeN8n {
     pub answer: Arc<Mutex<Answer>>,
     /// The `Authorization` header of every signed dispatch.
     pub auth: Arc<Mutex<Vec<Option<String>>>>,
+    /// Whether its callback downloads the dispatch's attachments (by their `url`, as a
+    /// workflow reading them would) and names each with the bytes it got.
+    pub fetch_files: Arc<Mutex<bool>>,
     secret: Arc<str>,
 }
 
@@ -69,6 +72,7 @@ impl FakeN8n {
             bad_signatures: Arc::default(),
             answer: Arc::default(),
             auth: Arc::default(),
+            fetch_files: Arc::default(),
             secret: secret.into(),
         };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -164,12 +168,28 @@ impl FakeN8n {
         let status = *self.status.lock().unwrap();
         if status == 200 && *self.reply.lock().unwrap() {
             let secret = self.secret.clone();
+            let fetch = *self.fetch_files.lock().unwrap();
             tokio::spawn(async move {
+                let mut content = format!("fake n8n got: {}", v["content"].as_str().unwrap());
+                if fetch {
+                    for file in v["attachments"].as_array().into_iter().flatten() {
+                        let name = file["name"].as_str().unwrap_or("?");
+                        let got = match reqwest::get(file["url"].as_str().unwrap_or("")).await {
+                            Ok(r) if r.status().is_success() => r
+                                .bytes()
+                                .await
+                                .map_or("unreadable".into(), |b| format!("{} bytes", b.len())),
+                            Ok(r) => format!("HTTP {}", r.status().as_u16()),
+                            Err(_) => "unreachable".into(),
+                        };
+                        content.push_str(&format!(" [{name}: {got}]"));
+                    }
+                }
                 let reply = json!({
                     "sessionId": v["sessionId"],
                     "replyTo": v["messageId"],
                     "eventId": format!("evt-{}", v["messageId"].as_str().unwrap()),
-                    "content": format!("fake n8n got: {}", v["content"].as_str().unwrap()),
+                    "content": content,
                 });
                 post_signed(
                     &reqwest::Client::new(),

@@ -1,5 +1,6 @@
 //! The AWS side of the test kit (feature `aws`).
 
 pub mod emulator;
+pub mod gateway;
 pub mod lambda;
 pub mod runtime_api;
