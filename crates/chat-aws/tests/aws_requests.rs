@@ -107,8 +107,10 @@ fn capacity(entry: &serde_json::Value) -> (f64, f64) {
     }
 }
 
-async fn round(connections: usize) -> BTreeMap<String, usize> {
-    round_with(connections, None).await.0
+/// One callback round; `v`, the frame version the connections open with (`Some("2")`: merged
+/// frames, as `ChatClient` asks; `None`: an older client).
+async fn round(connections: usize, v: Option<&str>) -> BTreeMap<String, usize> {
+    round_with(connections, None, v).await.0
 }
 
 /// One round; with `stream`, n8n answers the dispatch by streaming these tokens (20 ms apart)
@@ -116,6 +118,7 @@ async fn round(connections: usize) -> BTreeMap<String, usize> {
 async fn round_with(
     connections: usize,
     stream: Option<&[&str]>,
+    v: Option<&str>,
 ) -> (BTreeMap<String, usize>, usize) {
     let w = world::world().await;
     if let Some(tokens) = stream {
@@ -128,7 +131,7 @@ async fn round_with(
     let (sid, token) = w.session().await;
     let mut conns = Vec::new();
     for _ in 0..connections {
-        conns.push(w.connect(&sid, &token).await);
+        conns.push(w.connect_v(&sid, &token, v).await);
     }
     let start = common::recorded().await.len();
     w.ws_frame(
@@ -180,8 +183,9 @@ async fn round_with(
 
 #[tokio::test]
 async fn requests_per_chat_round() {
-    let one = round(1).await;
-    let ten = round(10).await;
+    // As ChatClient connects: merged frames.
+    let one = round(1, Some("2")).await;
+    let ten = round(10, Some("2")).await;
     let total = |c: &BTreeMap<String, usize>| {
         c.iter()
             .filter(|(k, _)| !k.starts_with('~'))
@@ -261,17 +265,31 @@ async fn requests_per_chat_round() {
             ("DynamoDB.Query", 5),
             ("DynamoDB.TransactWriteItems", 2),
             ("DynamoDB.UpdateItem", 4),
-            ("PostToConnection", 6),
+            // The ack carrying the message; dispatched with typing; the reply with answered.
+            ("PostToConnection", 3),
             ("SQS.SendMessageBatch", 1),
         ]),
         "AWS requests of one round with one connection"
     );
-    assert_eq!(total(&one), 25);
+    assert_eq!(total(&one), 22);
     assert_eq!(
         pushes(&ten),
-        51,
-        "five frames fanned out to each of nine more connections"
+        30,
+        "three frames fanned out to each of nine more connections"
     );
+    // Connections of older clients (no `v=2`) get today's six frames per round (five fanned
+    // out), and the round's other requests are the same.
+    let old_one = round(1, None).await;
+    let old_ten = round(10, None).await;
+    assert_eq!((pushes(&old_one), pushes(&old_ten)), (6, 51));
+    let not_pushes = |c: &BTreeMap<String, usize>| -> BTreeMap<String, usize> {
+        calls(c)
+            .into_iter()
+            .filter(|(k, _)| k != "PostToConnection")
+            .collect()
+    };
+    assert_eq!(not_pushes(&old_one), not_pushes(&one));
+    assert_eq!(not_pushes(&old_ten), not_pushes(&ten));
     streamed_rounds().await;
     agent_message_round().await;
     keep_rounds().await;
@@ -554,8 +572,8 @@ async fn agent_message_round() {
 async fn streamed_rounds() {
     let tokens: Vec<String> = (0..30).map(|i| format!("t{i} ")).collect();
     let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
-    let (one, d1) = round_with(1, Some(&tokens)).await;
-    let (ten, d10) = round_with(10, Some(&tokens)).await;
+    let (one, d1) = round_with(1, Some(&tokens), None).await;
+    let (ten, d10) = round_with(10, Some(&tokens), None).await;
     println!("AWS requests per streamed round (30 tokens, 20 ms apart), by operation:");
     println!(
         "{:<32} {:>14} {:>15}",

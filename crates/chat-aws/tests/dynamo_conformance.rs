@@ -99,6 +99,7 @@ async fn every_item_carries_its_ttl() {
         session_id: id,
         connected_at: 3,
         expires_at: expires,
+        merged: false,
     };
     store.put_connection(&conn).await.unwrap();
     let rate = chat_core::rate::Rate::per(1, 60_000);

@@ -708,6 +708,9 @@ pub struct Connection {
     /// Connections expire with their session at the latest (API Gateway also drops them
     /// after two hours); the store may forget them after this.
     pub expires_at: Millis,
+    /// The client opened it with `v=2`: it understands merged frames
+    /// ([`crate::events::merged_frames`]), so a round costs it fewer pushes.
+    pub merged: bool,
 }
 
 /// One page of history.

@@ -200,6 +200,7 @@ impl Store for Faulty {
                 session_id: SessionId::new(),
                 connected_at: 0,
                 expires_at: 0,
+                merged: false,
             });
         }
         Ok(v)

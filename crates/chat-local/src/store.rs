@@ -190,6 +190,7 @@ fn connection_row(row: &Row<'_>) -> rusqlite::Result<Connection> {
         session_id: SessionId(ulid_col(row, 1)?),
         connected_at: row.get(2)?,
         expires_at: row.get(3)?,
+        merged: row.get(4)?,
     })
 }
 
@@ -443,8 +444,8 @@ impl Store for SqliteStore {
         self.db
             .call(move |c| {
                 c.execute(
-                    "INSERT OR REPLACE INTO connections (id, session_id, connected_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![conn.id, conn.session_id.to_string(), conn.connected_at, conn.expires_at],
+                    "INSERT OR REPLACE INTO connections (id, session_id, connected_at, expires_at, merged) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![conn.id, conn.session_id.to_string(), conn.connected_at, conn.expires_at, conn.merged],
                 )
                 .map(|_| ())
             })
@@ -457,7 +458,7 @@ impl Store for SqliteStore {
         self.db
             .call(move |c| {
                 c.query_row(
-                    "SELECT id, session_id, connected_at, expires_at FROM connections WHERE id = ?1",
+                    "SELECT id, session_id, connected_at, expires_at, merged FROM connections WHERE id = ?1",
                     [id],
                     connection_row,
                 )
@@ -483,7 +484,7 @@ impl Store for SqliteStore {
         self.db
             .call(move |c| {
                 let mut stmt = c.prepare_cached(
-                    "SELECT id, session_id, connected_at, expires_at FROM connections WHERE session_id = ?1 ORDER BY id",
+                    "SELECT id, session_id, connected_at, expires_at, merged FROM connections WHERE session_id = ?1 ORDER BY id",
                 )?;
                 stmt.query_map([sid], connection_row)?.collect()
             })

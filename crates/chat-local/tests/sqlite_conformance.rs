@@ -145,6 +145,7 @@ async fn purge_removes_only_what_has_expired() {
             session_id: id,
             connected_at: 3,
             expires_at,
+            merged: false,
         };
         store.put_connection(&c).await.unwrap();
     }

@@ -439,8 +439,13 @@ impl Store for DynamoStore {
                 ("ttl".to_string(), n(c.expires_at / 1000)),
             ])
         };
-        let fan_out = common(session_pk(&c.session_id), format!("CONN#{}", c.id));
+        let mut fan_out = common(session_pk(&c.session_id), format!("CONN#{}", c.id));
         let mut lookup = common(format!("CONN#{}", c.id), "CONN".into());
+        if c.merged {
+            // Only when set: connections of older clients keep today's items.
+            fan_out.insert("v".into(), n(2));
+            lookup.insert("v".into(), n(2));
+        }
         lookup.insert("sessionId".into(), s(c.session_id.to_string()));
         let puts = [fan_out, lookup]
             .into_iter()

@@ -259,6 +259,7 @@ pub(super) fn connection(id: &str, session: &Session) -> Connection {
         session_id: session.id,
         connected_at: NOW,
         expires_at: session.expires_at,
+        merged: false,
     }
 }
 
