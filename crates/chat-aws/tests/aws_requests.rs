@@ -261,17 +261,24 @@ async fn requests_per_chat_round() {
     assert_eq!(
         calls(&one),
         expected(&[
-            ("DynamoDB.GetItem", 7),
+            // The connection and the session (read by each append); no idempotency lookup
+            // before a first write (a repeat is answered by the append's condition), and no
+            // webhook read of the session (its append reads it).
+            ("DynamoDB.GetItem", 4),
+            // Connections listed by the send, dispatch and the webhook; dispatch's history
+            // query brings the user message too (its job names its seq: for this first
+            // message of the session that is the one Query a read by id was); the replyTo.
             ("DynamoDB.Query", 5),
             ("DynamoDB.TransactWriteItems", 2),
-            ("DynamoDB.UpdateItem", 4),
+            // Only the statuses: the rate limits are taken in the appends' own writes.
+            ("DynamoDB.UpdateItem", 2),
             // The ack carrying the message; dispatched with typing; the reply with answered.
             ("PostToConnection", 3),
             ("SQS.SendMessageBatch", 1),
         ]),
         "AWS requests of one round with one connection"
     );
-    assert_eq!(total(&one), 22);
+    assert_eq!(total(&one), 17);
     assert_eq!(
         pushes(&ten),
         30,
@@ -466,15 +473,15 @@ async fn attachment_round() {
         "the ask's requests"
     );
     assert_eq!(uploaded, counts(&[("S3.PutObject", 1)]), "the upload");
-    // A send's own requests, plus per file: a HeadObject, the records claimed in one
+    // A send's own requests (the session read by its append, which also takes the rate
+    // limit), plus per file: a HeadObject, the records claimed in one
     // transaction (beside the append's), the pending tag removed.
     assert_eq!(
         sending,
         counts(&[
-            ("DynamoDB.GetItem", 3),
+            ("DynamoDB.GetItem", 2),
             ("DynamoDB.Query", 1),
             ("DynamoDB.TransactWriteItems", 2),
-            ("DynamoDB.UpdateItem", 1),
             ("PostToConnection", 1),
             ("S3.DeleteObjectTagging", 1),
             ("S3.HeadObject", 1),
@@ -611,13 +618,13 @@ async fn streamed_rounds() {
         .map(|(k, n)| (k.clone(), *n))
         .collect();
     let expected: BTreeMap<String, usize> = [
-        // Against the callback round (7, 5, 2, 4): the webhook function's reads and its
-        // rate-limit update are gone, the dispatch re-reads the user message before storing
-        // the reply, and one Query more lists the connections that get the deltas.
-        ("DynamoDB.GetItem", 5),
+        // Against the callback round (4, 5, 2, 2): the webhook function's work moves into
+        // dispatch, which re-reads the user message before storing the reply (a Query for
+        // the webhook's), and one Query more lists the connections that get the deltas.
+        ("DynamoDB.GetItem", 4),
         ("DynamoDB.Query", 6),
         ("DynamoDB.TransactWriteItems", 2),
-        ("DynamoDB.UpdateItem", 3),
+        ("DynamoDB.UpdateItem", 2),
         ("SQS.SendMessageBatch", 1),
     ]
     .iter()

@@ -92,6 +92,7 @@ async fn every_item_carries_its_ttl() {
         name: None,
         agent_id: None,
         open_only: false,
+        limit: None,
     };
     store.append_message(m).await.unwrap();
     let conn = Connection {
@@ -286,6 +287,7 @@ async fn activity_past_the_headroom_moves_every_items_ttl() {
         agent_id: None,
         open_only: false,
         attachments: Vec::new(),
+        limit: None,
     };
     store.append_message(message(2_000, "a")).await.unwrap();
     let ttls = || async {

@@ -123,6 +123,7 @@ impl Store for Faulty {
                     message: m.with_seq(seq),
                     created: true,
                     mode: Default::default(),
+                    retry_after: None,
                 }));
             }
             _ => {}

@@ -167,6 +167,13 @@ fn migrate_modes(conn: &Connection) -> rusqlite::Result<()> {
              UPDATE sessions SET updated_at = created_at;",
         )?;
     }
+    // Rate-limit buckets taken by appends, on their session; older databases lack them.
+    if !has("sessions", "tat_messages")? {
+        conn.execute_batch(
+            "ALTER TABLE sessions ADD COLUMN tat_messages INTEGER;
+             ALTER TABLE sessions ADD COLUMN tat_webhook INTEGER;",
+        )?;
+    }
     // Connections opened with `v=2` (merged frames); older databases lack the column.
     if !has("connections", "merged")? {
         conn.execute_batch("ALTER TABLE connections ADD COLUMN merged INTEGER NOT NULL DEFAULT 0")?;

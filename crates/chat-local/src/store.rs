@@ -184,6 +184,14 @@ fn mode_in(c: &rusqlite::Connection, sid: &str) -> rusqlite::Result<ModeState> {
     )
 }
 
+/// The column of `sessions` holding a rate-limit bucket's TAT.
+fn tat_column(bucket: chat_core::model::SessionBucket) -> &'static str {
+    match bucket {
+        chat_core::model::SessionBucket::Messages => "tat_messages",
+        chat_core::model::SessionBucket::Webhook => "tat_webhook",
+    }
+}
+
 fn connection_row(row: &Row<'_>) -> rusqlite::Result<Connection> {
     Ok(Connection {
         id: row.get(0)?,
@@ -285,11 +293,30 @@ impl Store for SqliteStore {
                         .optional()?;
                     if let Some(seq) = seq {
                         let message = get_by_seq(c, &sid, seq)?;
-                        return Ok(Some(Appended { message, created: false, mode }));
+                        return Ok(Some(Appended { message, created: false, mode, retry_after: None }));
                     }
                 }
                 if m.open_only && mode.mode == Mode::Closed {
-                    return Ok(Some(Appended { message: m.with_seq(0), created: false, mode }));
+                    return Ok(Some(Appended { message: m.with_seq(0), created: false, mode, retry_after: None }));
+                }
+                // The session's rate-limit bucket, taken in this same write.
+                let mut tat = None;
+                if let Some(limit) = m.limit {
+                    let column = tat_column(limit.bucket);
+                    let stored: Option<Millis> = c.query_row(
+                        &format!("SELECT {column} FROM sessions WHERE id = ?1"),
+                        [&sid],
+                        |r| r.get(0),
+                    )?;
+                    match chat_core::rate::gcra(stored, m.created_at, limit.rate) {
+                        Ok(t) => tat = Some((column, t)),
+                        Err(wait) => {
+                            return Ok(Some(Appended { message: m.with_seq(0), created: false, mode, retry_after: Some(wait) }));
+                        }
+                    }
+                }
+                if let Some((column, t)) = tat {
+                    c.execute(&format!("UPDATE sessions SET {column} = ?2 WHERE id = ?1"), params![sid, t])?;
                 }
                 // Activity slides the retention by as much as it moves `updated_at`; the
                 // first user message titles the session.
@@ -332,7 +359,7 @@ impl Store for SqliteStore {
                         expires_at,
                     ],
                 )?;
-                Ok(Some(Appended { message: m.with_seq(seq), created: true, mode }))
+                Ok(Some(Appended { message: m.with_seq(seq), created: true, mode, retry_after: None }))
             })
             .await
             .map_err(err)

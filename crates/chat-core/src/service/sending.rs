@@ -4,8 +4,8 @@
 use super::{SendInput, SessionRef, ack_of};
 use crate::events::ServerEvent;
 use crate::model::{
-    AttachmentId, Connection, DispatchJob, Message, MessageId, MessageStatus, MessageType, Millis,
-    NewMessage, Role,
+    AppendLimit, AttachmentId, Connection, DispatchJob, Message, MessageId, MessageStatus,
+    MessageType, Millis, NewMessage, Role, SessionBucket,
 };
 use crate::rate::Rate;
 use crate::service::ChatService;
@@ -37,27 +37,13 @@ impl ChatService {
         if let Some(m) = &input.metadata {
             validate::object_size("metadata", m, limits.max_metadata_bytes)?;
         }
+        // A client's retry of a stored message is answered by the append itself (its key is
+        // used), before the limit: no lookup before a first send.
         let key = input
             .client_message_id
             .as_ref()
             .map(|c| format!("client#{c}"));
-        // A client's retry of a stored message is answered from the store, before the limit.
-        if let Some(key) = &key
-            && let Some(stored) = self.store().find_by_key(&session.id, key).await?
-        {
-            return self
-                .repeated_send(stored, &input.content, &attachment_ids, origin)
-                .await;
-        }
         let now = self.now();
-        rate::hit(
-            self.limiter(),
-            "messages",
-            &session.id.to_string(),
-            Rate::per(limits.messages_per_minute, 60_000),
-            now,
-        )
-        .await?;
         let new = NewMessage {
             id: MessageId::new(),
             session_id: session.id,
@@ -75,6 +61,11 @@ impl ChatService {
             agent_id: None,
             attachments: Vec::new(),
             open_only: true,
+            // Counted in the append's own write; a repeat counts against nothing.
+            limit: Some(AppendLimit {
+                bucket: SessionBucket::Messages,
+                rate: Rate::per(limits.messages_per_minute, 60_000),
+            }),
         };
         let content = new.content.clone();
         let (message, paused) = self
@@ -107,6 +98,9 @@ impl ChatService {
                         self.release_attachments(&attachment_ids, &id).await;
                         let appended = other?
                             .ok_or_else(|| ChatError::NotFound("unknown session".into()))?;
+                        if let Some(wait) = appended.retry_after {
+                            return Err(rate::limited(wait));
+                        }
                         if appended.refused() {
                             return Err(ChatError::Conflict(
                                 "this conversation is closed; start a new session".into(),
@@ -205,7 +199,7 @@ impl ChatService {
         self.ports
             .queue
             .enqueue(
-                DispatchJob::dispatch(message.session_id, message.id),
+                DispatchJob::dispatch(message.session_id, message.id).with_seq(message.seq),
                 message.created_at.saturating_add(timeout),
             )
             .await?;
