@@ -896,7 +896,9 @@ export class ChatClient {
   _wsUrl() {
     const s = /** @type {StoredSession} */ (this._session); // usable: _ensureSession ran first
     const sep = s.websocketUrl.includes('?') ? '&' : '?';
-    return `${s.websocketUrl}${sep}sessionId=${encodeURIComponent(s.sessionId)}&token=${encodeURIComponent(s.token)}`;
+    // v=2: this client understands merged frames (fewer pushes per round); an older server
+    // ignores it and sends today's frames, which are understood too.
+    return `${s.websocketUrl}${sep}sessionId=${encodeURIComponent(s.sessionId)}&token=${encodeURIComponent(s.token)}&v=2`;
   }
 
   /** Opens a socket. With `replacing`, the current one keeps working until this one is open. */
@@ -1063,6 +1065,18 @@ export class ChatClient {
       return;
     }
     if (ws !== this._ws && ws !== this._spare) return;
+    this._onEvent(ws, ev);
+  }
+
+  /**
+   * One server event. A merged frame (v=2) carries a second event as a member: `ack` with
+   * `message`, `status` with `typing`, `message` with `status`; each is handled as if it had
+   * come in its own frame right after.
+   * @param {Socket} ws
+   * @param {any} ev
+   */
+  _onEvent(ws, ev) {
+    if (!ev || typeof ev !== 'object') return;
     switch (ev.event) {
       case 'message': {
         const m = ev.message;
@@ -1071,6 +1085,7 @@ export class ChatClient {
         this._merge([m]);
         if (m.role !== 'user') this._emit('typing', { role: m.role, isTyping: false });
         if (gap) this._catchUp().catch(() => {});
+        if (ev.status && typeof ev.status === 'object') this._onEvent(ws, { ...ev.status, event: 'status' });
         break;
       }
       case 'delta': {
@@ -1088,11 +1103,16 @@ export class ChatClient {
         break;
       }
       case 'ack': {
-        if (!ev.clientMessageId) break;
+        const carried = ev.message && typeof ev.message === 'object' ? ev.message : null;
+        if (!ev.clientMessageId) {
+          if (carried) this._onEvent(ws, { event: 'message', message: carried });
+          break;
+        }
         this._pending = settlePending(this._pending, ev.clientMessageId);
         this._savePending();
         this._merge([{ id: ev.messageId, seq: ev.seq, clientMessageId: ev.clientMessageId, role: 'user', status: 'received', pending: undefined }]);
         this._emit('ack', { clientMessageId: ev.clientMessageId, messageId: ev.messageId, seq: ev.seq });
+        if (carried) this._onEvent(ws, { event: 'message', message: carried });
         break;
       }
       case 'status': {
@@ -1103,6 +1123,7 @@ export class ChatClient {
           if (this._earlyStatus.size > 500) this._earlyStatus.delete(/** @type {string} */ (this._earlyStatus.keys().next().value));
         }
         this._emit('status', { messageId: ev.messageId, status: ev.status });
+        if (ev.typing && typeof ev.typing === 'object') this._onEvent(ws, { ...ev.typing, event: 'typing' });
         break;
       }
       case 'typing':

@@ -155,7 +155,7 @@ pub async fn connect(app: &App, req: ApiGatewayWebsocketProxyRequest) -> ApiGate
             return app.service.connect_agent(agent_token, id).await.map(drop);
         }
         app.service
-            .connect(q.first("sessionId"), q.first("token"), id)
+            .connect_version(q.first("sessionId"), q.first("token"), id, q.first("v"))
             .await
             .map(drop)
     };

@@ -107,8 +107,10 @@ fn capacity(entry: &serde_json::Value) -> (f64, f64) {
     }
 }
 
-async fn round(connections: usize) -> BTreeMap<String, usize> {
-    round_with(connections, None).await.0
+/// One callback round; `v`, the frame version the connections open with (`Some("2")`: merged
+/// frames, as `ChatClient` asks; `None`: an older client).
+async fn round(connections: usize, v: Option<&str>) -> BTreeMap<String, usize> {
+    round_with(connections, None, v).await.0
 }
 
 /// One round; with `stream`, n8n answers the dispatch by streaming these tokens (20 ms apart)
@@ -116,6 +118,7 @@ async fn round(connections: usize) -> BTreeMap<String, usize> {
 async fn round_with(
     connections: usize,
     stream: Option<&[&str]>,
+    v: Option<&str>,
 ) -> (BTreeMap<String, usize>, usize) {
     let w = world::world().await;
     if let Some(tokens) = stream {
@@ -128,7 +131,7 @@ async fn round_with(
     let (sid, token) = w.session().await;
     let mut conns = Vec::new();
     for _ in 0..connections {
-        conns.push(w.connect(&sid, &token).await);
+        conns.push(w.connect_v(&sid, &token, v).await);
     }
     let start = common::recorded().await.len();
     w.ws_frame(
@@ -180,8 +183,9 @@ async fn round_with(
 
 #[tokio::test]
 async fn requests_per_chat_round() {
-    let one = round(1).await;
-    let ten = round(10).await;
+    // As ChatClient connects: merged frames.
+    let one = round(1, Some("2")).await;
+    let ten = round(10, Some("2")).await;
     let total = |c: &BTreeMap<String, usize>| {
         c.iter()
             .filter(|(k, _)| !k.starts_with('~'))
@@ -257,21 +261,42 @@ async fn requests_per_chat_round() {
     assert_eq!(
         calls(&one),
         expected(&[
-            ("DynamoDB.GetItem", 7),
+            // The connection and the session (read by each append); no idempotency lookup
+            // before a first write (a repeat is answered by the append's condition), and no
+            // webhook read of the session (its append reads it).
+            ("DynamoDB.GetItem", 4),
+            // Connections listed by the send, dispatch and the webhook; dispatch's history
+            // query brings the user message too (its job names its seq: for this first
+            // message of the session that is the one Query a read by id was); the replyTo.
             ("DynamoDB.Query", 5),
             ("DynamoDB.TransactWriteItems", 2),
-            ("DynamoDB.UpdateItem", 4),
-            ("PostToConnection", 6),
+            // Only the statuses: the rate limits are taken in the appends' own writes.
+            ("DynamoDB.UpdateItem", 2),
+            // The ack carrying the message; dispatched with typing; the reply with answered.
+            ("PostToConnection", 3),
             ("SQS.SendMessageBatch", 1),
         ]),
         "AWS requests of one round with one connection"
     );
-    assert_eq!(total(&one), 25);
+    assert_eq!(total(&one), 17);
     assert_eq!(
         pushes(&ten),
-        51,
-        "five frames fanned out to each of nine more connections"
+        30,
+        "three frames fanned out to each of nine more connections"
     );
+    // Connections of older clients (no `v=2`) get today's six frames per round (five fanned
+    // out), and the round's other requests are the same.
+    let old_one = round(1, None).await;
+    let old_ten = round(10, None).await;
+    assert_eq!((pushes(&old_one), pushes(&old_ten)), (6, 51));
+    let not_pushes = |c: &BTreeMap<String, usize>| -> BTreeMap<String, usize> {
+        calls(c)
+            .into_iter()
+            .filter(|(k, _)| k != "PostToConnection")
+            .collect()
+    };
+    assert_eq!(not_pushes(&old_one), not_pushes(&one));
+    assert_eq!(not_pushes(&old_ten), not_pushes(&ten));
     streamed_rounds().await;
     agent_message_round().await;
     keep_rounds().await;
@@ -448,15 +473,15 @@ async fn attachment_round() {
         "the ask's requests"
     );
     assert_eq!(uploaded, counts(&[("S3.PutObject", 1)]), "the upload");
-    // A send's own requests, plus per file: a HeadObject, the records claimed in one
+    // A send's own requests (the session read by its append, which also takes the rate
+    // limit), plus per file: a HeadObject, the records claimed in one
     // transaction (beside the append's), the pending tag removed.
     assert_eq!(
         sending,
         counts(&[
-            ("DynamoDB.GetItem", 3),
+            ("DynamoDB.GetItem", 2),
             ("DynamoDB.Query", 1),
             ("DynamoDB.TransactWriteItems", 2),
-            ("DynamoDB.UpdateItem", 1),
             ("PostToConnection", 1),
             ("S3.DeleteObjectTagging", 1),
             ("S3.HeadObject", 1),
@@ -554,8 +579,8 @@ async fn agent_message_round() {
 async fn streamed_rounds() {
     let tokens: Vec<String> = (0..30).map(|i| format!("t{i} ")).collect();
     let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
-    let (one, d1) = round_with(1, Some(&tokens)).await;
-    let (ten, d10) = round_with(10, Some(&tokens)).await;
+    let (one, d1) = round_with(1, Some(&tokens), None).await;
+    let (ten, d10) = round_with(10, Some(&tokens), None).await;
     println!("AWS requests per streamed round (30 tokens, 20 ms apart), by operation:");
     println!(
         "{:<32} {:>14} {:>15}",
@@ -593,13 +618,13 @@ async fn streamed_rounds() {
         .map(|(k, n)| (k.clone(), *n))
         .collect();
     let expected: BTreeMap<String, usize> = [
-        // Against the callback round (7, 5, 2, 4): the webhook function's reads and its
-        // rate-limit update are gone, the dispatch re-reads the user message before storing
-        // the reply, and one Query more lists the connections that get the deltas.
-        ("DynamoDB.GetItem", 5),
+        // Against the callback round (4, 5, 2, 2): the webhook function's work moves into
+        // dispatch, which re-reads the user message before storing the reply (a Query for
+        // the webhook's), and one Query more lists the connections that get the deltas.
+        ("DynamoDB.GetItem", 4),
         ("DynamoDB.Query", 6),
         ("DynamoDB.TransactWriteItems", 2),
-        ("DynamoDB.UpdateItem", 3),
+        ("DynamoDB.UpdateItem", 2),
         ("SQS.SendMessageBatch", 1),
     ]
     .iter()

@@ -92,6 +92,7 @@ async fn every_item_carries_its_ttl() {
         name: None,
         agent_id: None,
         open_only: false,
+        limit: None,
     };
     store.append_message(m).await.unwrap();
     let conn = Connection {
@@ -99,6 +100,7 @@ async fn every_item_carries_its_ttl() {
         session_id: id,
         connected_at: 3,
         expires_at: expires,
+        merged: false,
     };
     store.put_connection(&conn).await.unwrap();
     let rate = chat_core::rate::Rate::per(1, 60_000);
@@ -285,6 +287,7 @@ async fn activity_past_the_headroom_moves_every_items_ttl() {
         agent_id: None,
         open_only: false,
         attachments: Vec::new(),
+        limit: None,
     };
     store.append_message(message(2_000, "a")).await.unwrap();
     let ttls = || async {

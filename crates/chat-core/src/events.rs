@@ -136,6 +136,64 @@ impl ServerEvent {
     }
 }
 
+/// The frames of `events` for a connection opened with `v=2`, which understands merged frames:
+/// a `status` followed by a `typing` is one `status` frame with a `typing` member (`dispatched`
+/// and the assistant typing), and a `message` followed by the `status` of the message it
+/// replies to is one `message` frame with a `status` member (the reply and `answered`). Every
+/// other event is its own frame, as [`ServerEvent::to_frame`] writes it. Fewer frames, fewer
+/// pushes (each is a request on API Gateway).
+pub fn merged_frames(events: &[ServerEvent]) -> Vec<String> {
+    let mut frames = Vec::with_capacity(events.len());
+    let mut i = 0;
+    while i < events.len() {
+        let merged = match (&events[i], events.get(i + 1)) {
+            (ServerEvent::Status { .. }, Some(next @ ServerEvent::Typing { .. })) => {
+                Some(("typing", next))
+            }
+            (
+                ServerEvent::Message { message },
+                Some(next @ ServerEvent::Status { message_id, .. }),
+            ) if message.reply_to == Some(*message_id) => Some(("status", next)),
+            _ => None,
+        };
+        match merged {
+            Some((member, next)) => {
+                frames.push(with_member(&events[i], member, next));
+                i += 2;
+            }
+            None => {
+                frames.push(events[i].to_frame());
+                i += 1;
+            }
+        }
+    }
+    frames
+}
+
+/// The `ack` of `message` for a connection opened with `v=2`: it carries the stored message
+/// too (`message`), so the sender needs no separate `message` frame.
+pub fn merged_ack(ack: &ServerEvent, message: &Message) -> String {
+    let mut frame = serde_json::to_value(ack).unwrap_or_default();
+    if let Some(obj) = frame.as_object_mut() {
+        obj.insert(
+            "message".into(),
+            serde_json::to_value(message).unwrap_or_default(),
+        );
+    }
+    frame.to_string()
+}
+
+/// `event`'s frame with `member` set to `inner`'s fields (without its `event`).
+fn with_member(event: &ServerEvent, member: &str, inner: &ServerEvent) -> String {
+    let mut frame = serde_json::to_value(event).unwrap_or_default();
+    let mut inner = serde_json::to_value(inner).unwrap_or_default();
+    if let (Some(obj), Some(fields)) = (frame.as_object_mut(), inner.as_object_mut()) {
+        fields.remove("event");
+        obj.insert(member.into(), Value::Object(std::mem::take(fields)));
+    }
+    frame.to_string()
+}
+
 /// The WebSocket actions a browser may send.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(

@@ -363,6 +363,35 @@ pub struct NewMessage {
     /// Makes the append idempotent within the session: a second append with the same key
     /// returns the first message instead of writing a new one.
     pub idempotency_key: Option<String>,
+    /// A rate limit the append counts against, kept on the session and taken in the same
+    /// write (see [`crate::ports::Store::append_message`]).
+    pub limit: Option<AppendLimit>,
+}
+
+/// A per-session rate limit taken by an append, in the append's own write: no separate
+/// counter write per message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendLimit {
+    pub bucket: SessionBucket,
+    pub rate: crate::rate::Rate,
+}
+
+/// The rate-limit buckets a session keeps (one [`crate::rate::gcra`] TAT each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionBucket {
+    /// The user's messages (`CHAT_MESSAGES_PER_MINUTE`).
+    Messages,
+    /// n8n's replies by callback (`CHAT_WEBHOOKS_PER_MINUTE`).
+    Webhook,
+}
+
+impl SessionBucket {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Messages => "messages",
+            Self::Webhook => "webhook",
+        }
+    }
 }
 
 impl NewMessage {
@@ -708,6 +737,9 @@ pub struct Connection {
     /// Connections expire with their session at the latest (API Gateway also drops them
     /// after two hours); the store may forget them after this.
     pub expires_at: Millis,
+    /// The client opened it with `v=2`: it understands merged frames
+    /// ([`crate::events::merged_frames`]), so a round costs it fewer pushes.
+    pub merged: bool,
 }
 
 /// One page of history.
@@ -737,6 +769,11 @@ pub struct DispatchJob {
     /// read as deliveries.
     #[serde(default, skip_serializing_if = "JobKind::is_dispatch")]
     pub kind: JobKind,
+    /// The message's `seq` when the sender knew it: the delivery then reads the message and
+    /// its history in one query. Absent (older records, redrives, `chat-local`'s queue): the
+    /// message is read by its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 impl DispatchJob {
@@ -746,6 +783,15 @@ impl DispatchJob {
             session_id,
             message_id,
             kind: JobKind::Dispatch,
+            seq: None,
+        }
+    }
+
+    /// The same job, naming the message's `seq` too.
+    pub fn with_seq(self, seq: u64) -> Self {
+        Self {
+            seq: Some(seq),
+            ..self
         }
     }
 
@@ -836,6 +882,7 @@ mod tests {
             attachments: Vec::new(),
             open_only: false,
             idempotency_key: None,
+            limit: None,
         }
         .with_seq(3);
         let v = serde_json::to_value(&m).unwrap();

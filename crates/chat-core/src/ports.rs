@@ -45,12 +45,15 @@ pub struct Appended {
     pub created: bool,
     /// The session's mode as the append found it (whether the bot answers this message).
     pub mode: ModeState,
+    /// Refused by its [`NewMessage::limit`] (nothing written): the next token comes in this
+    /// many ms.
+    pub retry_after: Option<Millis>,
 }
 
 impl Appended {
     /// Whether this is a refused `open_only` append to a closed session (nothing written).
     pub fn refused(&self) -> bool {
-        !self.created && self.message.seq == 0
+        !self.created && self.message.seq == 0 && self.retry_after.is_none()
     }
 }
 
@@ -86,6 +89,13 @@ pub trait Store: Send + Sync {
     /// it. With
     /// [`NewMessage::open_only`], nothing is written when the session's mode is `closed`:
     /// `created` is false and `message` is the one given, unnumbered (`seq` 0).
+    ///
+    /// With [`NewMessage::limit`], the append takes a token from the session's bucket
+    /// ([`crate::rate::gcra`] on its TAT, kept on the session) in the same atomic write. An
+    /// empty bucket refuses it: nothing is written (nor the bucket), `created` is false,
+    /// `message` the one given (`seq` 0) and `retry_after` says when the next token comes. A
+    /// repeat (its idempotency key used) is answered as above and takes no token, even from an
+    /// empty bucket. Appends without a limit, and the other bucket, are not counted.
     async fn append_message(&self, message: NewMessage) -> Result<Option<Appended>, StoreError>;
 
     /// The message `id` of `session`; `None` when it does not exist *in that session* (the

@@ -74,9 +74,14 @@ pub async fn hit(
 ) -> Result<(), ChatError> {
     match limiter.take(&format!("{scope}#{who}"), now, rate).await? {
         None => Ok(()),
-        Some(wait_ms) => Err(ChatError::RateLimited {
-            retry_after_secs: (wait_ms.max(1) as u64).div_ceil(1000),
-        }),
+        Some(wait_ms) => Err(limited(wait_ms)),
+    }
+}
+
+/// The 429 of a request refused for `wait_ms` (whole seconds in `Retry-After`, at least 1).
+pub fn limited(wait_ms: Millis) -> ChatError {
+    ChatError::RateLimited {
+        retry_after_secs: (wait_ms.max(1) as u64).div_ceil(1000),
     }
 }
 

@@ -123,6 +123,7 @@ impl Store for Faulty {
                     message: m.with_seq(seq),
                     created: true,
                     mode: Default::default(),
+                    retry_after: None,
                 }));
             }
             _ => {}
@@ -200,6 +201,7 @@ impl Store for Faulty {
                 session_id: SessionId::new(),
                 connected_at: 0,
                 expires_at: 0,
+                merged: false,
             });
         }
         Ok(v)

@@ -271,3 +271,53 @@ async fn the_outbound_request_names_the_user_and_trims_the_public_url() {
     assert_eq!(v["callbackUrl"], "https://chat.example.com/webhook");
     assert_eq!(v["history"], json!([]));
 }
+
+/// A job names its message's seq (one query brings the message and its history); a job
+/// whose seq names another message, or none (an older record, a redrive), still delivers its
+/// own message, with the history before it.
+#[tokio::test]
+async fn a_job_is_delivered_by_its_seq_and_by_its_id_when_the_seq_does_not_match() {
+    let h = H::with_config(chat_testkit::config());
+    let s = h.session().await;
+    let (first, job1) = h.user_message(&s, "first").await;
+    let (second, job2) = h.user_message(&s, "second").await;
+    assert_eq!(
+        (job1.seq, job2.seq),
+        (Some(first.seq), Some(second.seq)),
+        "the send names the seq"
+    );
+    let delivered = |i: usize| -> (Value, Vec<Value>) {
+        let body: Value = serde_json::from_slice(&h.agent.requests()[i].body).unwrap();
+        let history = body["history"].as_array().unwrap().clone();
+        (body["messageId"].clone(), history)
+    };
+    // The first message's job, naming the second's seq: read by its id.
+    let wrong = DispatchJob {
+        seq: Some(second.seq),
+        ..job1
+    };
+    assert_eq!(
+        h.dispatcher.dispatch(wrong, 1).await.unwrap(),
+        DispatchOutcome::Delivered
+    );
+    let (id, history) = delivered(0);
+    assert_eq!(id, json!(first.id.to_string()));
+    assert!(history.is_empty(), "nothing before the first: {history:?}");
+    // The second's, by its seq: the first is its history.
+    assert_eq!(
+        h.dispatcher.dispatch(job2, 1).await.unwrap(),
+        DispatchOutcome::Delivered
+    );
+    let (id, history) = delivered(1);
+    assert_eq!(id, json!(second.id.to_string()));
+    assert_eq!(
+        history.iter().map(|m| m["id"].clone()).collect::<Vec<_>>(),
+        vec![json!(first.id.to_string())]
+    );
+    // Without a seq (a redrive), after both were dispatched: skipped as a redelivery.
+    let redriven = DispatchJob::dispatch(s.id, second.id);
+    assert_eq!(
+        h.dispatcher.dispatch(redriven, 1).await.unwrap(),
+        DispatchOutcome::Skipped
+    );
+}

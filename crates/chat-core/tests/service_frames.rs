@@ -269,6 +269,7 @@ async fn a_stored_but_expired_connection_is_not_pushed_to() {
         session_id: s.id,
         connected_at: h.now() - 2 * HOUR,
         expires_at: h.now() - 1,
+        merged: false,
     };
     h.store.put_connection(&stale).await.unwrap();
     h.send(&s, "hi", None, None).await.unwrap();

@@ -23,7 +23,10 @@ async fn send_stores_received_queues_and_pushes_ack_first_to_origin_only() {
     );
     assert_eq!(m.created_at, T0);
     assert_eq!(h.message(&s, &m.id).await, m, "stored as returned");
-    assert_eq!(h.queue.drain(), vec![DispatchJob::dispatch(s.id, m.id)]);
+    assert_eq!(
+        h.queue.drain(),
+        vec![DispatchJob::dispatch(s.id, m.id).with_seq(m.seq)]
+    );
 
     let frames = h.push.take();
     let parsed: Vec<(String, Value)> = frames
@@ -194,7 +197,7 @@ async fn a_repeat_after_an_enqueue_failure_enqueues_again() {
     assert_eq!(m.id, stored[0].id, "the retry returns the stored message");
     assert_eq!(
         h.queue.drain(),
-        vec![DispatchJob::dispatch(s.id, m.id)],
+        vec![DispatchJob::dispatch(s.id, m.id).with_seq(m.seq)],
         "the retry queues it"
     );
     assert_eq!(h.all_messages(&s.id).await.len(), 1);

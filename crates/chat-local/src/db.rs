@@ -116,7 +116,8 @@ CREATE TABLE IF NOT EXISTS connections (
     id           TEXT PRIMARY KEY,
     session_id   TEXT NOT NULL,
     connected_at INTEGER NOT NULL,
-    expires_at   INTEGER NOT NULL
+    expires_at   INTEGER NOT NULL,
+    merged       INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS connections_by_session ON connections (session_id);
 -- The dispatch queue: per user message a delivery job and a reply-deadline job.
@@ -165,6 +166,17 @@ fn migrate_modes(conn: &Connection) -> rusqlite::Result<()> {
              ALTER TABLE sessions ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
              UPDATE sessions SET updated_at = created_at;",
         )?;
+    }
+    // Rate-limit buckets taken by appends, on their session; older databases lack them.
+    if !has("sessions", "tat_messages")? {
+        conn.execute_batch(
+            "ALTER TABLE sessions ADD COLUMN tat_messages INTEGER;
+             ALTER TABLE sessions ADD COLUMN tat_webhook INTEGER;",
+        )?;
+    }
+    // Connections opened with `v=2` (merged frames); older databases lack the column.
+    if !has("connections", "merged")? {
+        conn.execute_batch("ALTER TABLE connections ADD COLUMN merged INTEGER NOT NULL DEFAULT 0")?;
     }
     if !has("messages", "name")? {
         conn.execute_batch("ALTER TABLE messages ADD COLUMN name TEXT")?;

@@ -116,6 +116,8 @@ impl JobQueue {
                         session_id: SessionId(s),
                         message_id: MessageId(m),
                         kind,
+                        // Not kept here: the delivery reads the message by its id.
+                        seq: None,
                     };
                     due.push((job, attempts + 1));
                 }

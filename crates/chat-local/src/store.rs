@@ -184,12 +184,21 @@ fn mode_in(c: &rusqlite::Connection, sid: &str) -> rusqlite::Result<ModeState> {
     )
 }
 
+/// The column of `sessions` holding a rate-limit bucket's TAT.
+fn tat_column(bucket: chat_core::model::SessionBucket) -> &'static str {
+    match bucket {
+        chat_core::model::SessionBucket::Messages => "tat_messages",
+        chat_core::model::SessionBucket::Webhook => "tat_webhook",
+    }
+}
+
 fn connection_row(row: &Row<'_>) -> rusqlite::Result<Connection> {
     Ok(Connection {
         id: row.get(0)?,
         session_id: SessionId(ulid_col(row, 1)?),
         connected_at: row.get(2)?,
         expires_at: row.get(3)?,
+        merged: row.get(4)?,
     })
 }
 
@@ -284,11 +293,30 @@ impl Store for SqliteStore {
                         .optional()?;
                     if let Some(seq) = seq {
                         let message = get_by_seq(c, &sid, seq)?;
-                        return Ok(Some(Appended { message, created: false, mode }));
+                        return Ok(Some(Appended { message, created: false, mode, retry_after: None }));
                     }
                 }
                 if m.open_only && mode.mode == Mode::Closed {
-                    return Ok(Some(Appended { message: m.with_seq(0), created: false, mode }));
+                    return Ok(Some(Appended { message: m.with_seq(0), created: false, mode, retry_after: None }));
+                }
+                // The session's rate-limit bucket, taken in this same write.
+                let mut tat = None;
+                if let Some(limit) = m.limit {
+                    let column = tat_column(limit.bucket);
+                    let stored: Option<Millis> = c.query_row(
+                        &format!("SELECT {column} FROM sessions WHERE id = ?1"),
+                        [&sid],
+                        |r| r.get(0),
+                    )?;
+                    match chat_core::rate::gcra(stored, m.created_at, limit.rate) {
+                        Ok(t) => tat = Some((column, t)),
+                        Err(wait) => {
+                            return Ok(Some(Appended { message: m.with_seq(0), created: false, mode, retry_after: Some(wait) }));
+                        }
+                    }
+                }
+                if let Some((column, t)) = tat {
+                    c.execute(&format!("UPDATE sessions SET {column} = ?2 WHERE id = ?1"), params![sid, t])?;
                 }
                 // Activity slides the retention by as much as it moves `updated_at`; the
                 // first user message titles the session.
@@ -331,7 +359,7 @@ impl Store for SqliteStore {
                         expires_at,
                     ],
                 )?;
-                Ok(Some(Appended { message: m.with_seq(seq), created: true, mode }))
+                Ok(Some(Appended { message: m.with_seq(seq), created: true, mode, retry_after: None }))
             })
             .await
             .map_err(err)
@@ -443,8 +471,8 @@ impl Store for SqliteStore {
         self.db
             .call(move |c| {
                 c.execute(
-                    "INSERT OR REPLACE INTO connections (id, session_id, connected_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![conn.id, conn.session_id.to_string(), conn.connected_at, conn.expires_at],
+                    "INSERT OR REPLACE INTO connections (id, session_id, connected_at, expires_at, merged) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![conn.id, conn.session_id.to_string(), conn.connected_at, conn.expires_at, conn.merged],
                 )
                 .map(|_| ())
             })
@@ -457,7 +485,7 @@ impl Store for SqliteStore {
         self.db
             .call(move |c| {
                 c.query_row(
-                    "SELECT id, session_id, connected_at, expires_at FROM connections WHERE id = ?1",
+                    "SELECT id, session_id, connected_at, expires_at, merged FROM connections WHERE id = ?1",
                     [id],
                     connection_row,
                 )
@@ -483,7 +511,7 @@ impl Store for SqliteStore {
         self.db
             .call(move |c| {
                 let mut stmt = c.prepare_cached(
-                    "SELECT id, session_id, connected_at, expires_at FROM connections WHERE session_id = ?1 ORDER BY id",
+                    "SELECT id, session_id, connected_at, expires_at, merged FROM connections WHERE session_id = ?1 ORDER BY id",
                 )?;
                 stmt.query_map([sid], connection_row)?.collect()
             })

@@ -52,11 +52,13 @@ pub async fn upgrade(
     let mut session = None;
     let mut token = None;
     let mut agent_token = None;
+    let mut version = None;
     for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
         match &*k {
             "sessionId" => session = Some(v.into_owned()),
             "token" => token = Some(v.into_owned()),
             "agentToken" => agent_token = Some(v.into_owned()),
+            "v" => version = Some(v.into_owned()),
             _ => {}
         }
     }
@@ -79,7 +81,12 @@ pub async fn upgrade(
     };
     let connection = match s
         .service
-        .connect(session.as_deref(), token.as_deref(), &id)
+        .connect_version(
+            session.as_deref(),
+            token.as_deref(),
+            &id,
+            version.as_deref(),
+        )
         .await
     {
         Ok(c) => c,

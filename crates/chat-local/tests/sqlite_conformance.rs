@@ -69,6 +69,7 @@ async fn data_survives_reopening_the_file() {
             client_message_id: Some("c".into()),
             attachments: Vec::new(),
             idempotency_key: Some("client#c".into()),
+            limit: None,
             name: None,
             agent_id: None,
             open_only: false,
@@ -135,6 +136,7 @@ async fn purge_removes_only_what_has_expired() {
             client_message_id: Some("k".into()),
             attachments: Vec::new(),
             idempotency_key: Some("client#k".into()),
+            limit: None,
             name: None,
             agent_id: None,
             open_only: false,
@@ -145,6 +147,7 @@ async fn purge_removes_only_what_has_expired() {
             session_id: id,
             connected_at: 3,
             expires_at,
+            merged: false,
         };
         store.put_connection(&c).await.unwrap();
     }

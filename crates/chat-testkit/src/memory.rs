@@ -30,6 +30,8 @@ struct Inner {
     connections: HashMap<String, Connection>,
     canned: BTreeMap<String, CannedReply>,
     agent_connections: HashMap<String, AgentConnection>,
+    /// Rate-limit buckets kept on sessions (their TATs), taken by appends.
+    tats: HashMap<(SessionId, chat_core::model::SessionBucket), Millis>,
 }
 
 /// A [`Store`] in a mutex.
@@ -108,6 +110,7 @@ impl Store for MemoryStore {
                 message,
                 created: false,
                 mode,
+                retry_after: None,
             }));
         }
         if m.open_only && mode.mode == Mode::Closed {
@@ -115,7 +118,27 @@ impl Store for MemoryStore {
                 message: m.with_seq(0),
                 created: false,
                 mode,
+                retry_after: None,
             }));
+        }
+        let mut tat = None;
+        if let Some(limit) = m.limit {
+            let bucket = (m.session_id, limit.bucket);
+            match chat_core::rate::gcra(inner.tats.get(&bucket).copied(), m.created_at, limit.rate)
+            {
+                Ok(t) => tat = Some((bucket, t)),
+                Err(wait) => {
+                    return Ok(Some(Appended {
+                        message: m.with_seq(0),
+                        created: false,
+                        mode,
+                        retry_after: Some(wait),
+                    }));
+                }
+            }
+        }
+        if let Some((bucket, t)) = tat {
+            inner.tats.insert(bucket, t);
         }
         session.last_seq += 1;
         session.expires_at = session.slid_expiry(m.created_at);
@@ -138,6 +161,7 @@ impl Store for MemoryStore {
             message,
             created: true,
             mode,
+            retry_after: None,
         }))
     }
 

@@ -234,6 +234,10 @@ pub(crate) fn connection_of(
         session_id: session,
         connected_at: req_n(item, "connectedAt")?,
         expires_at: req_n(item, "expiresAtMs")?,
+        merged: item
+            .get("v")
+            .and_then(|v| v.as_n().ok())
+            .is_some_and(|v| v == "2"),
     })
 }
 

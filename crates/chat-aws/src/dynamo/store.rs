@@ -80,11 +80,53 @@ impl Store for DynamoStore {
             };
             let mode = session.mode.clone();
             if m.open_only && mode.mode == Mode::Closed {
+                // A repeat of a message stored before it closed is still answered.
+                if let Some(key) = m.idempotency_key.as_deref()
+                    && let Some(message) = self.by_idempotency_key(&m.session_id, key).await?
+                {
+                    return Ok(Some(Appended {
+                        message,
+                        created: false,
+                        mode,
+                        retry_after: None,
+                    }));
+                }
                 return Ok(Some(Appended {
                     message: m.with_seq(0),
                     created: false,
                     mode,
+                    retry_after: None,
                 }));
+            }
+            // The session's rate-limit bucket, taken in the append's own update (the
+            // condition on `lastSeq` pins it as read).
+            let mut tat = None;
+            if let Some(limit) = m.limit {
+                let attr = tat_attribute(limit.bucket);
+                match chat_core::rate::gcra(get_n(&item, attr), m.created_at, limit.rate) {
+                    Ok(t) => tat = Some((attr, t)),
+                    Err(wait) => {
+                        // A repeat is answered even from an empty bucket.
+                        let key = m.idempotency_key.as_deref();
+                        if let Some(key) = key
+                            && let Some(message) =
+                                self.by_idempotency_key(&m.session_id, key).await?
+                        {
+                            return Ok(Some(Appended {
+                                message,
+                                created: false,
+                                mode,
+                                retry_after: None,
+                            }));
+                        }
+                        return Ok(Some(Appended {
+                            message: m.with_seq(0),
+                            created: false,
+                            mode,
+                            retry_after: Some(wait),
+                        }));
+                    }
+                }
             }
             let last = session.last_seq;
             let next = last + 1;
@@ -102,6 +144,9 @@ impl Store for DynamoStore {
             let mut set = "SET lastSeq = :next, updatedAt = :u, activity = :act, expiresAtMs = :exp, #ttl = :ttl".to_string();
             if title.is_some() {
                 set.push_str(", #title = if_not_exists(#title, :title)");
+            }
+            if tat.is_some() {
+                set.push_str(", #tat = :tat");
             }
             let mut bump = Update::builder()
                 .table_name(&self.table)
@@ -121,6 +166,11 @@ impl Store for DynamoStore {
                 bump = bump
                     .expression_attribute_names("#title", "title")
                     .expression_attribute_values(":title", s(t));
+            }
+            if let Some((attr, t)) = tat {
+                bump = bump
+                    .expression_attribute_names("#tat", attr)
+                    .expression_attribute_values(":tat", n(t));
             }
             if m.open_only {
                 bump = bump
@@ -167,6 +217,7 @@ impl Store for DynamoStore {
                         message: m.with_seq(next),
                         created: true,
                         mode,
+                        retry_after: None,
                     }));
                 }
                 Err(e) => {
@@ -189,6 +240,7 @@ impl Store for DynamoStore {
                                 message,
                                 created: false,
                                 mode,
+                                retry_after: None,
                             }));
                         }
                     }
@@ -439,8 +491,13 @@ impl Store for DynamoStore {
                 ("ttl".to_string(), n(c.expires_at / 1000)),
             ])
         };
-        let fan_out = common(session_pk(&c.session_id), format!("CONN#{}", c.id));
+        let mut fan_out = common(session_pk(&c.session_id), format!("CONN#{}", c.id));
         let mut lookup = common(format!("CONN#{}", c.id), "CONN".into());
+        if c.merged {
+            // Only when set: connections of older clients keep today's items.
+            fan_out.insert("v".into(), n(2));
+            lookup.insert("v".into(), n(2));
+        }
         lookup.insert("sessionId".into(), s(c.session_id.to_string()));
         let puts = [fan_out, lookup]
             .into_iter()
@@ -1089,5 +1146,13 @@ impl DynamoStore {
             }
         }
         Ok(())
+    }
+}
+
+/// The session item's attribute holding a rate-limit bucket's TAT (ms).
+fn tat_attribute(bucket: chat_core::model::SessionBucket) -> &'static str {
+    match bucket {
+        chat_core::model::SessionBucket::Messages => "tatMessages",
+        chat_core::model::SessionBucket::Webhook => "tatWebhook",
     }
 }

@@ -133,10 +133,19 @@ impl World {
     }
 
     pub async fn connect(&self, sid: &str, token: &str) -> String {
+        self.connect_v(sid, token, None).await
+    }
+
+    /// `$connect` with the frame version `v` (`Some("2")`: merged frames, as `ChatClient`).
+    pub async fn connect_v(&self, sid: &str, token: &str, v: Option<&str>) -> String {
         let id = conn_id();
         let mut e = event("connect");
         e["queryStringParameters"] = json!({"sessionId": sid, "token": token});
         e["multiValueQueryStringParameters"] = json!({"sessionId": [sid], "token": [token]});
+        if let Some(v) = v {
+            e["queryStringParameters"]["v"] = json!(v);
+            e["multiValueQueryStringParameters"]["v"] = json!([v]);
+        }
         e["requestContext"]["connectionId"] = json!(id);
         let (status, body) = self.ws(e).await;
         assert_eq!(status, 200, "{body}");

@@ -119,6 +119,7 @@ impl Dispatcher {
             attachments: Vec::new(),
             open_only: false,
             idempotency_key: Some(reply_key(&message.id)),
+            limit: None,
         }
     }
 

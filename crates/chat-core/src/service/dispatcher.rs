@@ -69,7 +69,30 @@ impl Dispatcher {
     ) -> Result<DispatchOutcome, ChatError> {
         let svc = &self.service;
         let store = svc.store();
-        let Some(message) = store.get_message(&job.session_id, &job.message_id).await? else {
+        let limit = svc.config.limits.history_for_agent;
+        // With its seq known, the message comes with its history in one query.
+        let (message, history) = match job.seq {
+            Some(seq) => {
+                let page = PageQuery {
+                    after: None,
+                    before: Some(seq.saturating_add(1)),
+                    limit: limit.saturating_add(1),
+                };
+                let mut page = store.list_messages(&job.session_id, page).await?;
+                match page.messages.pop().filter(|m| m.id == job.message_id) {
+                    Some(m) => (Some(m), Some(page.messages)),
+                    None => (
+                        store.get_message(&job.session_id, &job.message_id).await?,
+                        None,
+                    ),
+                }
+            }
+            None => (
+                store.get_message(&job.session_id, &job.message_id).await?,
+                None,
+            ),
+        };
+        let Some(message) = message else {
             tracing::warn!(message_id = %job.message_id, "dispatch of an unknown message dropped");
             return Ok(DispatchOutcome::Skipped);
         };
@@ -85,22 +108,19 @@ impl Dispatcher {
             // A person was asked for or holds it (a repeat of a message sent meanwhile).
             return Ok(DispatchOutcome::Skipped);
         }
-        let history = store
-            .list_messages(
-                &session.id,
-                PageQuery {
+        let history = match history {
+            Some(h) => h,
+            None => {
+                let page = PageQuery {
                     after: None,
                     before: Some(message.seq),
-                    limit: svc.config.limits.history_for_agent,
-                },
-            )
-            .await?;
+                    limit,
+                };
+                store.list_messages(&session.id, page).await?.messages
+            }
+        };
         // Tombstones are not part of the conversation n8n sees.
-        let mut history: Vec<_> = history
-            .messages
-            .into_iter()
-            .filter(|m| !m.deleted)
-            .collect();
+        let mut history: Vec<_> = history.into_iter().filter(|m| !m.deleted).collect();
         svc.mint_urls(&mut history).await;
         let message = svc.with_urls(message).await;
         let request = self.sign(&AgentPayload {
@@ -218,6 +238,7 @@ impl Dispatcher {
             attachments: Vec::new(),
             open_only: false,
             idempotency_key: Some(format!("failed#{}", message.id)),
+            limit: None,
         };
         svc.locks
             .run(job.session_id, async {

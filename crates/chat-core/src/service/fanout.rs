@@ -105,6 +105,11 @@ impl ChatService {
             }
         };
         let frames: Vec<String> = events.iter().map(ServerEvent::to_frame).collect();
+        // Connections opened with `v=2` get the same events in fewer frames.
+        let merged = connections
+            .iter()
+            .any(|c| c.merged)
+            .then(|| crate::events::merged_frames(events));
         // A store may still hold connections past their expiry (DynamoDB's TTL deletes
         // lazily): they are absent.
         let now = self.now();
@@ -112,7 +117,11 @@ impl ChatService {
             .iter()
             .filter(|c| c.expires_at > now && Some(c.id.as_str()) != except)
             .map(|c| async {
-                for frame in &frames {
+                let frames = match &merged {
+                    Some(m) if c.merged => m,
+                    _ => &frames,
+                };
+                for frame in frames {
                     if !self.push_or_forget(c, frame).await {
                         break;
                     }
@@ -132,6 +141,7 @@ impl ChatService {
             session_id: *session,
             connected_at: 0,
             expires_at: 0,
+            merged: false,
         };
         self.push_or_forget(&c, frame).await;
     }

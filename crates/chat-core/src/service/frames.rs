@@ -19,6 +19,30 @@ impl ChatService {
         token: Option<&str>,
         connection_id: &str,
     ) -> Result<Connection, ChatError> {
+        self.connect_version(session, token, connection_id, None)
+            .await
+    }
+
+    /// [`Self::connect`] with the URL's `v`: `2` (or higher) opts into merged frames
+    /// ([`crate::events::merged_frames`]); absent or `1`, today's frames. Anything but a
+    /// whole number is a 400.
+    pub async fn connect_version(
+        &self,
+        session: Option<&str>,
+        token: Option<&str>,
+        connection_id: &str,
+        version: Option<&str>,
+    ) -> Result<Connection, ChatError> {
+        let merged = match version.map(str::parse::<u32>) {
+            None => false,
+            Some(Ok(v)) if v >= 1 => v >= 2,
+            Some(_) => {
+                return Err(ChatError::invalid(
+                    ErrorCode::InvalidQuery,
+                    "v, the frame version in the WebSocket URL, must be 1 or 2",
+                ));
+            }
+        };
         let session = session.filter(|s| !s.is_empty()).ok_or_else(|| {
             ChatError::invalid(
                 ErrorCode::InvalidQuery,
@@ -33,6 +57,7 @@ impl ChatService {
             connected_at: self.now(),
             // A connection lives no longer than its token (the session is kept longer).
             expires_at: claims.exp.saturating_mul(1000),
+            merged,
         };
         self.store().put_connection(&connection).await?;
         crate::metrics::connection_opened();
@@ -136,7 +161,7 @@ impl ChatService {
                     metadata,
                     attachments,
                 };
-                self.send(session, input, Some(&c.id))
+                self.send(session, input, Some(c))
                     .await
                     .map_err(|e| (e, client_message_id))?;
             }

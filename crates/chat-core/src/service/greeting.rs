@@ -140,5 +140,6 @@ fn greeting(session: &Session, now: Millis, key: String, parts: ReplyParts) -> N
         attachments: Vec::new(),
         open_only: false,
         idempotency_key: Some(key),
+        limit: None,
     }
 }

@@ -242,6 +242,7 @@ impl ChatService {
             attachments: Vec::new(),
             open_only: false,
             idempotency_key: None,
+            limit: None,
         };
         tracing::info!(session_id = %new.id, from = old.mode.mode.as_str(), to = new.mode.mode.as_str(), "session mode changed");
         let stored = self
@@ -282,6 +283,7 @@ impl ChatService {
                 session_id: new.id,
                 message_id: stored.id,
                 kind: JobKind::Handoff,
+                seq: None,
             };
             self.ports
                 .queue

@@ -203,6 +203,7 @@ impl ChatService {
             attachments: Vec::new(),
             open_only: true,
             idempotency_key: key,
+            limit: None,
         };
         self.locks
             .run(session.id, async {

@@ -4,7 +4,10 @@
 use super::WebhookReply;
 use super::answers::reply_key;
 use crate::events::ServerEvent;
-use crate::model::{Message, MessageId, MessageStatus, MessageType, NewMessage, Role, SessionId};
+use crate::model::{
+    AppendLimit, Message, MessageId, MessageStatus, MessageType, NewMessage, Role, SessionBucket,
+    SessionId,
+};
 use crate::rate::Rate;
 use crate::service::ChatService;
 use crate::{ChatError, rate, signature, validate};
@@ -51,7 +54,9 @@ impl ChatService {
         if let Some(e) = &reply.event_id {
             validate::key("eventId", e)?;
         }
-        let session = self.load_session(&reply.session_id).await?;
+        // The session is read by the append (unknown or expired: 404 there); a repeat is
+        // answered by the append too (its key is used), before the limit.
+        let session = reply.session_id;
         let key = match (&reply.event_id, &reply.reply_to, signature) {
             (Some(e), _, _) => format!("event#{e}"),
             (None, Some(r), _) => reply_key(r),
@@ -60,12 +65,8 @@ impl ChatService {
         // The message replied to, which becomes `answered`.
         let replied = match &reply.reply_to {
             None => None,
-            Some(id) => self.store().get_message(&session.id, id).await?,
+            Some(id) => self.store().get_message(&session, id).await?,
         };
-        if let Some(stored) = self.store().find_by_key(&session.id, &key).await? {
-            self.mark_answered(&stored, replied).await?;
-            return Ok(stored);
-        }
         // n8n may have answered in its response to the dispatch: that reply is stored under
         // `reply#<replyTo>` too, so this callback (even with its own `eventId`) repeats it.
         // Looked up only for a message already answered, so a first reply costs no read.
@@ -75,7 +76,7 @@ impl ChatService {
             && key != reply_key(&r.id)
             && let Some(stored) = self
                 .store()
-                .find_by_key(&session.id, &reply_key(&r.id))
+                .find_by_key(&session, &reply_key(&r.id))
                 .await?
         {
             return Ok(stored);
@@ -85,17 +86,9 @@ impl ChatService {
                 "replyTo names no message of this session".into(),
             ));
         }
-        rate::hit(
-            self.limiter(),
-            "webhook",
-            &session.id.to_string(),
-            per_minute,
-            now,
-        )
-        .await?;
         let new = NewMessage {
             id: MessageId::new(),
-            session_id: session.id,
+            session_id: session,
             role: Role::Assistant,
             name: None,
             kind: reply.kind.unwrap_or_default(),
@@ -110,8 +103,13 @@ impl ChatService {
             attachments: Vec::new(),
             open_only: false,
             idempotency_key: Some(key),
+            // Counted in the append's own write; a repeat counts against nothing.
+            limit: Some(AppendLimit {
+                bucket: SessionBucket::Webhook,
+                rate: per_minute,
+            }),
         };
-        self.store_reply(&session.id, new, replied).await
+        self.store_reply(&session, new, replied).await
     }
 
     /// Appends a reply once (by its idempotency key) and pushes it; `replied`, the message
@@ -136,6 +134,9 @@ impl ChatService {
                     .append_message(new)
                     .await?
                     .ok_or_else(|| ChatError::NotFound("unknown session".into()))?;
+                if let Some(wait) = appended.retry_after {
+                    return Err(rate::limited(wait));
+                }
                 let message = appended.message;
                 let mut events = Vec::new();
                 if appended.created {
@@ -159,21 +160,6 @@ impl ChatService {
             self.bot_handoff(session).await;
         }
         Ok(message)
-    }
-
-    /// A repeated reply: finishes what the first call may not have (the user message's
-    /// `answered` status) and pushes only that.
-    async fn mark_answered(
-        &self,
-        reply: &Message,
-        replied: Option<Message>,
-    ) -> Result<(), ChatError> {
-        if let Some(original) = replied.filter(|r| reply.reply_to == Some(r.id))
-            && let Some(status) = self.advance(&original, MessageStatus::Answered).await?
-        {
-            self.broadcast(&reply.session_id, &status, None).await;
-        }
-        Ok(())
     }
 
     /// Moves a message's status forward; returns the `status` event to push, or `None` when

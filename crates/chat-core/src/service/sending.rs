@@ -4,8 +4,8 @@
 use super::{SendInput, SessionRef, ack_of};
 use crate::events::ServerEvent;
 use crate::model::{
-    AttachmentId, DispatchJob, Message, MessageId, MessageStatus, MessageType, Millis, NewMessage,
-    Role,
+    AppendLimit, AttachmentId, Connection, DispatchJob, Message, MessageId, MessageStatus,
+    MessageType, Millis, NewMessage, Role, SessionBucket,
 };
 use crate::rate::Rate;
 use crate::service::ChatService;
@@ -13,7 +13,8 @@ use crate::{ChatError, rate, validate};
 
 impl ChatService {
     /// Stores a user message, queues it for n8n and pushes it to the session's connections
-    /// (with an `ack` first to `origin`, the sending connection, if any).
+    /// (with an `ack` first to `origin`, the sending connection, if any; one opened with
+    /// `v=2` gets only the `ack`, carrying the message).
     ///
     /// A repeat with the same `clientMessageId` returns the stored message (and queues it
     /// again if it never left `received`) without counting against the rate limit; the same
@@ -25,7 +26,7 @@ impl ChatService {
         &self,
         session: SessionRef,
         input: SendInput,
-        origin: Option<&str>,
+        origin: Option<&Connection>,
     ) -> Result<Message, ChatError> {
         let limits = &self.config.limits;
         let attachment_ids =
@@ -36,27 +37,13 @@ impl ChatService {
         if let Some(m) = &input.metadata {
             validate::object_size("metadata", m, limits.max_metadata_bytes)?;
         }
+        // A client's retry of a stored message is answered by the append itself (its key is
+        // used), before the limit: no lookup before a first send.
         let key = input
             .client_message_id
             .as_ref()
             .map(|c| format!("client#{c}"));
-        // A client's retry of a stored message is answered from the store, before the limit.
-        if let Some(key) = &key
-            && let Some(stored) = self.store().find_by_key(&session.id, key).await?
-        {
-            return self
-                .repeated_send(session, stored, &input.content, &attachment_ids, origin)
-                .await;
-        }
         let now = self.now();
-        rate::hit(
-            self.limiter(),
-            "messages",
-            &session.id.to_string(),
-            Rate::per(limits.messages_per_minute, 60_000),
-            now,
-        )
-        .await?;
         let new = NewMessage {
             id: MessageId::new(),
             session_id: session.id,
@@ -74,6 +61,11 @@ impl ChatService {
             agent_id: None,
             attachments: Vec::new(),
             open_only: true,
+            // Counted in the append's own write; a repeat counts against nothing.
+            limit: Some(AppendLimit {
+                bucket: SessionBucket::Messages,
+                rate: Rate::per(limits.messages_per_minute, 60_000),
+            }),
         };
         let content = new.content.clone();
         let (message, paused) = self
@@ -91,7 +83,7 @@ impl ChatService {
                             && let Some(stored) = self.store().find_by_key(&session.id, key).await?
                         {
                             return self
-                                .repeated_send(session, stored, &content, &attachment_ids, origin)
+                                .repeated_send(stored, &content, &attachment_ids, origin)
                                 .await
                                 .map(|m| (m, false));
                         }
@@ -106,6 +98,9 @@ impl ChatService {
                         self.release_attachments(&attachment_ids, &id).await;
                         let appended = other?
                             .ok_or_else(|| ChatError::NotFound("unknown session".into()))?;
+                        if let Some(wait) = appended.retry_after {
+                            return Err(rate::limited(wait));
+                        }
                         if appended.refused() {
                             return Err(ChatError::Conflict(
                                 "this conversation is closed; start a new session".into(),
@@ -114,7 +109,6 @@ impl ChatService {
                         // A concurrent repeat won the race to the idempotency key.
                         return self
                             .repeated_send(
-                                session,
                                 appended.message,
                                 &content,
                                 &attachment_ids,
@@ -131,10 +125,7 @@ impl ChatService {
                 if mode.bot_answers() {
                     self.enqueue(&message).await?;
                 }
-                if let Some(origin) = origin {
-                    self.send_to_connection(&session.id, origin, &ack_of(&message).to_frame())
-                        .await;
-                }
+                let except = self.ack(origin, &message).await;
                 tracing::info!(session_id = %session.id, message_id = %message.id, seq = message.seq, mode = mode.mode.as_str(), "message received");
                 self.broadcast_held(
                     &session.id,
@@ -142,7 +133,7 @@ impl ChatService {
                     &[ServerEvent::Message {
                         message: message.clone(),
                     }],
-                    None,
+                    except,
                 )
                 .await;
                 Ok((message, !mode.bot_answers()))
@@ -162,11 +153,10 @@ impl ChatService {
     /// stored message (acked again, and queued again if it never left `received`).
     async fn repeated_send(
         &self,
-        session: SessionRef,
         stored: Message,
         content: &str,
         attachments: &[AttachmentId],
-        origin: Option<&str>,
+        origin: Option<&Connection>,
     ) -> Result<Message, ChatError> {
         if stored.content != content
             || !stored
@@ -182,11 +172,25 @@ impl ChatService {
         if stored.status == MessageStatus::Received {
             self.enqueue(&stored).await?;
         }
-        if let Some(origin) = origin {
-            self.send_to_connection(&session.id, origin, &ack_of(&stored).to_frame())
-                .await;
+        let stored = self.with_urls(stored).await;
+        self.ack(origin, &stored).await;
+        Ok(stored)
+    }
+
+    /// Acknowledges `message` to the connection that sent it: an `ack`, carrying the message
+    /// when the connection was opened with `v=2`. Returns that connection's id then (it needs
+    /// no `message` frame), else `None`.
+    async fn ack<'c>(&self, origin: Option<&'c Connection>, message: &Message) -> Option<&'c str> {
+        let origin = origin?;
+        let ack = ack_of(message);
+        if origin.merged {
+            let frame = crate::events::merged_ack(&ack, message);
+            self.push_or_forget(origin, &frame).await;
+            Some(origin.id.as_str())
+        } else {
+            self.push_or_forget(origin, &ack.to_frame()).await;
+            None
         }
-        Ok(self.with_urls(stored).await)
     }
 
     /// Queues a user message for n8n, with its reply deadline counted from when it was stored.
@@ -195,7 +199,7 @@ impl ChatService {
         self.ports
             .queue
             .enqueue(
-                DispatchJob::dispatch(message.session_id, message.id),
+                DispatchJob::dispatch(message.session_id, message.id).with_seq(message.seq),
                 message.created_at.saturating_add(timeout),
             )
             .await?;

@@ -81,6 +81,7 @@ impl ChatService {
                 session_id: session.id,
                 message_id: MessageId::new(),
                 kind: JobKind::SessionStart,
+                seq: None,
             };
             if let Err(e) = self.ports.queue.schedule(job, now).await {
                 tracing::warn!(session_id = %session.id, error = %e, "the session-start job could not be queued");
@@ -134,6 +135,7 @@ impl ChatService {
                 attachments: Vec::new(),
                 open_only: false,
                 idempotency_key: Some("welcome".into()),
+                limit: None,
             })
             .await?;
         Ok(())

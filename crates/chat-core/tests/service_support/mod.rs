@@ -156,16 +156,25 @@ impl H {
         client_message_id: Option<&str>,
         origin: Option<&str>,
     ) -> Result<Message, ChatError> {
+        let sref = self.sref(s);
+        // The sending connection, as an old client (no `v=2`) opened it.
+        let origin = origin.map(|id| Connection {
+            id: id.to_string(),
+            session_id: sref.id,
+            connected_at: 0,
+            expires_at: sref.expires_at,
+            merged: false,
+        });
         self.svc
             .send(
-                self.sref(s),
+                sref,
                 SendInput {
                     content: content.into(),
                     client_message_id: client_message_id.map(str::to_string),
                     metadata: None,
                     attachments: Vec::new(),
                 },
-                origin,
+                origin.as_ref(),
             )
             .await
     }

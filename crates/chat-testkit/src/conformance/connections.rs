@@ -212,7 +212,11 @@ pub async fn connections_put_get_list_delete<S: Store + ?Sized>(store: &S) {
     let b = new_session(store).await;
     let (c1, c2, c3) = (
         connection("conn-1", &a),
-        connection("conn-2=", &a),
+        // One that opted into merged frames: the flag is kept (get and list).
+        Connection {
+            merged: true,
+            ..connection("conn-2=", &a)
+        },
         connection("conn-3", &b),
     );
     for c in [&c1, &c2, &c3] {
@@ -227,6 +231,11 @@ pub async fn connections_put_get_list_delete<S: Store + ?Sized>(store: &S) {
         ok(store.get_connection(&c3.id).await, "get_connection"),
         Some(c3.clone()),
         "get_connection of another session's connection"
+    );
+    assert_eq!(
+        ok(store.get_connection(&c2.id).await, "get_connection"),
+        Some(c2.clone()),
+        "get_connection must keep `merged` (the client's v=2)"
     );
     assert_eq!(
         ok(store.get_connection("nobody").await, "get_connection"),

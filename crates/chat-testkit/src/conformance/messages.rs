@@ -82,6 +82,7 @@ pub async fn message_round_trips_every_field<S: Store + ?Sized>(store: &S) {
         name: None,
         agent_id: None,
         open_only: false,
+        limit: None,
     };
     let p = append(store, plain.clone()).await;
     let f = append(store, full.clone()).await;
@@ -231,6 +232,85 @@ pub async fn idempotency_key_returns_earlier_message<S: Store + ?Sized>(store: &
         &[1, 2, 3],
         false,
         "after repeats",
+    );
+}
+
+/// An append with a limit takes a token from the session's bucket in the same write: the
+/// limit passes at once, the next is refused with the wait and writes nothing (no message,
+/// no key, no token), a repeat is answered from an empty bucket and takes nothing, the
+/// other bucket and appends without a limit are not counted, and the bucket refills.
+pub async fn an_append_takes_its_limit_in_the_same_write<S: Store + ?Sized>(store: &S) {
+    use chat_core::model::{AppendLimit, SessionBucket};
+    let s = new_session(store).await;
+    let limited = |content: &str, key: Option<&str>, at: Millis, bucket: SessionBucket| {
+        let mut m = user_message(&s, content, key);
+        m.created_at = at;
+        m.limit = Some(AppendLimit {
+            bucket,
+            rate: chat_core::rate::Rate::per(2, 60_000),
+        });
+        m
+    };
+    let msg = SessionBucket::Messages;
+    let first = append(store, limited("m1", Some("client#1"), NOW, msg)).await;
+    let second = append(store, limited("m2", None, NOW, msg)).await;
+    assert!(
+        first.created && second.created,
+        "two of two per minute must pass"
+    );
+    assert_eq!(
+        (first.retry_after, second.retry_after),
+        (None, None),
+        "a passed append has no retry_after"
+    );
+    let refused = append(store, limited("refused", Some("client#3"), NOW, msg)).await;
+    assert!(
+        !refused.created,
+        "the third within the minute must be refused"
+    );
+    assert_eq!(
+        refused.retry_after,
+        Some(30_000),
+        "refused until the next token (one interval, 30 s)"
+    );
+    assert_eq!(refused.message.seq, 0, "a refused append is unnumbered");
+    assert_eq!(
+        live(store, &s.id).await.last_seq,
+        2,
+        "a refused append wrote"
+    );
+    assert_eq!(
+        ok(store.find_by_key(&s.id, "client#3").await, "find_by_key"),
+        None,
+        "a refused append kept its idempotency key"
+    );
+    let repeat = append(store, limited("m1", Some("client#1"), NOW, msg)).await;
+    assert!(
+        !repeat.created && repeat.message.id == first.message.id && repeat.retry_after.is_none(),
+        "a repeat must be answered from an empty bucket: {repeat:?}"
+    );
+    let mut free = user_message(&s, "m3", None);
+    free.created_at = NOW;
+    assert!(
+        append(store, free).await.created,
+        "an append without a limit"
+    );
+    let other = append(store, limited("m4", None, NOW, SessionBucket::Webhook)).await;
+    assert!(other.created, "the other bucket is full");
+    // The refusal and the repeat took nothing: one interval later exactly one more passes.
+    let later = append(store, limited("m5", None, NOW + 30_000, msg)).await;
+    assert!(later.created, "one token back after 30 s");
+    let again = append(store, limited("refused again", None, NOW + 30_000, msg)).await;
+    assert_eq!(
+        again.retry_after,
+        Some(30_000),
+        "and only one: the refusal and the repeat took no token"
+    );
+    expect_page(
+        &page(store, &s.id, None, None, 10).await,
+        &[1, 2, 3, 4, 5],
+        false,
+        "after the limited appends",
     );
 }
 

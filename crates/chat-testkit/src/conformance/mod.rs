@@ -87,6 +87,7 @@ where
         append_to_expired_session_writes_nothing,
         idempotency_key_returns_earlier_message,
         idempotency_keys_are_per_session,
+        an_append_takes_its_limit_in_the_same_write,
         get_message_by_session_and_id,
         list_without_cursor_is_newest_page,
         list_before_pages_backwards,
@@ -182,6 +183,7 @@ pub(super) fn user_message(session: &Session, content: &str, key: Option<&str>) 
         name: None,
         agent_id: None,
         open_only: false,
+        limit: None,
     }
 }
 
@@ -259,6 +261,7 @@ pub(super) fn connection(id: &str, session: &Session) -> Connection {
         session_id: session.id,
         connected_at: NOW,
         expires_at: session.expires_at,
+        merged: false,
     }
 }
 
