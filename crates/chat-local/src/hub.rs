@@ -6,7 +6,11 @@
 //! reconnects and catches up with `after`. A push to an unknown, closed or too slow connection
 //! is `Gone`, so the service forgets it. The hub also caps how many WebSockets one session and
 //! one client address may have open.
+//!
+//! A frame (and a close, which tells a client its conversation was erased) is queued only
+//! once every commit before it is on disk ([`Db::sync`]): what a frame says was stored is.
 
+use crate::db::Db;
 use async_trait::async_trait;
 use chat_core::ports::{Push, PushError};
 use std::collections::HashMap;
@@ -143,14 +147,25 @@ impl Inner {
 pub struct Hub {
     limits: HubLimits,
     inner: Mutex<Inner>,
+    /// The durability barrier every frame passes.
+    db: Db,
 }
 
 impl Hub {
-    pub fn new(limits: HubLimits) -> Self {
+    pub fn new(limits: HubLimits, db: Db) -> Self {
         Self {
             limits,
             inner: Mutex::default(),
+            db,
         }
+    }
+
+    /// Waits until what a frame may tell is on disk.
+    async fn durable(&self) -> Result<(), PushError> {
+        self.db.sync().await.map_err(|e| {
+            tracing::error!(error = %e, "could not make writes durable; frame not sent");
+            PushError::Failed(e.to_string())
+        })
     }
 
     /// Registers a connection of `session` from `address`, unless either has its cap of open
@@ -215,6 +230,7 @@ impl Hub {
 #[async_trait]
 impl Push for Hub {
     async fn push(&self, connection_id: &str, frame: &str) -> Result<(), PushError> {
+        self.durable().await?;
         let mut inner = self.inner.lock().unwrap();
         let Some(e) = inner.connections.get(connection_id) else {
             return Err(PushError::Gone);
@@ -242,6 +258,7 @@ impl Push for Hub {
     }
 
     async fn close(&self, connection_id: &str) -> Result<(), PushError> {
+        self.durable().await?;
         let mut inner = self.inner.lock().unwrap();
         if let Some(e) = inner.connections.get(connection_id) {
             e.link.close(Close::erased());
@@ -267,11 +284,14 @@ mod tests {
     }
 
     fn hub(per_session: usize, per_address: usize, outbox_bytes: usize) -> Hub {
-        Hub::new(HubLimits {
-            per_session,
-            per_address,
-            outbox_bytes,
-        })
+        Hub::new(
+            HubLimits {
+                per_session,
+                per_address,
+                outbox_bytes,
+            },
+            Db::open_in_memory().unwrap(),
+        )
     }
 
     #[tokio::test]
@@ -292,6 +312,42 @@ mod tests {
         assert!(hub.is_empty(), "forgotten");
         assert_eq!(push(&hub, "c1", "late").await, Err("gone"));
         assert_eq!(push(&hub, "unknown", "x").await, Err("gone"));
+    }
+
+    /// A frame, and a close, leave only once every write before them is on disk.
+    #[tokio::test]
+    async fn frames_wait_for_the_writes_before_them_to_be_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_with(dir.path(), crate::db::Durability::AtBarrier).unwrap();
+        let hub = Hub::new(
+            HubLimits {
+                per_session: 10,
+                per_address: 10,
+                outbox_bytes: 1000,
+            },
+            db.clone(),
+        );
+        let write = || {
+            db.call(|c| {
+                c.execute(
+                    "INSERT INTO dead_jobs (message_id, session_id, failed_at) VALUES (?1, 's', 0)",
+                    [ulid::Ulid::new().to_string()],
+                )
+            })
+        };
+        let mut out = hub.register("c1", "s1", HOME).unwrap();
+        let closing = out.link.closing();
+        write().await.unwrap();
+        assert!(!db.is_synced());
+        assert_eq!(push(&hub, "c1", "stored").await, Ok(()));
+        assert!(db.is_synced(), "on disk before the frame was queued");
+        assert_eq!(out.frames.recv().await.unwrap(), "stored");
+        write().await.unwrap();
+        assert!(!db.is_synced());
+        hub.close("c1").await.unwrap();
+        assert!(db.is_synced(), "on disk before the close was asked");
+        assert_eq!(closing.borrow().as_ref().map(|c| c.code), Some(1000));
+        assert_eq!(db.fsyncs(), 2);
     }
 
     #[tokio::test]
