@@ -375,11 +375,22 @@ impl Db {
         answer.await.map_err(|_| DbError::Closed)?
     }
 
+    /// The number of the last commit that changed something: a mark for [`Db::sync_to`].
+    pub fn written(&self) -> u64 {
+        self.counters.written.load(Ordering::Acquire)
+    }
+
     /// The durability barrier: returns once every commit made before it was called is
     /// fsync'd, so whatever a caller read or wrote may be told. Free when nothing changed
     /// since the last barrier; barriers waiting together share one fsync.
     pub async fn sync(&self) -> Result<(), DbError> {
-        if self.is_synced() {
+        self.sync_to(self.written()).await
+    }
+
+    /// [`Db::sync`] for the commits up to `mark` (from [`Db::written`]); free when they are
+    /// on disk already, even if later ones are not.
+    pub async fn sync_to(&self, mark: u64) -> Result<(), DbError> {
+        if self.counters.synced.load(Ordering::Acquire) >= mark {
             return Ok(());
         }
         let (reply, answer) = oneshot::channel();

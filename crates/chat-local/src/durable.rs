@@ -1,8 +1,8 @@
 //! The durability barrier at the edges of the process: what `chat-local` tells the outside
-//! world (an HTTP answer here; a WebSocket frame in [`crate::hub`]; a delivery to n8n here; a
-//! file deleted in [`crate::attachments`]) waits for [`Db::sync`], so whatever it says was
-//! stored is committed and fsync'd first, while the several dependent writes of one request
-//! share one fsync (see [`crate::db`]).
+//! world (an HTTP answer here; a WebSocket frame or close in its writer, [`crate::hub`]; a
+//! delivery to n8n here; a file deleted in [`crate::attachments`]) waits for [`Db::sync`], so
+//! whatever it says was stored is committed and fsync'd first, while the several dependent
+//! writes of one request share one fsync (see [`crate::db`]).
 
 use crate::db::Db;
 use async_trait::async_trait;

@@ -7,10 +7,13 @@
 //! is `Gone`, so the service forgets it. The hub also caps how many WebSockets one session and
 //! one client address may have open.
 //!
-//! A frame (and a close, which tells a client its conversation was erased) is queued only
-//! once every commit before it is on disk ([`Db::sync`]): what a frame says was stored is.
+//! A frame is queued at once, in the order of the pushes, marked with the last commit made
+//! before it; the connection's writer takes it out only once that commit is on disk
+//! ([`Outbox::next`], [`Db::sync`]), so what a frame says was stored is, and frames keep the
+//! order they were pushed in (a push never waits for the disk, so a later push cannot
+//! overtake it). A close waits the same way ([`Outbox::durable`]).
 
-use crate::db::Db;
+use crate::db::{Db, DbError};
 use async_trait::async_trait;
 use chat_core::ports::{Push, PushError};
 use std::collections::HashMap;
@@ -48,6 +51,14 @@ impl Close {
         Self {
             code: 1000,
             reason: "conversation erased".into(),
+        }
+    }
+
+    /// 1011: what the frames would tell could not be made durable; reconnect and catch up.
+    pub fn unavailable() -> Self {
+        Self {
+            code: 1011,
+            reason: "storage unavailable; reconnect and catch up".into(),
         }
     }
 
@@ -106,14 +117,31 @@ impl Link {
     }
 }
 
-/// One connection's frames to write, in order.
+/// One connection's frames to write, in order, each with the last commit made before it.
 pub struct Outbox {
-    pub frames: mpsc::UnboundedReceiver<String>,
+    frames: mpsc::UnboundedReceiver<(u64, String)>,
     pub link: Arc<Link>,
+    db: Db,
+}
+
+impl Outbox {
+    /// The next frame, once every commit made before it was pushed is on disk; `None` when
+    /// the hub has forgotten the connection. `Err` when the disk failed: the frame must not
+    /// be sent.
+    pub async fn next(&mut self) -> Option<Result<String, DbError>> {
+        let (mark, frame) = self.frames.recv().await?;
+        Some(self.db.sync_to(mark).await.map(|()| frame))
+    }
+
+    /// Waits until every commit so far is on disk (before a close frame, which may tell that
+    /// a conversation was erased).
+    pub async fn durable(&self) -> Result<(), DbError> {
+        self.db.sync().await
+    }
 }
 
 struct Entry {
-    frames: mpsc::UnboundedSender<String>,
+    frames: mpsc::UnboundedSender<(u64, String)>,
     link: Arc<Link>,
     session: String,
     address: IpAddr,
@@ -147,7 +175,7 @@ impl Inner {
 pub struct Hub {
     limits: HubLimits,
     inner: Mutex<Inner>,
-    /// The durability barrier every frame passes.
+    /// The durability barrier every frame passes (in its connection's writer).
     db: Db,
 }
 
@@ -158,14 +186,6 @@ impl Hub {
             inner: Mutex::default(),
             db,
         }
-    }
-
-    /// Waits until what a frame may tell is on disk.
-    async fn durable(&self) -> Result<(), PushError> {
-        self.db.sync().await.map_err(|e| {
-            tracing::error!(error = %e, "could not make writes durable; frame not sent");
-            PushError::Failed(e.to_string())
-        })
     }
 
     /// Registers a connection of `session` from `address`, unless either has its cap of open
@@ -201,7 +221,11 @@ impl Hub {
         inner.connections.insert(connection_id.to_string(), entry);
         *inner.per_session.entry(session.to_string()).or_default() += 1;
         *inner.per_address.entry(address).or_default() += 1;
-        Ok(Outbox { frames, link })
+        Ok(Outbox {
+            frames,
+            link,
+            db: self.db.clone(),
+        })
     }
 
     pub fn unregister(&self, connection_id: &str) {
@@ -230,7 +254,8 @@ impl Hub {
 #[async_trait]
 impl Push for Hub {
     async fn push(&self, connection_id: &str, frame: &str) -> Result<(), PushError> {
-        self.durable().await?;
+        // Read before the lock: every commit the caller saw is at or before it.
+        let mark = self.db.written();
         let mut inner = self.inner.lock().unwrap();
         let Some(e) = inner.connections.get(connection_id) else {
             return Err(PushError::Gone);
@@ -250,7 +275,7 @@ impl Push for Hub {
             return Err(PushError::Gone);
         }
         e.link.queued.fetch_add(frame.len(), Ordering::Relaxed);
-        if e.frames.send(frame.to_string()).is_err() {
+        if e.frames.send((mark, frame.to_string())).is_err() {
             inner.remove(connection_id);
             return Err(PushError::Gone);
         }
@@ -258,7 +283,6 @@ impl Push for Hub {
     }
 
     async fn close(&self, connection_id: &str) -> Result<(), PushError> {
-        self.durable().await?;
         let mut inner = self.inner.lock().unwrap();
         if let Some(e) = inner.connections.get(connection_id) {
             e.link.close(Close::erased());
@@ -301,7 +325,7 @@ mod tests {
         let closing = out.link.closing();
         // A first frame larger than the budget still goes: nothing else is waiting.
         assert_eq!(push(&hub, "c1", &"x".repeat(150)).await, Ok(()));
-        assert_eq!(out.frames.recv().await.unwrap().len(), 150);
+        assert_eq!(out.next().await.unwrap().unwrap().len(), 150);
         out.link.sent(150);
         for _ in 0..2 {
             assert_eq!(push(&hub, "c1", &"y".repeat(40)).await, Ok(()));
@@ -314,9 +338,10 @@ mod tests {
         assert_eq!(push(&hub, "unknown", "x").await, Err("gone"));
     }
 
-    /// A frame, and a close, leave only once every write before them is on disk.
+    /// A frame leaves its outbox only once every write before its push is on disk, and
+    /// frames keep the order of their pushes; a close waits for the disk too.
     #[tokio::test]
-    async fn frames_wait_for_the_writes_before_them_to_be_on_disk() {
+    async fn frames_leave_in_push_order_once_the_writes_before_them_are_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open_with(dir.path(), crate::db::Durability::AtBarrier).unwrap();
         let hub = Hub::new(
@@ -338,15 +363,20 @@ mod tests {
         let mut out = hub.register("c1", "s1", HOME).unwrap();
         let closing = out.link.closing();
         write().await.unwrap();
-        assert!(!db.is_synced());
-        assert_eq!(push(&hub, "c1", "stored").await, Ok(()));
-        assert!(db.is_synced(), "on disk before the frame was queued");
-        assert_eq!(out.frames.recv().await.unwrap(), "stored");
+        assert_eq!(push(&hub, "c1", "first").await, Ok(()));
         write().await.unwrap();
-        assert!(!db.is_synced());
+        assert_eq!(push(&hub, "c1", "second").await, Ok(()));
+        assert!(!db.is_synced(), "a push does not wait for the disk");
+        assert_eq!(db.fsyncs(), 0);
+        assert_eq!(out.next().await.unwrap().unwrap(), "first");
+        assert!(db.is_synced(), "on disk before the first frame left");
+        assert_eq!(out.next().await.unwrap().unwrap(), "second");
+        assert_eq!(db.fsyncs(), 1, "one fsync for both");
+        write().await.unwrap();
         hub.close("c1").await.unwrap();
-        assert!(db.is_synced(), "on disk before the close was asked");
         assert_eq!(closing.borrow().as_ref().map(|c| c.code), Some(1000));
+        out.durable().await.unwrap();
+        assert!(db.is_synced(), "on disk before the close frame");
         assert_eq!(db.fsyncs(), 2);
     }
 
