@@ -1,6 +1,6 @@
 //! Wiring: configuration from the environment, the adapters, the server and its shutdown.
 
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, Durability};
 use crate::devbot::DevBot;
 use crate::hub::{Hub, HubLimits};
 use crate::limits::ServerLimits;
@@ -173,7 +173,9 @@ pub async fn run(
     )?;
 
     crate::metrics::install();
-    let db = Db::open(&local.data_dir)?;
+    // Commits are fsync'd at the barrier that everything leaving the process passes
+    // (`crate::durable`): a request's dependent writes share one fsync.
+    let db = Db::open_with(&local.data_dir, Durability::AtBarrier)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Arc::new(SqliteStore::new(db.clone()));
     store.clear_connections().await?;
@@ -182,11 +184,14 @@ pub async fn run(
     let pending = jobs
         .recover(config.dispatch.reply_timeout.as_millis() as i64)
         .await?;
-    let hub = Arc::new(Hub::new(HubLimits {
-        per_session: local.limits.max_websockets_per_session,
-        per_address: local.limits.max_websockets_per_ip,
-        outbox_bytes: local.limits.websocket_outbox_bytes,
-    }));
+    let hub = Arc::new(Hub::new(
+        HubLimits {
+            per_session: local.limits.max_websockets_per_session,
+            per_address: local.limits.max_websockets_per_ip,
+            outbox_bytes: local.limits.websocket_outbox_bytes,
+        },
+        db.clone(),
+    ));
     let ports = Ports {
         store: store.clone(),
         queue: Arc::new(jobs.clone()),
@@ -202,6 +207,7 @@ pub async fn run(
             &public_url,
             local.session_secret.expose().as_bytes(),
             clock.clone(),
+            db.clone(),
         )
         .map_err(DbError::Io)?,
     );
@@ -227,6 +233,10 @@ pub async fn run(
         auth,
     )?;
     let dev_bot = dev_bot.map(|()| DevBot::new(local.webhook_secret.clone(), agent.http().clone()));
+    let agent = crate::durable::SyncedAgent {
+        db: db.clone(),
+        agent,
+    };
     let dispatcher = Dispatcher::new(service.clone(), Arc::new(agent));
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -237,6 +247,7 @@ pub async fn run(
         limits: local.limits.clone(),
         shutdown: stop_rx.clone(),
         files,
+        db: db.clone(),
     };
     let worker = tokio::spawn(queue::run_worker(jobs, dispatcher, stop_rx.clone()));
     tokio::spawn(purge_hourly(

@@ -229,6 +229,7 @@ pub struct DiskFiles {
     public_url: String,
     key: Vec<u8>,
     clock: Arc<dyn Clock>,
+    db: crate::db::Db,
 }
 
 /// What a token allows.
@@ -249,12 +250,14 @@ impl Grant {
 
 impl DiskFiles {
     /// Files under `<data_dir>/files` (created 0700), URLs under `public_url`, tokens signed
-    /// with `secret`.
+    /// with `secret`; a file is deleted only once the writes before it (the message that no
+    /// longer needs it) are on disk in `db`.
     pub fn open(
         data_dir: &FsPath,
         public_url: &str,
         secret: &[u8],
         clock: Arc<dyn Clock>,
+        db: crate::db::Db,
     ) -> std::io::Result<Self> {
         use std::os::unix::fs::DirBuilderExt;
         let dir = data_dir.join("files");
@@ -270,6 +273,7 @@ impl DiskFiles {
             public_url: public_url.trim_end_matches('/').to_string(),
             key: mac.finalize().into_bytes().to_vec(),
             clock,
+            db,
         })
     }
 
@@ -371,6 +375,11 @@ impl Files for DiskFiles {
     }
 
     async fn delete(&self, _session: &SessionId, id: &AttachmentId) -> Result<(), FilesError> {
+        // A power loss must not leave a message whose file is gone.
+        self.db
+            .sync()
+            .await
+            .map_err(|e| FilesError(e.to_string()))?;
         for path in [self.path(id), self.dir.join(format!("{id}.part"))] {
             match tokio::fs::remove_file(&path).await {
                 Ok(()) => {}
@@ -670,7 +679,14 @@ mod tests {
     fn tokens_are_bound_to_grant_file_and_time() {
         let clock = Arc::new(chat_testkit_free_clock::Fixed(1_000));
         let dir = std::env::temp_dir().join(format!("chat-files-{}", ulid::Ulid::new()));
-        let f = DiskFiles::open(&dir, "http://x", b"secret", clock).unwrap();
+        let f = DiskFiles::open(
+            &dir,
+            "http://x",
+            b"secret",
+            clock,
+            crate::db::Db::open_in_memory().unwrap(),
+        )
+        .unwrap();
         let id = AttachmentId::new();
         let t = f.token(Grant::Upload, &id, 2_000);
         assert!(f.verify(Grant::Upload, &id, &t).is_ok());

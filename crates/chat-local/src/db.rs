@@ -4,14 +4,23 @@
 //! assignment trivially in commit order. Calls are queued to that thread, which runs them in
 //! batches: every call waiting when a batch starts runs in its own savepoint (so each call
 //! stays atomic, and one that fails is rolled back alone), then the batch commits once.
-//! `synchronous=FULL` makes that commit durable before any call of the batch gets its answer,
-//! so nothing is acknowledged before it is on disk, and under load one fsync covers many
-//! writes (group commit) instead of one each.
+//!
+//! When a commit is fsync'd depends on the [`Durability`] the database was opened with.
+//! Short-lived tools ([`Durability::EachCommit`], `synchronous=FULL`) answer a call only once
+//! its commit is on disk. The server ([`Durability::AtBarrier`]) commits without an fsync
+//! (`synchronous=NORMAL`) and makes everything committed so far durable at a barrier,
+//! [`Db::sync`], which it passes before anything leaves the process: a WebSocket frame, an
+//! HTTP answer, a delivery to n8n, a file deleted. The WAL is written in commit order and
+//! replayed in that order, so one fsync covers every earlier commit, and the several dependent
+//! writes of one request (a message and its queued jobs; a reply and the `answered` status)
+//! cost one fsync instead of one each. Under load the writes of many requests share one
+//! commit and one fsync (group commit) either way.
 
 use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use tokio::sync::oneshot;
 
 /// Creates `dir` (and missing parents) 0700, or warns when an existing one is open to others.
@@ -53,15 +62,44 @@ fn private_file(path: &Path, create: bool) -> std::io::Result<()> {
     }
 }
 
+/// Metric: transactions committed (one per batch of calls).
+pub const COMMITS: &str = "chat_local_db_commits_total";
+/// Metric: commits fsync'd (with the server's durability, one per barrier that had writes to
+/// cover).
+pub const FSYNCS: &str = "chat_local_db_fsyncs_total";
+
 /// The most calls one commit covers.
 const MAX_BATCH: usize = 256;
+
+/// When commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every commit is fsync'd before its calls are answered (`synchronous=FULL`): for tools
+    /// that run a few calls and exit.
+    EachCommit,
+    /// Commits are not fsync'd (`synchronous=NORMAL`); [`Db::sync`] makes every commit so
+    /// far durable. Whoever tells the outside world what it read or wrote passes it first.
+    AtBarrier,
+}
 
 /// A shared handle to the database.
 #[derive(Clone)]
 pub struct Db {
     calls: mpsc::Sender<Box<dyn Work>>,
-    /// Transactions committed so far (one per batch).
-    commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    counters: Arc<Counters>,
+}
+
+/// Commits are numbered 1, 2, … in order (one per batch).
+#[derive(Default)]
+struct Counters {
+    /// Transactions committed so far.
+    commits: AtomicU64,
+    /// The number of the last commit that changed something.
+    written: AtomicU64,
+    /// Every commit up to this number is on disk.
+    synced: AtomicU64,
+    /// Commits that were fsync'd (with `EachCommit`, every one that changed something).
+    fsyncs: AtomicU64,
 }
 
 /// A database failure; its text is for logs.
@@ -137,6 +175,12 @@ CREATE TABLE IF NOT EXISTS dead_jobs (
     session_id TEXT NOT NULL,
     failed_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- One row, updated by a barrier (`Db::sync`) that finds no write of its own to commit: a
+-- commit that writes nothing is not fsync'd.
+CREATE TABLE IF NOT EXISTS barrier (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    count INTEGER NOT NULL
+);
 -- Earlier versions kept deliveries in `jobs` and rate-limit counters on disk (limits now live
 -- in memory): pending deliveries move to `queue`, the old tables go.
 CREATE TABLE IF NOT EXISTS jobs (message_id TEXT PRIMARY KEY, session_id TEXT, attempts INTEGER, due_at INTEGER);
@@ -248,12 +292,18 @@ fn migrate_edits(
 }
 
 impl Db {
-    /// Opens (creating if needed) `<dir>/chat.db`. The data is private: a folder it creates
+    /// Opens (creating if needed) `<dir>/chat.db`, every commit fsync'd before it is
+    /// answered ([`Durability::EachCommit`]). The data is private: a folder it creates
     /// is 0700, and the database and its `-wal` and `-shm` files are made 0600 (SQLite gives
     /// the last two the database's mode), also when they exist with wider modes. A folder
     /// that exists already keeps its mode (it may be shared, like `/tmp`); a warning says if
     /// other users can read it.
     pub fn open(dir: &Path) -> Result<Self, DbError> {
+        Self::open_with(dir, Durability::EachCommit)
+    }
+
+    /// [`Db::open`] with the given durability.
+    pub fn open_with(dir: &Path, durability: Durability) -> Result<Self, DbError> {
         private_folder(dir)?;
         let db = dir.join("chat.db");
         for suffix in ["", "-wal", "-shm"] {
@@ -262,16 +312,17 @@ impl Db {
             private_file(Path::new(&path), suffix.is_empty())?;
         }
         let conn = Connection::open(db)?;
-        Self::init(conn)
+        Self::init(conn, durability)
     }
 
     /// A private in-memory database, for tests.
     pub fn open_in_memory() -> Result<Self, DbError> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, Durability::EachCommit)
     }
 
-    fn init(conn: Connection) -> Result<Self, DbError> {
+    fn init(conn: Connection, durability: Durability) -> Result<Self, DbError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // The schema and its migrations are written at once, durably.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -287,22 +338,38 @@ impl Db {
         }
         migrate_modes(&conn)?;
         crate::attachments::migrate(&conn)?;
+        if durability == Durability::AtBarrier {
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
         let (calls, queued) = mpsc::channel();
-        let commits = std::sync::Arc::default();
-        let counted = std::sync::Arc::clone(&commits);
+        let counters = Arc::<Counters>::default();
+        let shared = Arc::clone(&counters);
         std::thread::Builder::new()
             .name("chat-db".into())
-            .spawn(move || run(conn, queued, &counted))?;
-        Ok(Self { calls, commits })
+            .spawn(move || run(conn, queued, &shared, durability))?;
+        Ok(Self { calls, counters })
     }
 
     /// How many transactions the database thread has committed (one per batch of calls).
     pub fn commits(&self) -> u64 {
-        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+        self.counters.commits.load(Ordering::Relaxed)
+    }
+
+    /// How many commits were fsync'd.
+    pub fn fsyncs(&self) -> u64 {
+        self.counters.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Whether every commit that changed something is on disk.
+    pub fn is_synced(&self) -> bool {
+        self.counters.synced.load(Ordering::Acquire)
+            >= self.counters.written.load(Ordering::Acquire)
     }
 
     /// Runs `f` atomically on the database thread; its answer comes once its writes are
-    /// committed. An `Err` from `f` rolls back what `f` wrote.
+    /// committed, that is visible to every later call. With [`Durability::AtBarrier`] they
+    /// are on disk only once a later [`Db::sync`] returns. An `Err` from `f` rolls back what
+    /// `f` wrote.
     pub async fn call<T, F>(&self, f: F) -> Result<T, DbError>
     where
         T: Send + 'static,
@@ -319,6 +386,31 @@ impl Db {
             .map_err(|_| DbError::Closed)?;
         answer.await.map_err(|_| DbError::Closed)?
     }
+
+    /// The number of the last commit that changed something: a mark for [`Db::sync_to`].
+    pub fn written(&self) -> u64 {
+        self.counters.written.load(Ordering::Acquire)
+    }
+
+    /// The durability barrier: returns once every commit made before it was called is
+    /// fsync'd, so whatever a caller read or wrote may be told. Free when nothing changed
+    /// since the last barrier; barriers waiting together share one fsync.
+    pub async fn sync(&self) -> Result<(), DbError> {
+        self.sync_to(self.written()).await
+    }
+
+    /// [`Db::sync`] for the commits up to `mark` (from [`Db::written`]); free when they are
+    /// on disk already, even if later ones are not.
+    pub async fn sync_to(&self, mark: u64) -> Result<(), DbError> {
+        if self.counters.synced.load(Ordering::Acquire) >= mark {
+            return Ok(());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.calls
+            .send(Box::new(Barrier(reply)))
+            .map_err(|_| DbError::Closed)?;
+        answer.await.map_err(|_| DbError::Closed)?
+    }
 }
 
 /// One queued call, type-erased for the database thread.
@@ -327,6 +419,10 @@ trait Work: Send {
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller once the batch's fate is known (`Some`: the commit failed).
     fn finish(self: Box<Self>, commit_error: Option<&str>);
+    /// Whether this is a barrier: the batch's commit must be fsync'd, with every earlier one.
+    fn is_barrier(&self) -> bool {
+        false
+    }
 }
 
 struct Call<T, F> {
@@ -363,26 +459,69 @@ where
     }
 }
 
+/// A [`Db::sync`] waiting for its batch's fsync.
+struct Barrier(oneshot::Sender<Result<(), DbError>>);
+
+impl Work for Barrier {
+    fn run(&mut self, _: &Connection) -> bool {
+        true
+    }
+
+    fn finish(self: Box<Self>, commit_error: Option<&str>) {
+        let answer = match commit_error {
+            None => Ok(()),
+            Some(e) => Err(DbError::Commit(e.to_string())),
+        };
+        let _ = self.0.send(answer);
+    }
+
+    fn is_barrier(&self) -> bool {
+        true
+    }
+}
+
 /// The database thread: runs queued calls in batches until every handle is dropped, then
 /// closes the connection (after finishing what was queued).
 fn run(
     conn: Connection,
     queued: mpsc::Receiver<Box<dyn Work>>,
-    commits: &std::sync::atomic::AtomicU64,
+    counters: &Counters,
+    durability: Durability,
 ) {
     while let Ok(first) = queued.recv() {
         let mut batch = vec![first];
         batch.extend(queued.try_iter().take(MAX_BATCH - 1));
-        let commit_error = run_batch(&conn, &mut batch).err().map(|e| e.to_string());
-        commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A barrier behind a commit not yet on disk: this batch's commit is fsync'd, which
+        // puts every earlier one on disk too (the WAL is written and replayed in order).
+        let fsync = durability == Durability::AtBarrier
+            && batch.iter().any(|w| w.is_barrier())
+            && counters.synced.load(Ordering::Acquire) < counters.written.load(Ordering::Acquire);
+        let changes = conn.total_changes();
+        let done = run_batch(&conn, &mut batch, fsync);
+        let number = counters.commits.fetch_add(1, Ordering::AcqRel) + 1;
+        metrics::counter!(COMMITS).increment(1);
+        if done.is_ok() && conn.total_changes() != changes {
+            counters.written.store(number, Ordering::Release);
+            if fsync || durability == Durability::EachCommit {
+                counters.synced.store(number, Ordering::Release);
+                counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(FSYNCS).increment(1);
+            }
+        }
+        let commit_error = done.err().map(|e| e.to_string());
         for call in batch {
             call.finish(commit_error.as_deref());
         }
     }
 }
 
-/// Runs a batch in one transaction, each call in its own savepoint, and commits it.
-fn run_batch(conn: &Connection, batch: &mut [Box<dyn Work>]) -> rusqlite::Result<()> {
+/// Runs a batch in one transaction, each call in its own savepoint, and commits it; with
+/// `fsync`, the commit also updates the barrier row (a commit that writes nothing is not
+/// fsync'd) under `synchronous=FULL`.
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn Work>], fsync: bool) -> rusqlite::Result<()> {
+    if fsync {
+        conn.pragma_update(None, "synchronous", "FULL")?;
+    }
     conn.execute_batch("BEGIN")?;
     let ran = (|| {
         for call in batch.iter_mut() {
@@ -392,10 +531,21 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Work>]) -> rusqlite::Result
             }
             conn.execute_batch("RELEASE call")?;
         }
+        if fsync {
+            conn.execute(
+                "INSERT INTO barrier (id, count) VALUES (1, 1)
+                 ON CONFLICT (id) DO UPDATE SET count = count + 1",
+                [],
+            )?;
+        }
         conn.execute_batch("COMMIT")
     })();
     if ran.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
+    }
+    if fsync && let Err(e) = conn.pragma_update(None, "synchronous", "NORMAL") {
+        // Later commits would be fsync'd each: slower, never less durable.
+        tracing::warn!(error = %e, "could not go back to synchronous=NORMAL");
     }
     ran
 }
@@ -492,6 +642,55 @@ mod tests {
         assert_eq!(got.len(), 100);
         assert_eq!(got[0], "k000");
         assert_eq!(got[99], "k099");
+    }
+
+    /// With `AtBarrier`, a commit is not fsync'd until a barrier asks; one barrier covers
+    /// every commit before it, a barrier with nothing new to cover costs no fsync, and
+    /// neither do reads.
+    #[tokio::test]
+    async fn at_barrier_one_fsync_covers_every_commit_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_with(dir.path(), Durability::AtBarrier).unwrap();
+        db.sync().await.unwrap();
+        assert_eq!(db.fsyncs(), 0, "nothing written yet");
+        for i in 0..3 {
+            db.call(insert(&format!("k{i}"))).await.unwrap();
+        }
+        assert!(!db.is_synced(), "three commits, none on disk yet");
+        assert_eq!(db.fsyncs(), 0);
+        let barriers: Vec<_> = (0..5).map(|_| db.sync()).collect();
+        for b in futures_util::future::join_all(barriers).await {
+            b.unwrap();
+        }
+        assert!(db.is_synced());
+        assert_eq!(
+            db.fsyncs(),
+            1,
+            "one fsync for three commits and five barriers"
+        );
+        db.call(keys).await.unwrap();
+        db.sync().await.unwrap();
+        assert_eq!(db.fsyncs(), 1, "a read needs no fsync");
+        db.call(insert("k3")).await.unwrap();
+        db.sync().await.unwrap();
+        assert_eq!(db.fsyncs(), 2);
+        drop(db);
+        let again = Db::open(dir.path()).unwrap();
+        assert_eq!(again.call(keys).await.unwrap(), ["k0", "k1", "k2", "k3"]);
+    }
+
+    /// With `EachCommit` (tools), a call is answered only once its commit is on disk.
+    #[tokio::test]
+    async fn each_commit_is_fsynced_before_it_is_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        for i in 0..3 {
+            db.call(insert(&format!("k{i}"))).await.unwrap();
+            assert!(db.is_synced());
+            assert_eq!(db.fsyncs(), i + 1);
+        }
+        db.sync().await.unwrap();
+        assert_eq!(db.fsyncs(), 3, "the barrier has nothing to do");
     }
 
     /// A panicking call fails alone; the database thread keeps serving.

@@ -6,7 +6,14 @@
 //! reconnects and catches up with `after`. A push to an unknown, closed or too slow connection
 //! is `Gone`, so the service forgets it. The hub also caps how many WebSockets one session and
 //! one client address may have open.
+//!
+//! A frame is queued at once, in the order of the pushes, marked with the last commit made
+//! before it; the connection's writer takes it out only once that commit is on disk
+//! ([`Outbox::next`], [`Db::sync`]), so what a frame says was stored is, and frames keep the
+//! order they were pushed in (a push never waits for the disk, so a later push cannot
+//! overtake it). A close waits the same way ([`Outbox::durable`]).
 
+use crate::db::{Db, DbError};
 use async_trait::async_trait;
 use chat_core::ports::{Push, PushError};
 use std::collections::HashMap;
@@ -44,6 +51,14 @@ impl Close {
         Self {
             code: 1000,
             reason: "conversation erased".into(),
+        }
+    }
+
+    /// 1011: what the frames would tell could not be made durable; reconnect and catch up.
+    pub fn unavailable() -> Self {
+        Self {
+            code: 1011,
+            reason: "storage unavailable; reconnect and catch up".into(),
         }
     }
 
@@ -102,14 +117,31 @@ impl Link {
     }
 }
 
-/// One connection's frames to write, in order.
+/// One connection's frames to write, in order, each with the last commit made before it.
 pub struct Outbox {
-    pub frames: mpsc::UnboundedReceiver<String>,
+    frames: mpsc::UnboundedReceiver<(u64, String)>,
     pub link: Arc<Link>,
+    db: Db,
+}
+
+impl Outbox {
+    /// The next frame, once every commit made before it was pushed is on disk; `None` when
+    /// the hub has forgotten the connection. `Err` when the disk failed: the frame must not
+    /// be sent.
+    pub async fn next(&mut self) -> Option<Result<String, DbError>> {
+        let (mark, frame) = self.frames.recv().await?;
+        Some(self.db.sync_to(mark).await.map(|()| frame))
+    }
+
+    /// Waits until every commit so far is on disk (before a close frame, which may tell that
+    /// a conversation was erased).
+    pub async fn durable(&self) -> Result<(), DbError> {
+        self.db.sync().await
+    }
 }
 
 struct Entry {
-    frames: mpsc::UnboundedSender<String>,
+    frames: mpsc::UnboundedSender<(u64, String)>,
     link: Arc<Link>,
     session: String,
     address: IpAddr,
@@ -143,13 +175,16 @@ impl Inner {
 pub struct Hub {
     limits: HubLimits,
     inner: Mutex<Inner>,
+    /// The durability barrier every frame passes (in its connection's writer).
+    db: Db,
 }
 
 impl Hub {
-    pub fn new(limits: HubLimits) -> Self {
+    pub fn new(limits: HubLimits, db: Db) -> Self {
         Self {
             limits,
             inner: Mutex::default(),
+            db,
         }
     }
 
@@ -186,7 +221,11 @@ impl Hub {
         inner.connections.insert(connection_id.to_string(), entry);
         *inner.per_session.entry(session.to_string()).or_default() += 1;
         *inner.per_address.entry(address).or_default() += 1;
-        Ok(Outbox { frames, link })
+        Ok(Outbox {
+            frames,
+            link,
+            db: self.db.clone(),
+        })
     }
 
     pub fn unregister(&self, connection_id: &str) {
@@ -215,6 +254,8 @@ impl Hub {
 #[async_trait]
 impl Push for Hub {
     async fn push(&self, connection_id: &str, frame: &str) -> Result<(), PushError> {
+        // Read before the lock: every commit the caller saw is at or before it.
+        let mark = self.db.written();
         let mut inner = self.inner.lock().unwrap();
         let Some(e) = inner.connections.get(connection_id) else {
             return Err(PushError::Gone);
@@ -234,7 +275,7 @@ impl Push for Hub {
             return Err(PushError::Gone);
         }
         e.link.queued.fetch_add(frame.len(), Ordering::Relaxed);
-        if e.frames.send(frame.to_string()).is_err() {
+        if e.frames.send((mark, frame.to_string())).is_err() {
             inner.remove(connection_id);
             return Err(PushError::Gone);
         }
@@ -267,11 +308,14 @@ mod tests {
     }
 
     fn hub(per_session: usize, per_address: usize, outbox_bytes: usize) -> Hub {
-        Hub::new(HubLimits {
-            per_session,
-            per_address,
-            outbox_bytes,
-        })
+        Hub::new(
+            HubLimits {
+                per_session,
+                per_address,
+                outbox_bytes,
+            },
+            Db::open_in_memory().unwrap(),
+        )
     }
 
     #[tokio::test]
@@ -281,7 +325,7 @@ mod tests {
         let closing = out.link.closing();
         // A first frame larger than the budget still goes: nothing else is waiting.
         assert_eq!(push(&hub, "c1", &"x".repeat(150)).await, Ok(()));
-        assert_eq!(out.frames.recv().await.unwrap().len(), 150);
+        assert_eq!(out.next().await.unwrap().unwrap().len(), 150);
         out.link.sent(150);
         for _ in 0..2 {
             assert_eq!(push(&hub, "c1", &"y".repeat(40)).await, Ok(()));
@@ -292,6 +336,48 @@ mod tests {
         assert!(hub.is_empty(), "forgotten");
         assert_eq!(push(&hub, "c1", "late").await, Err("gone"));
         assert_eq!(push(&hub, "unknown", "x").await, Err("gone"));
+    }
+
+    /// A frame leaves its outbox only once every write before its push is on disk, and
+    /// frames keep the order of their pushes; a close waits for the disk too.
+    #[tokio::test]
+    async fn frames_leave_in_push_order_once_the_writes_before_them_are_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_with(dir.path(), crate::db::Durability::AtBarrier).unwrap();
+        let hub = Hub::new(
+            HubLimits {
+                per_session: 10,
+                per_address: 10,
+                outbox_bytes: 1000,
+            },
+            db.clone(),
+        );
+        let write = || {
+            db.call(|c| {
+                c.execute(
+                    "INSERT INTO dead_jobs (message_id, session_id, failed_at) VALUES (?1, 's', 0)",
+                    [ulid::Ulid::new().to_string()],
+                )
+            })
+        };
+        let mut out = hub.register("c1", "s1", HOME).unwrap();
+        let closing = out.link.closing();
+        write().await.unwrap();
+        assert_eq!(push(&hub, "c1", "first").await, Ok(()));
+        write().await.unwrap();
+        assert_eq!(push(&hub, "c1", "second").await, Ok(()));
+        assert!(!db.is_synced(), "a push does not wait for the disk");
+        assert_eq!(db.fsyncs(), 0);
+        assert_eq!(out.next().await.unwrap().unwrap(), "first");
+        assert!(db.is_synced(), "on disk before the first frame left");
+        assert_eq!(out.next().await.unwrap().unwrap(), "second");
+        assert_eq!(db.fsyncs(), 1, "one fsync for both");
+        write().await.unwrap();
+        hub.close("c1").await.unwrap();
+        assert_eq!(closing.borrow().as_ref().map(|c| c.code), Some(1000));
+        out.durable().await.unwrap();
+        assert!(db.is_synced(), "on disk before the close frame");
+        assert_eq!(db.fsyncs(), 2);
     }
 
     #[tokio::test]

@@ -27,6 +27,11 @@ pub fn install() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         if metrics::set_global_recorder(recorder).is_ok() {
             chat_core::metrics::describe();
+            metrics::describe_counter!(crate::db::COMMITS, "Database transactions committed");
+            metrics::describe_counter!(
+                crate::db::FSYNCS,
+                "Database commits fsync'd (one covers every commit before it)"
+            );
         }
         handle
     })

@@ -1,6 +1,7 @@
 //! `chat-local`'s routes: the HTTP API of `chat-http` (the same router the Lambdas run),
 //! and beside it the chat page, the browser files, the WebSocket and the dev bot; CORS and
-//! the security headers over all of them.
+//! the security headers over all of them, and the durability barrier under them (every
+//! answer waits until what it says was stored is on disk).
 
 use crate::security;
 use crate::state::AppState;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
             body_timeout: state.limits.body_timeout,
         },
     );
+    let db = state.db.clone();
     let mut local = Router::new();
     for (path, content_type, body) in ASSETS {
         local = local.route(path, get(move || asset(content_type, body)));
@@ -98,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .merge(api)
         .method_not_allowed_fallback(chat_http::method_not_allowed)
+        .layer(middleware::from_fn_with_state(db, crate::durable::answer))
         .layer(middleware::from_fn(cors))
         .layer(middleware::from_fn_with_state(policy, security::headers))
         .layer(middleware::from_fn(request_span))

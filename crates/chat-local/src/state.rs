@@ -20,6 +20,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Attachment bytes on disk and their signed URLs.
     pub files: Arc<crate::attachments::DiskFiles>,
+    /// The database, for the durability barrier every answer passes ([`crate::durable`]).
+    pub db: crate::db::Db,
 }
 
 impl FromRef<AppState> for ApiState {

@@ -248,16 +248,23 @@ async fn serve(socket: WebSocket, s: AppState, who: Who, outbox: Outbox) {
     let _ = writer.await;
 }
 
-/// Writes the outbox's frames until the connection is to close; then sends the close frame
-/// (bounded: a client that does not read never takes it) and ends.
+/// Writes the outbox's frames, each once what it tells is on disk, until the connection is
+/// to close; then sends the close frame (bounded: a client that does not read never takes
+/// it) and ends. When the disk fails, the socket is closed with 1011 instead: its client
+/// reconnects and catches up.
 async fn write(mut sink: SplitSink<WebSocket, Message>, mut outbox: Outbox) {
     let mut closing = outbox.link.closing();
     loop {
         let frame = tokio::select! {
             biased;
             _ = until(&mut closing, Option::is_some) => break,
-            frame = outbox.frames.recv() => match frame {
-                Some(frame) => frame,
+            frame = outbox.next() => match frame {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "could not make writes durable; closing the socket (1011)");
+                    outbox.link.close(Close::unavailable());
+                    break;
+                }
                 None => break,
             },
         };
@@ -273,7 +280,11 @@ async fn write(mut sink: SplitSink<WebSocket, Message>, mut outbox: Outbox) {
             return;
         }
     }
-    let close = closing.borrow().clone();
+    let mut close = closing.borrow().clone();
+    if let Err(e) = outbox.durable().await {
+        tracing::error!(error = %e, "could not make writes durable before a close; closing with 1011");
+        close = Some(Close::unavailable());
+    }
     let closed = async {
         match close {
             Some(Close { code, reason }) => {

@@ -1,6 +1,8 @@
 //! Nothing acknowledged is lost: `kill -9` right after a burst of acknowledged sends, then a
 //! restart on the same data folder, finds every message and completes every pending
-//! dispatch. A SIGTERM shuts down cleanly and closes sockets.
+//! dispatch. A SIGTERM shuts down cleanly and closes sockets. The dependent writes of a chat
+//! round share their fsyncs (each frame and answer waits for one barrier, unit-tested in
+//! `durable` and `hub`) instead of paying one each.
 
 mod common;
 
@@ -136,4 +138,58 @@ async fn sigterm_lets_a_request_under_way_finish() {
     let server = Server::start_in(dir.path(), &[]).await;
     let h = server.history(&s, "after=0").await;
     assert_eq!(h[0]["content"], "sent during shutdown", "{h:#?}");
+}
+
+/// `chat_local_db_fsyncs_total` of the server's `GET /metrics`.
+async fn fsyncs(server: &Server) -> u64 {
+    let text = server
+        .http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("chat_local_db_fsyncs_total "))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// A round writes six times (the message, its two jobs, `dispatched`, the reply, `answered`,
+/// the finished job), which cost six fsyncs when each write was fsync'd before it was
+/// answered. Now the writes behind one frame share its fsync: at most four per round (the
+/// ack, `dispatched`, the reply, and the finished job if it lands before an answer).
+#[tokio::test]
+async fn a_chat_round_fsyncs_once_per_frame_not_once_per_write() {
+    let (server, _dir) = Server::start(&[("CHAT_RATE_MESSAGES_PER_MINUTE", "1000")]).await;
+    let s = server.create_session().await;
+    let mut ws = server.connect(&s).await;
+    let round = |i: usize| json!({"action":"sendMessage","content":format!("turn {i}"),"clientMessageId":format!("t{i}")});
+    ws.send(round(0)).await;
+    ws.until("the first answer", |v| {
+        is_event(v, "status") && v["status"] == "answered"
+    })
+    .await;
+    let before = fsyncs(&server).await;
+    let rounds = 20;
+    for i in 1..=rounds {
+        ws.seen.clear();
+        ws.send(round(i)).await;
+        ws.until("answered", |v| {
+            is_event(v, "status") && v["status"] == "answered"
+        })
+        .await;
+    }
+    let spent = fsyncs(&server).await - before;
+    assert!(
+        spent <= 4 * rounds as u64,
+        "{spent} fsyncs for {rounds} rounds"
+    );
+    assert!(
+        spent >= rounds as u64,
+        "every round's ack was fsync'd: {spent}"
+    );
+    let h = server.history(&s, "after=0").await;
+    assert_eq!(h.len(), 2 * (rounds + 1), "every message and reply stored");
 }
