@@ -145,7 +145,7 @@ def budgets(rows):
     for p in peers:
         if floor:
             out.append((
-                f"peer {p['item'].split(':')[0]}",
+                p["item"].split(":")[0],
                 f"init {fmt(p['median'])} ms = {p['median'] / floor['median']:.2f}× floor",
                 "info",
             ))
