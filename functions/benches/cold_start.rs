@@ -1,4 +1,4 @@
-//! Cold starts of the six Lambda binaries: for each, `RUNS` fresh processes exec'd as Lambda
+//! Cold starts of the seven Lambda binaries: for each, `RUNS` fresh processes exec'd as Lambda
 //! execs them (cleared environment, the `AWS_LAMBDA_*` variables, a Runtime API server of this
 //! benchmark), each answering one real sample event of `events/` against the AWS emulator.
 //! The event is queued before `exec`, as on a cold start caused by an invocation; every answer
@@ -7,10 +7,14 @@
 //! the floor. Each function runs twice: with its secrets in plain environment variables, and
 //! with them read from SSM Parameter Store at cold start (`*_PARAM` variables naming
 //! SecureString parameters in the emulator; the production option, one `GetParameters` call).
+//! Then the peer: a Node.js 20 `$connect` handler doing our `connect`'s work with AWS SDK v3
+//! (`tests/bench-peer`, after `npm ci` there; left out with a note when it is not installed),
+//! exec'd the same way on the same connect events, its stored connection checked as ours.
 //! Prints, per binary: file size, and median and p99 of exec → first `next` (init), of exec →
 //! the answer posted (first response), and of a warm invocation.
 //!
-//! Binaries: `target/release` (next to this benchmark), or `CHAT_BENCH_BIN_DIR`.
+//! Binaries: `target/release` (next to this benchmark), or `CHAT_BENCH_BIN_DIR`;
+//! `CHAT_BENCH_ONLY=session,connect` boots only those functions (beside the peer and floor).
 //! Run with `tests/bench` (or `tests/bench-lambdas`), which builds them first.
 
 use chat_testkit::aws::emulator as common;
@@ -24,6 +28,21 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const RUNS: usize = 20;
+
+/// The Node.js peer's name in the table.
+const PEER: &str = "node20-connect (peer)";
+
+/// The peer's bootstrap, when its packages are installed (`npm ci` in `tests/bench-peer`).
+fn peer_bootstrap() -> Option<PathBuf> {
+    let dir = common::repo().join("tests/bench-peer");
+    if !dir.join("node_modules/@aws-sdk/client-dynamodb").is_dir() {
+        eprintln!(
+            "cold_start: the Node.js peer is left out: run `npm ci --prefix tests/bench-peer` first"
+        );
+        return None;
+    }
+    Some(dir.join("bootstrap"))
+}
 
 struct Ctx {
     fresh: common::Fresh,
@@ -74,17 +93,28 @@ async fn run() {
         None => own_profile_dir(),
     };
     let hint = "cargo build --release -p chat-functions --bins";
-    let mut bins: Vec<PathBuf> = FUNCTIONS.iter().map(|f| binary(&dir, f, hint)).collect();
+    // CHAT_BENCH_ONLY=session,connect: only those functions (beside the peer and the floor).
+    let only = std::env::var("CHAT_BENCH_ONLY").ok();
+    let functions: Vec<&str> = FUNCTIONS
+        .into_iter()
+        .filter(|f| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|x| x.trim() == *f))
+        })
+        .collect();
+    let mut bins: Vec<PathBuf> = functions.iter().map(|f| binary(&dir, f, hint)).collect();
     bins.push(binary(
         &dir.join("examples"),
         "hello_lambda",
         "cargo build --release -p chat-functions --example hello_lambda",
     ));
-    // Each function with plain secrets, then with secrets from SSM; the floor last.
-    let runs: Vec<(&str, bool, &PathBuf)> = FUNCTIONS
+    let peer = peer_bootstrap();
+    // Each function with plain secrets, then with secrets from SSM; the peer; the floor last.
+    let runs: Vec<(&str, bool, &PathBuf)> = functions
         .iter()
         .zip(&bins)
         .flat_map(|(f, b)| [(*f, false, b), (*f, true, b)])
+        .chain(peer.as_ref().map(|p| (PEER, false, p)))
         .chain([("hello_lambda", false, bins.last().unwrap())])
         .collect();
 
@@ -190,7 +220,7 @@ async fn run() {
             "ms",
             "",
         );
-        if !ssm {
+        if !ssm && function != PEER {
             bench_report::report("Release binary size", &function, mib, None, "MiB", "");
         }
     }
@@ -198,7 +228,8 @@ async fn run() {
         "init = exec -> first GET /invocation/next; answer = exec -> the response POSTed \
          (event queued before exec); warm = a second event to the same process, queued -> \
          answered; {RUNS} runs, p99 nearest-rank; ×floor = init p50 / hello_lambda init p50; \
-         (SSM) = secrets read from Parameter Store at init (one GetParameters to the emulator)"
+         (SSM) = secrets read from Parameter Store at init (one GetParameters to the emulator); \
+         {PEER} = tests/bench-peer (its size: the bootstrap script)"
     );
 }
 
@@ -234,6 +265,7 @@ async fn cold_start(
     let (warm_event, warm_expect) = prepare(function, run + 100_000, ctx).await;
     let mut env = match function {
         "hello_lambda" => lambda_base_env(function, &common::emulator().url),
+        PEER => function_env("connect", &ctx.fresh),
         f => function_env(f, &ctx.fresh),
     };
     if function == "dispatch" {
@@ -266,7 +298,27 @@ async fn cold_start(
         }
     }
     assert_no_secrets(function, &out);
+    if matches!(function, "connect" | PEER) {
+        // Both stored the connection, findable by its id.
+        for r in [run, run + 100_000] {
+            let conn = connection_id(function, r);
+            let item = lambda_support::partition(&ctx.fresh, &format!("CONN#{conn}")).await;
+            assert_eq!(
+                item.len(),
+                1,
+                "{function} did not store {conn}\noutput:\n{out}"
+            );
+        }
+    }
     (init, first, warm)
+}
+
+/// The WebSocket connection id of a connect run.
+fn connection_id(function: &str, run: usize) -> String {
+    match function {
+        PEER => format!("benchPeer{run}="),
+        _ => format!("benchConnect{run}="),
+    }
 }
 
 type Expect = Box<dyn Fn(&runtime_api::Outcome) -> Result<(), String>>;
@@ -286,7 +338,10 @@ fn status(want: i64) -> Expect {
 /// in-process on the same table), and the check of its answer.
 async fn prepare(function: &str, run: usize, ctx: &Ctx) -> (Value, Expect) {
     let app = &ctx.app;
-    let ip = format!("bench-{function}-{run}");
+    let ip = format!(
+        "bench-{}-{run}",
+        function.split(' ').next().unwrap_or(function)
+    );
     match function {
         "session" => {
             let mut e = event("session-create.json");
@@ -317,9 +372,9 @@ async fn prepare(function: &str, run: usize, ctx: &Ctx) -> (Value, Expect) {
                 status(200),
             )
         }
-        "connect" => {
+        "connect" | PEER => {
             let (id, token) = session_in_process(app, &ip).await;
-            let conn = format!("benchConnect{run}=");
+            let conn = connection_id(function, run);
             (connect_event(&id, &token, &conn), status(200))
         }
         "disconnect" => {

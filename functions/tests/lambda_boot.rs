@@ -329,6 +329,17 @@ async fn a_missing_variable_stops_the_cold_start_naming_it_without_secrets() {
     let mut env = env_of("dispatch");
     env.remove("CHAT_N8N_WEBHOOK_URL");
     assert_init_fails("dispatch", &env, "CHAT_N8N_WEBHOOK_URL").await;
+    // The SDK configuration comes from what Lambda sets, checked at init too (not at the
+    // first AWS call, as a provider chain would).
+    for variable in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        let mut env = env_of("connect");
+        env.remove(variable);
+        assert_init_fails("connect", &env, variable).await;
+    }
+    let mut env = env_of("session");
+    env.remove("AWS_REGION");
+    env.remove("AWS_DEFAULT_REGION");
+    assert_init_fails("session", &env, "AWS_REGION").await;
 }
 
 /// Stores `value` as a SecureString parameter `name` in the emulator.

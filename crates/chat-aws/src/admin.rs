@@ -78,7 +78,7 @@ impl Push for NoSockets {
 /// The service on the stack's table. `websocket_endpoint`: the WebSocket API's management
 /// endpoint (the stack's `WebSocketEndpoint`-style https URL), to close erased sessions' sockets.
 pub fn service(
-    sdk: &aws_config::SdkConfig,
+    sdk: &aws_types::SdkConfig,
     table: String,
     websocket_endpoint: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,

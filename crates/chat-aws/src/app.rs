@@ -1,7 +1,10 @@
 //! Everything a Lambda needs, built once per cold start from the environment.
 //!
-//! One `SdkConfig` is loaded (credentials, region, and `AWS_ENDPOINT_URL` for an emulator) and
-//! every client is built from it, so they share one HTTP client and TLS setup ([`https_client`]). The management
+//! One `SdkConfig` is built straight from what Lambda sets ([`lambda_sdk`]: region, the
+//! function role's credentials, and `AWS_ENDPOINT_URL` for an emulator), without
+//! `aws-config`'s provider chains (profile files, IMDS, SSO, STS: work and code a Lambda never
+//! needs), and every client is built from it, so they share one HTTP client and TLS setup
+//! ([`https_client`]). The management
 //! API client gets its endpoint from `WEBSOCKET_ENDPOINT`, which the template builds from the
 //! API id, region and stage. Secrets come from the environment or, where `*_PARAM` variables
 //! name them, from SSM Parameter Store in one call ([`crate::secrets`]). Missing or malformed
@@ -107,8 +110,30 @@ fn check_without_secrets(
 /// reqwest already brings for n8n, so a binary carries one TLS stack (the SDK's default,
 /// aws-lc, is not linked). It trusts the Mozilla root certificates compiled into the binary
 /// (as reqwest does), not the system's: reading the system's certificate folder was most of a
-/// cold start (4 to 10 ms of 7 to 11 ms on the benchmark machine).
+/// cold start (4 to 10 ms of 7 to 11 ms on the benchmark machine). It is built by the first
+/// request ([`LazyHttpsClient`]), not at cold start.
 pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    aws_sdk_dynamodb::config::SharedHttpClient::new(LazyHttpsClient::default())
+}
+
+/// The HTTPS client of [`https_client`], built (the roots turned into the PEM the SDK's trust
+/// store takes) when the first request asks for a connector: init does none of that work.
+#[derive(Debug, Default)]
+pub struct LazyHttpsClient(std::sync::OnceLock<aws_sdk_dynamodb::config::SharedHttpClient>);
+
+impl aws_sdk_dynamodb::config::HttpClient for LazyHttpsClient {
+    fn http_connector(
+        &self,
+        settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+        self.0
+            .get_or_init(build_https_client)
+            .http_connector(settings, components)
+    }
+}
+
+fn build_https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     use aws_smithy_http_client::tls;
     let mut roots = tls::TrustStore::empty().with_native_roots(false);
     for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
@@ -137,6 +162,57 @@ fn pem(der: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(b"-----END CERTIFICATE-----\n");
     out
+}
+
+/// The SDK configuration of a Lambda from its environment: the region (`AWS_REGION`, else
+/// `AWS_DEFAULT_REGION`), the execution role's credentials Lambda puts in `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` (they stay valid for the life of the
+/// execution environment), `AWS_ENDPOINT_URL` when set (the emulator), [`https_client`], and
+/// the retries and connect timeout `aws-config` would give (standard, 3 attempts; 3.1 s).
+/// Nothing is read from files or the network. A missing variable is named, never a value.
+pub fn lambda_sdk(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<aws_types::SdkConfig, ConfigError> {
+    use aws_sdk_dynamodb::config::{
+        BehaviorVersion, Credentials, Region, SharedCredentialsProvider, retry::RetryConfig,
+        timeout::TimeoutConfig,
+    };
+    let set = |k: &str| {
+        env(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let region = set("AWS_REGION")
+        .or_else(|| set("AWS_DEFAULT_REGION"))
+        .ok_or(ConfigError::Missing("AWS_REGION"))?;
+    let credentials = Credentials::new(
+        set("AWS_ACCESS_KEY_ID").ok_or(ConfigError::Missing("AWS_ACCESS_KEY_ID"))?,
+        set("AWS_SECRET_ACCESS_KEY").ok_or(ConfigError::Missing("AWS_SECRET_ACCESS_KEY"))?,
+        set("AWS_SESSION_TOKEN"),
+        None,
+        "lambda-environment",
+    );
+    let mut sdk = aws_types::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .http_client(https_client())
+        .retry_config(RetryConfig::standard())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_millis(3100))
+                .build(),
+        );
+    if let Some(url) = set("AWS_ENDPOINT_URL") {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(ConfigError::Invalid {
+                name: "AWS_ENDPOINT_URL",
+                expected: "an http:// or https:// URL",
+            });
+        }
+        sdk = sdk.endpoint_url(url);
+    }
+    Ok(sdk.build())
 }
 
 /// Why a cold start failed: a variable, or a secret parameter.
@@ -174,10 +250,7 @@ impl App {
         let wanted = secrets::wanted(&lookup)?;
         // Every other variable is checked before any AWS work.
         check_without_secrets(&lookup, &wanted)?;
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(https_client())
-            .load()
-            .await;
+        let sdk = lambda_sdk(&lookup)?;
         Self::from_lookup(&lookup, &sdk).await
     }
 
@@ -185,7 +258,7 @@ impl App {
     /// `sdk`, and builds the app (as [`App::from_env`] does, on another environment).
     pub async fn from_lookup(
         env: &dyn Fn(&str) -> Option<String>,
-        sdk: &aws_config::SdkConfig,
+        sdk: &aws_types::SdkConfig,
     ) -> Result<Self, StartError> {
         let wanted = secrets::wanted(env)?;
         let values = if wanted.is_empty() {
@@ -201,7 +274,7 @@ impl App {
     /// (tests record pushes with it).
     pub fn with_sdk(
         env: LambdaEnv,
-        sdk: &aws_config::SdkConfig,
+        sdk: &aws_types::SdkConfig,
         push: Option<Arc<dyn Push>>,
     ) -> Result<Self, ConfigError> {
         let store = Arc::new(DynamoStore::new(
@@ -302,5 +375,88 @@ impl App {
     pub fn with_retry(mut self, queue: Arc<SqsQueue>) -> Self {
         self.retry = Some(queue);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::config::ProvideCredentials;
+    use std::collections::HashMap;
+
+    const SECRET_KEY: &str = "secret-access-key-must-not-leak";
+
+    fn lambda_vars() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_DEFAULT_REGION", "us-east-2"),
+            ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLEKEY"),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_SESSION_TOKEN", "session-token-of-the-role"),
+        ])
+    }
+
+    fn sdk_of(vars: &HashMap<&str, &str>) -> Result<aws_types::SdkConfig, ConfigError> {
+        lambda_sdk(&|k| vars.get(k).map(|v| v.to_string()))
+    }
+
+    #[tokio::test]
+    async fn the_sdk_configuration_comes_from_the_lambda_environment() {
+        let sdk = sdk_of(&lambda_vars()).unwrap();
+        assert_eq!(sdk.region().unwrap().as_ref(), "eu-west-1");
+        assert_eq!(sdk.endpoint_url(), None);
+        let creds = sdk
+            .credentials_provider()
+            .expect("credentials")
+            .provide_credentials()
+            .await
+            .unwrap();
+        assert_eq!(creds.access_key_id(), "ASIAEXAMPLEKEY");
+        assert_eq!(creds.secret_access_key(), SECRET_KEY);
+        assert_eq!(creds.session_token(), Some("session-token-of-the-role"));
+        assert_eq!(sdk.retry_config().unwrap().max_attempts(), 3);
+        assert_eq!(
+            sdk.timeout_config().unwrap().connect_timeout(),
+            Some(std::time::Duration::from_millis(3100))
+        );
+
+        let mut vars = lambda_vars();
+        vars.remove("AWS_REGION");
+        vars.remove("AWS_SESSION_TOKEN");
+        vars.insert("AWS_ENDPOINT_URL", "http://127.0.0.1:5000");
+        let sdk = sdk_of(&vars).unwrap();
+        assert_eq!(sdk.region().unwrap().as_ref(), "us-east-2");
+        assert_eq!(sdk.endpoint_url(), Some("http://127.0.0.1:5000"));
+        let creds = sdk
+            .credentials_provider()
+            .unwrap()
+            .provide_credentials()
+            .await
+            .unwrap();
+        assert_eq!(creds.session_token(), None);
+    }
+
+    #[test]
+    fn a_missing_lambda_variable_is_named_without_values() {
+        for (missing, named) in [
+            (&["AWS_REGION", "AWS_DEFAULT_REGION"][..], "AWS_REGION"),
+            (&["AWS_ACCESS_KEY_ID"], "AWS_ACCESS_KEY_ID"),
+            (&["AWS_SECRET_ACCESS_KEY"], "AWS_SECRET_ACCESS_KEY"),
+        ] {
+            let mut vars = lambda_vars();
+            for k in missing {
+                vars.remove(k);
+            }
+            let text = sdk_of(&vars).unwrap_err().to_string();
+            assert_eq!(text, format!("{named} is required"));
+        }
+        let mut vars = lambda_vars();
+        vars.insert("AWS_ENDPOINT_URL", "127.0.0.1:5000");
+        let text = sdk_of(&vars).unwrap_err().to_string();
+        assert!(text.starts_with("AWS_ENDPOINT_URL must be"), "{text}");
+        assert!(
+            !text.contains(SECRET_KEY) && !text.contains("127.0.0.1"),
+            "{text}"
+        );
     }
 }
