@@ -235,6 +235,16 @@ async fn a_chat_round_writes_emf_lines_that_add_up_to_what_happened() {
             .await,
     );
     assert_eq!(status, 202, "{first}");
+    // The line is written before the answer is posted; the pipe from the process may deliver
+    // it to this test a moment after the answer (bounded wait, before the next invocation).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !emf_lines(&send.output())
+        .iter()
+        .any(|l| l["chat_messages_total"] == json!(1))
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let flushed = emf_lines(&send.output());
     assert!(
         flushed.iter().any(|l| l["chat_messages_total"] == json!(1)),
