@@ -341,16 +341,7 @@ impl Store for DynamoStore {
                 .expression_attribute_names("#data", "data")
                 .expression_attribute_values(":c", s("")),
         };
-        match req.send().await {
-            Ok(out) => out.attributes.map(|a| message_of(&a)).transpose(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(sdk_err(e)),
-        }
+        updated_message(req.send().await)
     }
 
     async fn list_changed(
@@ -429,16 +420,7 @@ impl Store for DynamoStore {
         for (name, st) in names.iter().zip(&lower) {
             req = req.expression_attribute_values(name, s(st.as_str()));
         }
-        match req.send().await {
-            Ok(out) => out.attributes.map(|a| message_of(&a)).transpose(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(sdk_err(e)),
-        }
+        updated_message(req.send().await)
     }
 
     async fn mark_read(
@@ -1154,5 +1136,27 @@ fn tat_attribute(bucket: chat_core::model::SessionBucket) -> &'static str {
     match bucket {
         chat_core::model::SessionBucket::Messages => "tatMessages",
         chat_core::model::SessionBucket::Webhook => "tatWebhook",
+    }
+}
+
+/// The message a conditional `UpdateItem` returned (`ReturnValues` ALL_NEW), or `None` when
+/// its condition failed (no such message, or not in a state the update allows).
+fn updated_message(
+    result: Result<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+        >,
+    >,
+) -> Result<Option<Message>, StoreError> {
+    match result {
+        Ok(out) => out.attributes.map(|a| message_of(&a)).transpose(),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(sdk_err(e)),
     }
 }
